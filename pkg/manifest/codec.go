@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,16 +16,20 @@ import (
 
 // Layout constants; docs/design.md describes every field.
 const (
-	tagFile    = 'F'
-	tagEnd     = 'E'
-	passLen    = 1 + 6*8
-	statLen    = 4 * 8
+	tagFile = 'F'
+	tagEnd  = 'E'
+	passLen = 1 + 6*8
+	statLen = 4 * 8
+	verLen  = 16
+	// HeaderSize is the fixed size of the header. It is rewritten when the
+	// manifest is committed, once the pass knows its statistics.
+	HeaderSize = 74 + MaxPasses*passLen + 8
 	maxPathLen = 4096
-	maxVerLen  = 64
 	// maxBodyLen bounds one record so that a damaged length cannot make the
 	// reader allocate without limit: 256 MiB holds the hashes of a 64 GiB
 	// file at 4 KiB blocks.
 	maxBodyLen = 256 << 20
+	minBodyLen = 2 + 1 + 4 + 2*statLen + 8 + 4
 )
 
 var le = binary.LittleEndian
@@ -33,25 +38,73 @@ func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 }
 
-// appendHeader encodes h, including its checksum.
-func appendHeader(b []byte, h *Header) []byte {
-	start := len(b)
+// encodeHeader returns the HeaderSize bytes of h; recordsSum is the checksum
+// of everything after the header.
+func encodeHeader(h *Header, recordsSum uint64) []byte {
+	b := make([]byte, 0, HeaderSize)
 	b = append(b, magic...)
 	b = le.AppendUint16(b, Version)
 	b = le.AppendUint16(b, h.Flags)
 	b = le.AppendUint32(b, h.BlockSize)
 	b = le.AppendUint64(b, h.SystemIdentifier)
 	b = le.AppendUint64(b, uint64(h.Created))
-	b = le.AppendUint16(b, uint16(len(h.PGVersion)))
-	b = append(b, h.PGVersion...)
+	var ver [verLen]byte
+	copy(ver[:], h.PGVersion)
+	b = append(b, ver[:]...)
+	b = le.AppendUint64(b, h.Files)
+	b = le.AppendUint64(b, h.Bytes)
+	b = le.AppendUint64(b, recordsSum)
 	b = le.AppendUint16(b, uint16(len(h.Passes)))
-	for _, p := range h.Passes {
+	for i := range MaxPasses {
+		var p Pass
+		if i < len(h.Passes) {
+			p = h.Passes[i]
+		}
 		b = append(b, byte(p.Kind))
 		for _, v := range []int64{p.Started, p.Finished, p.BytesRead, p.BytesWritten, p.FilesChanged, p.FilesDeleted} {
 			b = le.AppendUint64(b, uint64(v))
 		}
 	}
-	return le.AppendUint64(b, xxh3.Hash(b[start:]))
+	return le.AppendUint64(b, xxh3.Hash(b))
+}
+
+// decodeHeader parses and checks a header; it returns the records checksum.
+func decodeHeader(b []byte) (Header, uint64, error) {
+	var h Header
+	if len(b) < len(magic)+2 || string(b[:len(magic)]) != magic {
+		return h, 0, corrupt("not a pgtwopass manifest (bad magic)")
+	}
+	if v := le.Uint16(b[8:]); v != Version {
+		return h, 0, fmt.Errorf("%w: written as version %d, this pgtwopass reads version %d", ErrVersion, v, Version)
+	}
+	if len(b) != HeaderSize {
+		return h, 0, corrupt("truncated header")
+	}
+	if le.Uint64(b[HeaderSize-8:]) != xxh3.Hash(b[:HeaderSize-8]) {
+		return h, 0, corrupt("header checksum mismatch")
+	}
+	h.Flags = le.Uint16(b[10:])
+	h.BlockSize = le.Uint32(b[12:])
+	h.SystemIdentifier = le.Uint64(b[16:])
+	h.Created = int64(le.Uint64(b[24:]))
+	h.PGVersion = string(bytes.TrimRight(b[32:32+verLen], "\x00"))
+	h.Files = le.Uint64(b[48:])
+	h.Bytes = le.Uint64(b[56:])
+	sum := le.Uint64(b[64:])
+	np := int(le.Uint16(b[72:]))
+	if np > MaxPasses {
+		return h, 0, corrupt("%d passes recorded", np)
+	}
+	h.Passes = make([]Pass, np)
+	for i := range h.Passes {
+		p := b[74+i*passLen:]
+		v := func(k int) int64 { return int64(le.Uint64(p[1+8*k:])) }
+		h.Passes[i] = Pass{Kind: PassKind(p[0]), Started: v(0), Finished: v(1), BytesRead: v(2), BytesWritten: v(3), FilesChanged: v(4), FilesDeleted: v(5)}
+	}
+	if !ValidBlockSize(int(h.BlockSize)) {
+		return h, 0, corrupt("block size %d", h.BlockSize)
+	}
+	return h, sum, nil
 }
 
 func appendStat(b []byte, s Stat) []byte {
@@ -102,29 +155,25 @@ type Writer struct {
 	buf     []byte
 	last    string
 	count   uint64
+	bytes   uint64
 	err     error
 }
 
-// Create starts a manifest that will replace path when committed.
-func Create(path string, h Header) (*Writer, error) {
-	if !ValidBlockSize(int(h.BlockSize)) {
-		return nil, fmt.Errorf("invalid block size %d", h.BlockSize)
-	}
-	if len(h.PGVersion) > maxVerLen {
-		return nil, fmt.Errorf("PG_VERSION %q is too long", h.PGVersion)
-	}
-	if len(h.Passes) > MaxPasses {
-		h.Passes = h.Passes[len(h.Passes)-MaxPasses:]
+// Create starts a manifest that will replace path when committed. Records
+// must hold one hash per blockSize bytes.
+func Create(path string, blockSize int) (*Writer, error) {
+	if !ValidBlockSize(blockSize) {
+		return nil, fmt.Errorf("invalid block size %d", blockSize)
 	}
 	pf, err := renameio.NewPendingFile(path, renameio.WithTempDir(filepath.Dir(path)), renameio.WithPermissions(0o600))
 	if err != nil {
 		return nil, fmt.Errorf("failed to create manifest: %w", err)
 	}
-	w := &Writer{path: path, blockSize: int(h.BlockSize), pending: pf, bw: bufio.NewWriterSize(pf, 1<<20), sum: xxh3.New()}
-	w.write(appendHeader(nil, &h))
-	if w.err != nil {
+	w := &Writer{path: path, blockSize: blockSize, pending: pf, bw: bufio.NewWriterSize(pf, 1<<20), sum: xxh3.New()}
+	// The header's place; Commit writes it.
+	if _, err := w.bw.Write(make([]byte, HeaderSize)); err != nil {
 		pf.Cleanup()
-		return nil, w.err
+		return nil, fmt.Errorf("failed to write manifest: %w", err)
 	}
 	return w, nil
 }
@@ -157,29 +206,42 @@ func (w *Writer) Add(f *File) error {
 	w.write(w.buf)
 	w.last = f.Path
 	w.count++
+	w.bytes += uint64(f.Dest.Size)
 	return w.err
 }
 
-// Commit writes the trailer, makes the manifest durable (fsync of the file,
-// rename over the old one, fsync of the directory) and closes the Writer.
-func (w *Writer) Commit() error {
-	if w.err != nil {
+// Commit writes the end of the records and the header h (with Files and
+// Bytes set from the records), makes the manifest durable (fsync of the
+// file, rename over the old one, fsync of the directory) and closes the
+// Writer. On error the old manifest is left as it was.
+func (w *Writer) Commit(h Header) error {
+	if h.BlockSize != uint32(w.blockSize) {
 		w.Abort()
-		return w.err
+		return fmt.Errorf("manifest: header block size %d, records written with %d", h.BlockSize, w.blockSize)
 	}
-	b := append([]byte{tagEnd}, le.AppendUint64(nil, w.count)...)
-	w.write(b)
-	if w.err == nil {
-		w.write(le.AppendUint64(nil, w.sum.Sum64()))
+	if len(h.PGVersion) > verLen {
+		w.Abort()
+		return fmt.Errorf("manifest: PG_VERSION %q is too long", h.PGVersion)
 	}
+	if len(h.Passes) > MaxPasses {
+		h.Passes = h.Passes[len(h.Passes)-MaxPasses:]
+	}
+	h.Files, h.Bytes = w.count, w.bytes
+	w.write([]byte{tagEnd})
 	if w.err == nil {
 		if err := w.bw.Flush(); err != nil {
 			w.err = fmt.Errorf("failed to write manifest: %w", err)
 		}
 	}
+	if w.err == nil {
+		if _, err := w.pending.WriteAt(encodeHeader(&h, w.sum.Sum64()), 0); err != nil {
+			w.err = fmt.Errorf("failed to write manifest header: %w", err)
+		}
+	}
 	if w.err != nil {
+		err := w.err
 		w.Abort()
-		return w.err
+		return err
 	}
 	if err := w.pending.CloseAtomicallyReplace(); err != nil {
 		w.Abort()
@@ -217,14 +279,16 @@ type Reader struct {
 	Header Header
 
 	// state
-	closer io.Closer
-	br     *bufio.Reader
-	sum    *xxh3.Hasher // of every byte so far, for the trailer
-	recSum *xxh3.Hasher // of the current record
-	buf    []byte
-	last   string
-	count  uint64
-	done   bool
+	closer     io.Closer
+	br         *bufio.Reader
+	recordsSum uint64       // from the header
+	sum        *xxh3.Hasher // of every byte after the header so far
+	recSum     *xxh3.Hasher // of the current record
+	buf        []byte
+	last       string
+	count      uint64
+	bytes      uint64
+	done       bool
 }
 
 // Open opens the manifest at path and reads its header. A missing file is
@@ -253,11 +317,16 @@ func ReadHeader(path string) (Header, error) {
 	return r.Header, nil
 }
 
-// NewReader reads a header from r and returns a Reader positioned at the
-// first record.
+// NewReader reads and checks a header from r and returns a Reader
+// positioned at the first record.
 func NewReader(r io.Reader) (*Reader, error) {
-	mr := &Reader{br: bufio.NewReaderSize(r, 1<<20), sum: xxh3.New(), recSum: xxh3.New()}
-	if err := mr.readHeader(); err != nil {
+	mr := &Reader{br: bufio.NewReaderSize(r, 256<<10), sum: xxh3.New(), recSum: xxh3.New()}
+	b := make([]byte, HeaderSize)
+	n, err := io.ReadFull(mr.br, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("failed to read manifest: %w", err)
+	}
+	if mr.Header, mr.recordsSum, err = decodeHeader(b[:n]); err != nil {
 		return nil, err
 	}
 	return mr, nil
@@ -288,65 +357,9 @@ func (r *Reader) read(n int) ([]byte, error) {
 	return b, nil
 }
 
-func (r *Reader) readHeader() error {
-	b, err := r.read(len(magic) + 2)
-	if err != nil {
-		return err
-	}
-	if string(b[:len(magic)]) != magic {
-		return corrupt("not a pgtwopass manifest (bad magic)")
-	}
-	if v := le.Uint16(b[len(magic):]); v != Version {
-		return fmt.Errorf("%w: written as version %d, this pgtwopass reads version %d", ErrVersion, v, Version)
-	}
-	hdr := append([]byte(nil), b...)
-	if b, err = r.read(2 + 4 + 8 + 8 + 2); err != nil {
-		return err
-	}
-	hdr = append(hdr, b...)
-	h := &r.Header
-	h.Flags = le.Uint16(b)
-	h.BlockSize = le.Uint32(b[2:])
-	h.SystemIdentifier = le.Uint64(b[6:])
-	h.Created = int64(le.Uint64(b[14:]))
-	n := int(le.Uint16(b[22:]))
-	if n > maxVerLen {
-		return corrupt("PG_VERSION length %d", n)
-	}
-	if b, err = r.read(n + 2); err != nil {
-		return err
-	}
-	hdr = append(hdr, b...)
-	h.PGVersion = string(b[:n])
-	np := int(le.Uint16(b[n:]))
-	if np > MaxPasses {
-		return corrupt("%d passes recorded", np)
-	}
-	if b, err = r.read(np * passLen); err != nil {
-		return err
-	}
-	hdr = append(hdr, b...)
-	h.Passes = make([]Pass, np)
-	for i := range h.Passes {
-		p := b[i*passLen:]
-		v := func(k int) int64 { return int64(le.Uint64(p[1+8*k:])) }
-		h.Passes[i] = Pass{Kind: PassKind(p[0]), Started: v(0), Finished: v(1), BytesRead: v(2), BytesWritten: v(3), FilesChanged: v(4), FilesDeleted: v(5)}
-	}
-	if b, err = r.read(8); err != nil {
-		return err
-	}
-	if le.Uint64(b) != xxh3.Hash(hdr) {
-		return corrupt("header checksum mismatch")
-	}
-	if !ValidBlockSize(int(h.BlockSize)) {
-		return corrupt("block size %d", h.BlockSize)
-	}
-	return nil
-}
-
-// Next returns the next record. After the last one it verifies the trailer
-// and returns io.EOF; a damaged or truncated manifest returns an error
-// wrapping ErrCorrupt, and the Reader must not be used further.
+// Next returns the next record. After the last one it checks the end of the
+// manifest and returns io.EOF; a damaged or truncated manifest returns an
+// error wrapping ErrCorrupt, and the Reader must not be used further.
 func (r *Reader) Next() (*File, error) {
 	if r.done {
 		return nil, io.EOF
@@ -357,16 +370,19 @@ func (r *Reader) Next() (*File, error) {
 	}
 	switch b[0] {
 	case tagEnd:
-		return nil, r.readTrailer()
+		return nil, r.readEnd()
 	case tagFile:
 	default:
 		return nil, corrupt("unknown record tag %#x after %d records", b[0], r.count)
+	}
+	if r.count >= r.Header.Files {
+		return nil, corrupt("more records than the %d the header counts", r.Header.Files)
 	}
 	if b, err = r.read(4); err != nil {
 		return nil, err
 	}
 	n := int(le.Uint32(b))
-	if n > maxBodyLen || n < 2+4+2*statLen+8+4 {
+	if n > maxBodyLen || n < minBodyLen {
 		return nil, corrupt("record length %d after %d records", n, r.count)
 	}
 	r.recSum.Reset()
@@ -386,6 +402,7 @@ func (r *Reader) Next() (*File, error) {
 	}
 	r.last = f.Path
 	r.count++
+	r.bytes += uint64(f.Dest.Size)
 	return f, nil
 }
 
@@ -405,7 +422,7 @@ func (r *Reader) decodeFile(body []byte) (*File, error) {
 	if nb != (len(body)-fixed)/16 || (len(body)-fixed)%16 != 0 {
 		return nil, corrupt("record %d (%s): %d hashes in %d bytes", r.count+1, f.Path, nb, len(body)-fixed)
 	}
-	if nb != NumBlocks(f.Dest.Size, int(r.Header.BlockSize)) {
+	if f.Dest.Size < 0 || nb != NumBlocks(f.Dest.Size, int(r.Header.BlockSize)) {
 		return nil, corrupt("record %d (%s): %d hashes for %d bytes", r.count+1, f.Path, nb, f.Dest.Size)
 	}
 	if r.count > 0 && ComparePaths(r.last, f.Path) >= 0 {
@@ -420,24 +437,15 @@ func (r *Reader) decodeFile(body []byte) (*File, error) {
 	return f, nil
 }
 
-func (r *Reader) readTrailer() error {
-	b, err := r.read(8)
-	if err != nil {
-		return err
+func (r *Reader) readEnd() error {
+	switch {
+	case r.sum.Sum64() != r.recordsSum:
+		return corrupt("records checksum mismatch")
+	case r.count != r.Header.Files || r.bytes != r.Header.Bytes:
+		return corrupt("header counts %d files and %d bytes, records hold %d and %d", r.Header.Files, r.Header.Bytes, r.count, r.bytes)
 	}
-	if n := le.Uint64(b); n != r.count {
-		return corrupt("trailer counts %d records, read %d", n, r.count)
-	}
-	want := r.sum.Sum64()
-	if b, err = r.read(8); err != nil {
-		return err
-	}
-	if le.Uint64(b) != want {
-		return corrupt("file checksum mismatch")
-	}
-	// Nothing may follow the trailer.
 	if _, err := r.br.ReadByte(); err != io.EOF {
-		return corrupt("data after the trailer")
+		return corrupt("data after the end of the records")
 	}
 	r.done = true
 	return io.EOF

@@ -131,6 +131,10 @@ type Header struct {
 	Created int64
 	// Passes holds the newest passes, oldest first, at most MaxPasses.
 	Passes []Pass
+	// Files and Bytes count the records and their Dest.Size. Writer.Commit
+	// sets them.
+	Files uint64
+	Bytes uint64
 }
 
 // ColdComplete reports whether a completed cold pass wrote the manifest.

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/zeebo/xxh3"
 )
 
 func sampleHeader() Header {
@@ -40,7 +41,7 @@ func sampleFiles() []*File {
 func writeManifest(t testing.TB, dir string, h Header, files []*File) string {
 	t.Helper()
 	path := filepath.Join(dir, FileName)
-	w, err := Create(path, h)
+	w, err := Create(path, int(h.BlockSize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func writeManifest(t testing.TB, dir string, h Header, files []*File) string {
 			t.Fatal(err)
 		}
 	}
-	if err := w.Commit(); err != nil {
+	if err := w.Commit(h); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -77,6 +78,10 @@ func TestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	h, files := sampleHeader(), sampleFiles()
 	path := writeManifest(t, dir, h, files)
+	h.Files = uint64(len(files))
+	for _, f := range files {
+		h.Bytes += uint64(f.Dest.Size)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +107,7 @@ func TestCommitReplacesAtomicallyAndAbortKeepsOld(t *testing.T) {
 	path := writeManifest(t, dir, sampleHeader(), sampleFiles())
 	before, _ := os.ReadFile(path)
 
-	w, err := Create(path, sampleHeader())
+	w, err := Create(path, 8192)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +172,7 @@ func TestVersionMismatch(t *testing.T) {
 
 func TestWriterRefusesOutOfOrderAndBadHashCount(t *testing.T) {
 	dir := t.TempDir()
-	w, err := Create(filepath.Join(dir, FileName), sampleHeader())
+	w, err := Create(filepath.Join(dir, FileName), 8192)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,11 +229,12 @@ func FuzzReader(f *testing.F) {
 		}
 		// Whatever the reader accepts must re-encode to the same bytes.
 		var out bytes.Buffer
-		out.Write(appendHeader(nil, &h))
 		for _, f := range files {
 			out.Write(appendFile(nil, f))
 		}
-		if !bytes.HasPrefix(b, out.Bytes()) {
+		out.WriteByte(tagEnd)
+		hdr := encodeHeader(&h, xxh3.Hash(out.Bytes()))
+		if !bytes.Equal(b, append(hdr, out.Bytes()...)) {
 			t.Fatalf("accepted manifest does not re-encode to its own bytes")
 		}
 	})

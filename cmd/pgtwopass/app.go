@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
+)
+
+// Exit codes, documented in every command's help (exitStatusHelp).
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitBadInput    = 2
+	exitBudget      = 3
+	exitDifferences = 4
+)
+
+const exitStatusHelp = `EXIT STATUS:
+   0  success
+   1  failure (the message says what failed and in what state it left SRC and DEST)
+   2  bad usage or bad input: nothing was changed
+   3  the downtime budget cannot be met: the server was not stopped
+   4  verify found differences between SRC and DEST`
+
+// usageError is a command line that does not parse.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// exitCode maps an error to the process's exit status: the one table.
+func exitCode(err error) int {
+	var usage *usageError
+	var input *pgsync.InputError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &usage), errors.As(err, &input):
+		return exitBadInput
+	case errors.Is(err, pgsync.ErrDifferences):
+		return exitDifferences
+	}
+	return exitFailure
+}
+
+func hintFor(err error) string {
+	var usage *usageError
+	var input *pgsync.InputError
+	switch {
+	case errors.As(err, &input):
+		return input.Hint
+	case errors.As(err, &usage):
+		return "see 'pgtwopass --help' and 'pgtwopass COMMAND --help'"
+	case errors.Is(err, pgsync.ErrInterrupted):
+		return "the copy is left unsealed and cannot be started; run the same command again to finish it"
+	}
+	return ""
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:  "pgtwopass",
+		Usage: "copy a PostgreSQL data directory with the shortest possible downtime",
+		Description: `pgtwopass copies a data directory in two kinds of pass. Live passes run while the
+server runs and copy what changed since the last pass. The cold pass runs with the
+server stopped: it reads every source block, compares it with the manifest of block
+hashes kept in DEST/.pgtwopass, and writes only the blocks that changed. Only a copy
+finished by a cold pass can be started: global/pg_control goes in last (the seal).
+
+A maintenance window:
+   pgtwopass prepare /var/lib/postgresql/15/main /mnt/new/main   # any time, repeatable
+   pgtwopass finish --restart /var/lib/postgresql/15/main /mnt/new/main
+
+` + exitStatusHelp,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		HideHelpCommand:      true,
+		EnableBashCompletion: false,
+		Commands: []*cli.Command{
+			prepareCommand(), finishCommand(), syncCommand(), verifyCommand(), statusCommand(),
+		},
+		OnUsageError: onUsageError,
+		ExitErrHandler: func(*cli.Context, error) {
+			// run() reports errors and picks the exit status.
+		},
+	}
+	for _, c := range app.Commands {
+		c.OnUsageError = onUsageError
+		c.Description = strings.TrimSpace(c.Description) + "\n\n" + exitStatusHelp
+	}
+	return app
+}
+
+func onUsageError(_ *cli.Context, err error, _ bool) error { return &usageError{err} }
+
+// run runs the command line and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := newApp(stdout, stderr).RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	if !errors.Is(err, pgsync.ErrDifferences) {
+		fmt.Fprintf(stderr, "pgtwopass: error: %v\n", err)
+		if hint := hintFor(err); hint != "" {
+			fmt.Fprintf(stderr, "pgtwopass: hint: %s\n", hint)
+		}
+	}
+	return exitCode(err)
+}
+
+// twoArgs returns SRC and DEST.
+func twoArgs(c *cli.Context) (string, string, error) {
+	if c.NArg() != 2 {
+		return "", "", usagef("%s needs two arguments, SRC and DEST; got %d", c.Command.Name, c.NArg())
+	}
+	return c.Args().Get(0), c.Args().Get(1), nil
+}

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
+)
+
+func finishCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "finish",
+		Usage:     "CHECKPOINT, stop the server, cold pass, seal the copy",
+		ArgsUsage: "SRC DEST",
+		Description: `finish issues a CHECKPOINT, stops the server (pg_ctl stop -m fast, as the data
+directory's owner; or --systemd-unit, --stop-command), checks that pg_controldata says
+"shut down", then runs the cold pass: every source block is read and hashed and
+compared with the manifest, and only changed blocks are written. Everything is
+fsynced, then global/pg_control is installed last: the copy is sealed and can be
+started. The downtime is one read of the source plus the changed blocks.
+DEST may be missing or empty (a full cold copy). With --restart the server is
+started again afterwards, also when the cold pass failed.`,
+		Flags:  append(passFlags(), serverFlags()...),
+		Action: runFinish,
+	}
+}
+
+func runFinish(c *cli.Context) error {
+	out, err := newOutput(c)
+	if err != nil {
+		return err
+	}
+	o, err := passOptions(c, out.obs)
+	if err != nil {
+		return out.done(nil, err)
+	}
+	res, err := pgsync.Finish(c.Context, o, serverOptions(c))
+	return out.done(res, err)
+}

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
+)
+
+func syncCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "sync",
+		Usage:     "prepare, then finish",
+		ArgsUsage: "SRC DEST",
+		Description: `sync runs a live pass while the server runs, then finish: CHECKPOINT, stop, cold
+pass, seal (and with --restart, start the server again). The live pass leaves little
+for the cold pass, so the downtime is short. It takes the flags of prepare and finish.`,
+		Flags:  append(passFlags(), serverFlags()...),
+		Action: runSync,
+	}
+}
+
+func runSync(c *cli.Context) error {
+	out, err := newOutput(c)
+	if err != nil {
+		return err
+	}
+	o, err := passOptions(c, out.obs)
+	if err != nil {
+		return out.done(nil, err)
+	}
+	res, err := pgsync.Sync(c.Context, o, serverOptions(c))
+	return out.done(res, err)
+}

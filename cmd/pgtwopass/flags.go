@@ -1,0 +1,72 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
+)
+
+func commonFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "workers that read, hash and write (default: one per CPU)"},
+		&cli.IntFlag{Name: "block-size", Usage: "bytes per block: a power of two from 4096 to 16777216 (default: the copy's, else 8192, PostgreSQL's page size)"},
+		&cli.StringSliceFlag{Name: "exclude", Usage: "leave out entries matching `PATTERN` (shell glob; without a slash it matches names at any depth), on top of the default excludes"},
+		&cli.BoolFlag{Name: "json", Usage: "print one JSON object with the results on stdout at the end"},
+		&cli.StringFlag{Name: "log-format", Usage: "`console` or json (default: console on a terminal, json otherwise)"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log every file changed or deleted"},
+	}
+}
+
+func passFlags() []cli.Flag {
+	return append(commonFlags(),
+		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "check everything and report what would be read and deleted, from file stats alone; change nothing, stop nothing"},
+	)
+}
+
+func serverFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "no-stop", Usage: "the server must already be stopped: check it, stop nothing"},
+		&cli.StringFlag{Name: "stop-command", Usage: "stop the server with `CMD` (run by /bin/sh) instead of pg_ctl stop -m fast"},
+		&cli.StringFlag{Name: "start-command", Usage: "start the server with `CMD` (run by /bin/sh) instead of pg_ctl start"},
+		&cli.StringFlag{Name: "systemd-unit", Usage: "stop and start the server with systemctl stop/start `UNIT`"},
+		&cli.BoolFlag{Name: "restart", Usage: "start the source server again after the cold pass, also when it failed"},
+		&cli.StringFlag{Name: "dsn", Usage: "connect here for the CHECKPOINT before the stop (default: from SRC/postmaster.pid, as the data directory's owner)"},
+		&cli.StringFlag{Name: "start-log", Usage: "server log `FILE` when pgtwopass starts the server with pg_ctl (default: in the temporary directory)"},
+		&cli.BoolFlag{Name: "allow-crashed", Usage: "copy a cluster that was not shut down cleanly (it runs crash recovery when the copy starts)"},
+	}
+}
+
+func passOptions(c *cli.Context, obs pgsync.Observer) (pgsync.Options, error) {
+	src, dst, err := twoArgs(c)
+	if err != nil {
+		return pgsync.Options{}, err
+	}
+	if c.IsSet("jobs") && c.Int("jobs") < 1 {
+		return pgsync.Options{}, &pgsync.InputError{What: "invalid --jobs " + c.String("jobs"), Hint: "use --jobs 1 or more"}
+	}
+	if c.IsSet("block-size") && c.Int("block-size") == 0 {
+		return pgsync.Options{}, &pgsync.InputError{What: "invalid block size 0", Hint: "use a power of two from 4096 to 16777216, e.g. --block-size 8192"}
+	}
+	return pgsync.Options{
+		Source:       src,
+		Dest:         dst,
+		BlockSize:    c.Int("block-size"),
+		Jobs:         c.Int("jobs"),
+		Excludes:     c.StringSlice("exclude"),
+		DryRun:       c.Bool("dry-run"),
+		AllowCrashed: c.Bool("allow-crashed"),
+		Observer:     obs,
+	}, nil
+}
+
+func serverOptions(c *cli.Context) pgsync.ServerOptions {
+	return pgsync.ServerOptions{
+		NoStop:       c.Bool("no-stop"),
+		StopCommand:  c.String("stop-command"),
+		StartCommand: c.String("start-command"),
+		SystemdUnit:  c.String("systemd-unit"),
+		Restart:      c.Bool("restart"),
+		DSN:          c.String("dsn"),
+		StartLog:     c.String("start-log"),
+	}
+}

@@ -1,0 +1,18 @@
+// Command pgtwopass copies a PostgreSQL data directory with the shortest
+// possible downtime: live passes while the server runs, then a cold pass
+// with the server stopped that writes only the blocks that changed.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
+
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
+)
+
+// newLogger logs to stderr: human-readable on a terminal, JSON otherwise
+// (journald and log shippers keep it), or as --log-format says.
+func newLogger(c *cli.Context) (*zap.Logger, error) {
+	format := c.String("log-format")
+	if format == "" {
+		format = "json"
+		if f, ok := c.App.ErrWriter.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "console"
+		}
+	}
+	level := zap.InfoLevel
+	if c.Bool("verbose") {
+		level = zap.DebugLevel
+	}
+	var enc zapcore.Encoder
+	switch format {
+	case "console":
+		cfg := zap.NewDevelopmentEncoderConfig()
+		cfg.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+		cfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		cfg.CallerKey, cfg.StacktraceKey, cfg.NameKey = "", "", ""
+		enc = zapcore.NewConsoleEncoder(cfg)
+	case "json":
+		cfg := zap.NewProductionEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		cfg.CallerKey, cfg.StacktraceKey = "", ""
+		enc = zapcore.NewJSONEncoder(cfg)
+	default:
+		return nil, usagef("--log-format must be console or json, not %q", format)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(c.App.ErrWriter), level)), nil
+}
+
+// logObserver renders the engine's events as log lines, and its progress as
+// a log line every progressEvery while a pass runs.
+type logObserver struct {
+	log           *zap.Logger
+	read, written atomic.Int64
+	stop          chan struct{}
+	downSince     atomic.Int64 // Unix ns when the server went down; 0 while up
+}
+
+const progressEvery = 10 * time.Second
+
+func newLogObserver(log *zap.Logger) *logObserver {
+	return &logObserver{log: log}
+}
+
+func (o *logObserver) Progress(read, written int64) {
+	o.read.Add(read)
+	o.written.Add(written)
+}
+
+func (o *logObserver) Event(e pgsync.Event) {
+	switch e.Kind {
+	case pgsync.PassStarted:
+		o.read.Store(0)
+		o.written.Store(0)
+		o.log.Info(e.Pass.String()+" pass started", zap.Int64("source_bytes", e.Total))
+		o.stopTicker()
+		o.stop = make(chan struct{})
+		go o.tick(e.Pass, e.Total, o.stop)
+	case pgsync.PassFinished:
+		o.stopTicker()
+		s := e.Stats
+		o.log.Info(e.Pass.String()+" pass finished",
+			zap.Float64("seconds", s.Duration().Seconds()),
+			zap.Int64("bytes_read", s.BytesRead), zap.Int64("bytes_written", s.BytesWritten),
+			zap.Int64("files_examined", s.FilesExamined), zap.Int64("files_skipped", s.FilesSkipped),
+			zap.Int64("files_changed", s.FilesChanged), zap.Int64("files_deleted", s.FilesDeleted),
+			zap.Bool("dry_run", s.DryRun))
+	case pgsync.Step:
+		switch e.Msg {
+		case "server stopped":
+			o.downSince.Store(time.Now().UnixNano())
+		case "server started":
+			o.downSince.Store(0)
+		}
+		o.log.Info(e.Msg)
+	case pgsync.Warning:
+		o.log.Warn(e.Msg, fieldsFor(e)...)
+	case pgsync.FileChanged:
+		o.log.Debug("changed", fieldsFor(e)...)
+	case pgsync.FileDeleted:
+		o.log.Debug("deleted", fieldsFor(e)...)
+	}
+}
+
+func fieldsFor(e pgsync.Event) []zap.Field {
+	var f []zap.Field
+	if e.Path != "" {
+		f = append(f, zap.String("path", e.Path))
+	}
+	if e.Msg != "" && (e.Kind == pgsync.FileChanged || e.Kind == pgsync.FileDeleted) {
+		f = append(f, zap.String("note", e.Msg))
+	}
+	return f
+}
+
+func (o *logObserver) tick(kind manifest.PassKind, total int64, stop chan struct{}) {
+	t := time.NewTicker(progressEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			f := []zap.Field{zap.Int64("bytes_read", o.read.Load()), zap.Int64("bytes_written", o.written.Load()), zap.Int64("source_bytes", total)}
+			if ns := o.downSince.Load(); ns != 0 {
+				f = append(f, zap.Float64("server_down_seconds", time.Since(time.Unix(0, ns)).Seconds()))
+			}
+			o.log.Info(kind.String()+" pass progress", f...)
+		}
+	}
+}
+
+func (o *logObserver) stopTicker() {
+	if o.stop != nil {
+		close(o.stop)
+		o.stop = nil
+	}
+}
+
+// passJSON and summaryJSON are the --json output of prepare, finish and sync.
+type passJSON struct {
+	Kind          string  `json:"kind"`
+	BytesRead     int64   `json:"bytes_read"`
+	BytesWritten  int64   `json:"bytes_written"`
+	BlocksWritten int64   `json:"blocks_written"`
+	FilesExamined int64   `json:"files_examined"`
+	FilesSkipped  int64   `json:"files_skipped"`
+	FilesChanged  int64   `json:"files_changed"`
+	FilesDeleted  int64   `json:"files_deleted"`
+	Seconds       float64 `json:"seconds"`
+	DryRun        bool    `json:"dry_run,omitempty"`
+}
+
+type summaryJSON struct {
+	Command         string     `json:"command"`
+	OK              bool       `json:"ok"`
+	Error           string     `json:"error,omitempty"`
+	BytesRead       int64      `json:"bytes_read"`
+	BytesWritten    int64      `json:"bytes_written"`
+	FilesChanged    int64      `json:"files_changed"`
+	FilesDeleted    int64      `json:"files_deleted"`
+	DurationSeconds float64    `json:"duration_seconds"`
+	DowntimeSeconds *float64   `json:"downtime_seconds,omitempty"`
+	Stopped         *bool      `json:"stopped,omitempty"`
+	Restarted       *bool      `json:"restarted,omitempty"`
+	Passes          []passJSON `json:"passes"`
+}
+
+func newSummary(command string, res *pgsync.Result, err error) summaryJSON {
+	s := summaryJSON{Command: command, OK: err == nil, Passes: []passJSON{}}
+	if err != nil {
+		s.Error = err.Error()
+	}
+	if res == nil {
+		return s
+	}
+	t := res.Total()
+	s.BytesRead, s.BytesWritten, s.FilesChanged, s.FilesDeleted = t.BytesRead, t.BytesWritten, t.FilesChanged, t.FilesDeleted
+	end := res.Finished
+	if end.IsZero() {
+		end = time.Now()
+	}
+	s.DurationSeconds = end.Sub(res.Started).Seconds()
+	if command != "prepare" {
+		d := res.Downtime.Seconds()
+		s.DowntimeSeconds, s.Stopped, s.Restarted = &d, &res.Stopped, &res.Restarted
+	}
+	for _, p := range res.Passes {
+		s.Passes = append(s.Passes, passJSON{
+			Kind: p.Kind.String(), BytesRead: p.BytesRead, BytesWritten: p.BytesWritten, BlocksWritten: p.BlocksWritten,
+			FilesExamined: p.FilesExamined, FilesSkipped: p.FilesSkipped, FilesChanged: p.FilesChanged, FilesDeleted: p.FilesDeleted,
+			Seconds: p.Duration().Seconds(), DryRun: p.DryRun,
+		})
+	}
+	return s
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printSummary is the human-readable end of prepare, finish and sync.
+func printSummary(w io.Writer, command string, res *pgsync.Result) {
+	if res == nil {
+		return
+	}
+	for _, p := range res.Passes {
+		verb := "read"
+		if p.DryRun {
+			verb = "would read"
+		}
+		fmt.Fprintf(w, "%s pass: %s %s, wrote %s in %.1fs (%d files changed, %d deleted, %d trusted by their stat)\n",
+			p.Kind, verb, bytesHuman(p.BytesRead), bytesHuman(p.BytesWritten), p.Duration().Seconds(), p.FilesChanged, p.FilesDeleted, p.FilesSkipped)
+	}
+	if res.Stopped {
+		fmt.Fprintf(w, "downtime: %.2fs", res.Downtime.Seconds())
+		if res.Restarted {
+			fmt.Fprint(w, " (server stopped, copied, restarted)")
+		} else {
+			fmt.Fprint(w, " so far (the source server is stopped)")
+		}
+		fmt.Fprintln(w)
+	}
+	if command != "prepare" && len(res.Passes) > 0 && !res.Passes[len(res.Passes)-1].DryRun {
+		fmt.Fprintln(w, "the copy is sealed and can be started")
+	} else if command == "prepare" && len(res.Passes) > 0 && !res.Passes[0].DryRun {
+		fmt.Fprintln(w, "the copy is not sealed: run finish to complete it")
+	}
+}
+
+func bytesHuman(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// output is what a pass command needs to report.
+type output struct {
+	command string
+	json    bool
+	stdout  io.Writer
+	log     *zap.Logger
+	obs     *logObserver
+}
+
+func newOutput(c *cli.Context) (*output, error) {
+	log, err := newLogger(c)
+	if err != nil {
+		return nil, err
+	}
+	return &output{command: c.Command.Name, json: c.Bool("json"), stdout: c.App.Writer, log: log, obs: newLogObserver(log)}, nil
+}
+
+// done reports the result and returns err for the exit status.
+func (o *output) done(res *pgsync.Result, err error) error {
+	o.obs.stopTicker()
+	defer o.log.Sync()
+	if o.json {
+		if werr := writeJSON(o.stdout, newSummary(o.command, res, err)); werr != nil && err == nil {
+			err = werr
+		}
+		return err
+	}
+	if err == nil {
+		printSummary(o.stdout, o.command, res)
+	}
+	return err
+}

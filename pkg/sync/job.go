@@ -1,0 +1,298 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
+)
+
+// ServerOptions says how Finish stops and starts the source server.
+type ServerOptions struct {
+	// NoStop: the server must already be down; nothing is stopped.
+	NoStop bool
+	// StopCommand and StartCommand run through /bin/sh instead of pg_ctl.
+	StopCommand  string
+	StartCommand string
+	// SystemdUnit stops and starts the server with systemctl.
+	SystemdUnit string
+	// Restart starts the source again after the cold pass, also when the
+	// cold pass failed.
+	Restart bool
+	// DSN is where to send the CHECKPOINT; "" derives it from postmaster.pid.
+	DSN string
+	// StartLog is pg_ctl's -l when pgtwopass starts the server with pg_ctl.
+	StartLog string
+}
+
+func (s *ServerOptions) validate() error {
+	switch {
+	case s.NoStop && (s.StopCommand != "" || s.SystemdUnit != ""):
+		return inputErr("drop --no-stop, or drop --stop-command and --systemd-unit", "--no-stop conflicts with --stop-command and --systemd-unit: with --no-stop nothing is stopped")
+	case s.SystemdUnit != "" && (s.StopCommand != "" || s.StartCommand != ""):
+		return inputErr("use either --systemd-unit or --stop-command/--start-command", "--systemd-unit conflicts with --stop-command and --start-command")
+	case s.Restart && s.StopCommand != "" && s.StartCommand == "":
+		return inputErr("give --start-command too, so that pgtwopass can start the server it stopped", "--restart with --stop-command needs --start-command")
+	}
+	return nil
+}
+
+// controller returns how to stop and start the server on dataDir.
+func (s *ServerOptions) controller(src *source) (pgctl.Controller, error) {
+	switch {
+	case s.SystemdUnit != "":
+		return pgctl.NewSystemd(s.SystemdUnit), nil
+	case s.StopCommand != "" || s.StartCommand != "":
+		return pgctl.NewCommand(s.StopCommand, s.StartCommand), nil
+	}
+	return pgctl.NewPgCtl(src.binDir, src.dir, src.owner, s.StartLog)
+}
+
+// Result is what a job did.
+type Result struct {
+	Passes []PassStats
+	// Stopped is set when pgtwopass stopped the server, Restarted when it
+	// started it again.
+	Stopped   bool
+	Restarted bool
+	// Downtime runs from the stop to the end of the restart, or to the end
+	// of the cold pass without --restart.
+	Downtime time.Duration
+	Started  time.Time
+	Finished time.Time
+}
+
+// Total adds up the passes.
+func (r *Result) Total() PassStats {
+	var t PassStats
+	for _, p := range r.Passes {
+		t.FilesExamined += p.FilesExamined
+		t.FilesSkipped += p.FilesSkipped
+		t.FilesChanged += p.FilesChanged
+		t.FilesDeleted += p.FilesDeleted
+		t.BytesRead += p.BytesRead
+		t.BytesWritten += p.BytesWritten
+		t.BlocksWritten += p.BlocksWritten
+	}
+	return t
+}
+
+// job holds a checked SRC and a locked DEST.
+type job struct {
+	opts   *Options
+	src    *source
+	dst    *destination
+	unlock func()
+	res    *Result
+}
+
+func openJob(ctx context.Context, o *Options) (*job, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	src, err := inspectSource(ctx, o.Source)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := inspectDest(src, o.Dest)
+	if err != nil {
+		return nil, err
+	}
+	j := &job{opts: o, src: src, dst: dst, unlock: func() {}, res: &Result{Started: time.Now()}}
+	if !o.DryRun {
+		if j.unlock, err = lockDest(dst.dir); err != nil {
+			return nil, err
+		}
+	}
+	return j, nil
+}
+
+func (j *job) close() {
+	j.unlock()
+	j.res.Finished = time.Now()
+}
+
+func (j *job) pass(ctx context.Context, kind manifest.PassKind) error {
+	p, err := newPass(kind, j.opts, j.src, j.dst)
+	if err != nil {
+		return err
+	}
+	st, err := p.run(ctx)
+	if err != nil {
+		return err
+	}
+	j.res.Passes = append(j.res.Passes, st)
+	if !j.opts.DryRun {
+		// The next pass starts from the manifest this one wrote.
+		h, err := manifest.ReadHeader(j.dst.manifestPath())
+		if err != nil {
+			return fmt.Errorf("failed to read back the manifest: %w", err)
+		}
+		j.dst.header, j.dst.manifestErr, j.dst.exists = &h, nil, true
+	}
+	return nil
+}
+
+// Prepare runs a live pass: the server may keep running, and the copy is
+// left unsealed. It is safe to repeat.
+func Prepare(ctx context.Context, o Options) (*Result, error) {
+	j, err := openJob(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	defer j.close()
+	return j.res, j.pass(ctx, manifest.Live)
+}
+
+// Finish checkpoints and stops the source server (unless it is down
+// already), runs the cold pass, seals the copy and, with Restart, starts the
+// server again.
+func Finish(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	j, err := openJob(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	defer j.close()
+	return j.res, j.finish(ctx, &s)
+}
+
+// Sync runs Prepare then Finish under one lock of DEST.
+func Sync(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	j, err := openJob(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	defer j.close()
+	if running, _, _ := pgctl.ServerRunning(j.src.dir); running && s.NoStop {
+		return j.res, errNoStopRunning(j.src)
+	}
+	if err := j.pass(ctx, manifest.Live); err != nil {
+		return j.res, err
+	}
+	return j.res, j.finish(ctx, &s)
+}
+
+func errNoStopRunning(src *source) error {
+	return inputErr("stop the server first, or leave out --no-stop and let pgtwopass stop it",
+		"the server on SRC %s is running and --no-stop was given", src.dir)
+}
+
+func (j *job) step(format string, args ...any) {
+	j.opts.Observer.Event(Event{Kind: Step, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (j *job) warn(format string, args ...any) {
+	j.opts.Observer.Event(Event{Kind: Warning, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (j *job) finish(ctx context.Context, s *ServerOptions) (err error) {
+	running, pm, err := pgctl.ServerRunning(j.src.dir)
+	if err != nil {
+		return err
+	}
+	if running && s.NoStop {
+		return errNoStopRunning(j.src)
+	}
+	var ctl pgctl.Controller
+	if running || s.Restart {
+		if ctl, err = s.controller(j.src); err != nil {
+			return err
+		}
+	}
+	if j.opts.DryRun {
+		if running {
+			j.step("would CHECKPOINT and stop the server with %s", ctl)
+		}
+		if err := j.pass(ctx, manifest.Cold); err != nil {
+			return err
+		}
+		if s.Restart {
+			j.step("would start the server with %s", ctl)
+		}
+		return nil
+	}
+
+	var stoppedAt time.Time
+	if running {
+		j.checkpoint(ctx, s, pm)
+		j.step("stopping the server with %s", ctl)
+		stoppedAt = time.Now()
+		if err := ctl.Stop(ctx); err != nil {
+			if up, _, _ := pgctl.ServerRunning(j.src.dir); up {
+				return fmt.Errorf("failed to stop the server (it is still running; nothing was copied): %w", err)
+			}
+			return j.restartAfter(s, ctl, stoppedAt, fmt.Errorf("failed to stop the server: %w", err))
+		}
+		j.res.Stopped = true
+		j.step("server stopped")
+	} else {
+		j.step("the server on SRC is not running")
+	}
+
+	err = j.coldPass(ctx)
+	return j.restartAfter(s, ctl, stoppedAt, err)
+}
+
+// restartAfter starts the server again when asked to, also after a failure,
+// and accounts the downtime.
+func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt time.Time, err error) error {
+	if s.Restart {
+		// A cancelled job must still bring the server back.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		j.step("starting the server with %s", ctl)
+		if serr := ctl.Start(ctx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("failed to start the server again: %w", serr))
+		} else {
+			j.res.Restarted = true
+			j.step("server started")
+		}
+	} else if err != nil && j.res.Stopped {
+		err = fmt.Errorf("%w (the source server is stopped: start it yourself, or use --restart)", err)
+	}
+	if !stoppedAt.IsZero() {
+		j.res.Downtime = time.Since(stoppedAt)
+	}
+	return err
+}
+
+func (j *job) checkpoint(ctx context.Context, s *ServerOptions, pm *pgctl.Postmaster) {
+	dsn := s.DSN
+	if dsn == "" {
+		dsn = pgctl.DefaultDSN(pm, j.src.owner.Name)
+	}
+	j.step("CHECKPOINT, so that the shutdown checkpoint has little left to write")
+	if err := pgctl.Checkpoint(ctx, dsn); err != nil {
+		j.warn("CHECKPOINT skipped, the shutdown may take longer: %v (give --dsn to connect as a superuser)", err)
+	}
+}
+
+func (j *job) coldPass(ctx context.Context) error {
+	if up, pm, err := pgctl.ServerRunning(j.src.dir); err != nil {
+		return err
+	} else if up {
+		return fmt.Errorf("a server (pid %d) is still running on SRC: the cold pass needs it stopped", pm.PID)
+	}
+	cd, err := pgctl.ReadControlData(ctx, j.src.binDir, j.src.dir)
+	if err != nil {
+		return err
+	}
+	if !cd.CleanlyShutDown() {
+		if !j.opts.AllowCrashed {
+			return inputErr("start the server and stop it cleanly, or pass --allow-crashed to copy it as it is (PostgreSQL then runs crash recovery on the copy)",
+				"the cluster in SRC was not shut down cleanly (pg_controldata: %q)", cd.State)
+		}
+		j.warn("copying a cluster that was not shut down cleanly (pg_controldata: %q): the copy will run crash recovery when it starts", cd.State)
+	}
+	j.src.control = cd
+	return j.pass(ctx, manifest.Cold)
+}

@@ -1,0 +1,104 @@
+package sync
+
+import (
+	"path"
+	"runtime"
+	"strings"
+
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+)
+
+// DefaultBlockSize is PostgreSQL's page size: a changed page costs one
+// block write, and the manifest holds 16 bytes per 8 KiB (0.2% of the data).
+// docs/design.md explains the choice.
+const DefaultBlockSize = 8192
+
+// chunkSize is how much of a file one worker reads at a time: large
+// sequential reads, and the unit by which big files are split across workers.
+const chunkSize = 4 << 20
+
+// Options configures a pass. Source and Dest are required.
+type Options struct {
+	Source string
+	Dest   string
+	// BlockSize is the unit of comparison and of writes. 0 takes the
+	// manifest's, or DefaultBlockSize for a new copy.
+	BlockSize int
+	// Jobs is how many workers read, hash and write; 0 means one per CPU.
+	Jobs int
+	// Excludes are extra patterns (see DefaultExcludes for their syntax).
+	Excludes []string
+	// DryRun compares stats with the manifest and reports what a pass
+	// would read and delete, without reading contents or writing anything.
+	DryRun bool
+	// AllowCrashed lets the cold pass copy a source that was not shut down
+	// cleanly (pg_controldata state "in production" with no server running).
+	AllowCrashed bool
+	// Observer receives events and progress; nil discards them.
+	Observer Observer
+}
+
+// DefaultExcludes are left out of every copy, and removed from it, because
+// they describe a running server, not the cluster. A pattern without a
+// slash matches an entry's name at any depth; one with a slash matches the
+// path relative to the data directory. An excluded directory is left out
+// with everything below it; "dir/*" leaves out the contents but keeps dir.
+// docs/design.md gives the reason for each.
+var DefaultExcludes = []string{
+	"postmaster.pid",  // the lock of the running server; a copy must not carry it
+	"postmaster.opts", // the source's command line, with the source's -D
+	"pg_stat_tmp/*",   // temporary statistics of the running server
+	"pgsql_tmp*",      // temporary files of running queries, removed at startup
+	"postgresql.auto.conf.tmp",
+	"current_logfiles.tmp",
+}
+
+func (o *Options) validate() error {
+	if o.Source == "" || o.Dest == "" {
+		return inputErr("give both SRC and DEST", "missing SRC or DEST")
+	}
+	if o.BlockSize != 0 && !manifest.ValidBlockSize(o.BlockSize) {
+		return inputErr("use a power of two from 4096 to 16777216, e.g. --block-size 8192",
+			"invalid block size %d", o.BlockSize)
+	}
+	if o.Jobs < 0 {
+		return inputErr("use --jobs 1 or more (0 or unset: one per CPU)", "invalid --jobs %d", o.Jobs)
+	}
+	if o.Jobs == 0 {
+		o.Jobs = runtime.NumCPU()
+	}
+	for _, p := range o.Excludes {
+		if _, err := path.Match(p, ""); err != nil || p == "" || strings.HasPrefix(p, "/") {
+			return inputErr("patterns are shell globs relative to the data directory, e.g. --exclude 'log/*'",
+				"invalid --exclude pattern %q", p)
+		}
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	return nil
+}
+
+type excluder []string
+
+func newExcluder(extra []string) excluder {
+	return append(append(excluder{}, DefaultExcludes...), extra...)
+}
+
+// excluded reports whether rel (slash-separated, not the root) is left out.
+func (x excluder) excluded(rel string) bool {
+	if rel == manifest.DirName {
+		return true
+	}
+	base := path.Base(rel)
+	for _, p := range x {
+		subject := base
+		if strings.Contains(p, "/") {
+			subject = rel
+		}
+		if ok, _ := path.Match(p, subject); ok {
+			return true
+		}
+	}
+	return false
+}

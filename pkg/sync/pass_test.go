@@ -1,0 +1,474 @@
+package sync
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
+)
+
+const testSysID = 7311111111111111111
+
+// fakeCluster writes a tree shaped like a data directory: PG_VERSION,
+// global/pg_control (whose first 8 bytes are the system identifier), a
+// relation segment spanning several chunks, small files and a symlink.
+func fakeCluster(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "src")
+	r := rand.New(rand.NewPCG(1, 2))
+	rnd := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		return b
+	}
+	control := rnd(8192)
+	binary.NativeEndian.PutUint64(control, testSysID)
+	files := map[string][]byte{
+		"PG_VERSION":        []byte("15\n"),
+		"global/pg_control": control,
+		"global/1262":       rnd(8192 * 3),
+		"base/1/16384":      rnd(chunkSize*2 + 8192*5 + 100), // three chunks, a partial last block
+		"base/1/16384_fsm":  rnd(24576),
+		"base/1/PG_VERSION": []byte("15\n"),
+		"pg_xact/0000":      rnd(8192),
+		"postgresql.conf":   []byte("# settings\n"),
+		"postmaster.pid":    []byte("12345\n"),
+		"pg_stat_tmp/x":     []byte("tmp"),
+	}
+	for rel, data := range files {
+		p := filepath.Join(dir, rel)
+		must(t, os.MkdirAll(filepath.Dir(p), 0o700))
+		must(t, os.WriteFile(p, data, 0o600))
+	}
+	must(t, os.MkdirAll(filepath.Join(dir, "pg_wal"), 0o700))
+	must(t, os.MkdirAll(filepath.Join(dir, "empty"), 0o750))
+	must(t, os.Symlink("/etc/hostname", filepath.Join(dir, "link")))
+	return dir
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testSource(dir string) *source {
+	return &source{dir: dir, pgVersion: "15", control: pgctl.ControlData{SystemIdentifier: testSysID, State: "shut down"}}
+}
+
+// runPass runs one pass as Prepare or Finish would, minus PostgreSQL.
+func runPass(t *testing.T, ctx context.Context, kind manifest.PassKind, src, dst string, o Options) (PassStats, error) {
+	t.Helper()
+	o.Source, o.Dest = src, dst
+	must(t, o.validate())
+	s := testSource(src)
+	d, err := inspectDest(s, dst)
+	if err != nil {
+		return PassStats{}, err
+	}
+	unlock, err := lockDest(d.dir)
+	must(t, err)
+	defer unlock()
+	p, err := newPass(kind, &o, s, d)
+	if err != nil {
+		return PassStats{}, err
+	}
+	return p.run(ctx)
+}
+
+func mustPass(t *testing.T, kind manifest.PassKind, src, dst string) PassStats {
+	t.Helper()
+	st, err := runPass(t, context.Background(), kind, src, dst, Options{Jobs: 2})
+	if err != nil {
+		t.Fatalf("%s pass: %v", kind, err)
+	}
+	return st
+}
+
+// sameTree fails unless dst holds exactly src's entries (less the default
+// excludes), with equal types, modes, contents, symlink targets and mtimes.
+func sameTree(t *testing.T, src, dst string) {
+	t.Helper()
+	ex := newExcluder(nil)
+	se, err := walk(src, ex)
+	must(t, err)
+	de, err := walk(dst, ex)
+	must(t, err)
+	if !sealed(dst) {
+		// An unsealed copy holds pg_control aside: compare it there.
+		a, _ := os.ReadFile(filepath.Join(src, controlFile))
+		b, err := os.ReadFile(filepath.Join(dst, heldControl))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Fatalf("the held pg_control of an unsealed copy must equal the source's (%v)", err)
+		}
+		for i := range se {
+			if se[i].rel == controlFile {
+				se = append(se[:i], se[i+1:]...)
+				break
+			}
+		}
+	}
+	if len(se) != len(de) {
+		t.Fatalf("copy has %d entries, source %d", len(de), len(se))
+	}
+	for i := range se {
+		s, d := se[i], de[i]
+		if s.rel != d.rel || s.mode != d.mode || s.target != d.target {
+			t.Fatalf("entry %d: source %q %v %q, copy %q %v %q", i, s.rel, s.mode, s.target, d.rel, d.mode, d.target)
+		}
+		if s.isRegular() {
+			a, _ := os.ReadFile(filepath.Join(src, s.rel))
+			b, _ := os.ReadFile(filepath.Join(dst, d.rel))
+			if !bytes.Equal(a, b) {
+				t.Fatalf("%s: contents differ", s.rel)
+			}
+		}
+		if !s.isDir() && s.stat.Mtime != d.stat.Mtime {
+			t.Fatalf("%s: mtime %d in the source, %d in the copy", s.rel, s.stat.Mtime, d.stat.Mtime)
+		}
+	}
+}
+
+// rewriteBlock changes one byte of block blk of rel and restores its mtime,
+// so that size and mtime say nothing changed.
+func rewriteBlock(t *testing.T, root, rel string, blk int64) {
+	t.Helper()
+	p := filepath.Join(root, rel)
+	fi, err := os.Stat(p)
+	must(t, err)
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	must(t, err)
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, blk*8192+17)
+	must(t, err)
+	b[0] ^= 0xff
+	_, err = f.WriteAt(b, blk*8192+17)
+	must(t, err)
+	must(t, f.Close())
+	must(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
+}
+
+func sealed(dst string) bool {
+	_, installed := os.Stat(filepath.Join(dst, "global", "pg_control"))
+	_, held := os.Stat(filepath.Join(dst, manifest.DirName, "pg_control"))
+	return installed == nil && held != nil
+}
+
+func TestColdPassIntoEmptyDestCopiesEverythingAndSeals(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	st := mustPass(t, manifest.Cold, src, dst)
+	sameTree(t, src, dst)
+	if !sealed(dst) {
+		t.Fatal("a completed cold pass must install global/pg_control (seal)")
+	}
+	if _, err := os.Stat(filepath.Join(dst, "postmaster.pid")); err == nil {
+		t.Error("postmaster.pid is a default exclude and must not be copied")
+	}
+	if _, err := os.Stat(filepath.Join(dst, "pg_stat_tmp")); err != nil {
+		t.Error("pg_stat_tmp/* excludes the contents, the directory must be kept")
+	}
+	if st.BytesWritten == 0 || st.FilesChanged == 0 {
+		t.Errorf("a copy into an empty DEST must write: %+v", st)
+	}
+	h, err := manifest.ReadHeader(filepath.Join(dst, manifest.DirName, manifest.FileName))
+	must(t, err)
+	if !h.ColdComplete() || h.SystemIdentifier != testSysID || len(h.Passes) != 1 {
+		t.Errorf("manifest header after a cold pass: %+v", h)
+	}
+}
+
+func TestColdPassWritesOnlyTheChangedBlock(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Live, src, dst)
+	// A block in the second chunk of the segment, size and mtime unchanged.
+	rewriteBlock(t, src, "base/1/16384", chunkSize/8192+3)
+	st := mustPass(t, manifest.Cold, src, dst)
+	sameTree(t, src, dst)
+	if st.BlocksWritten != 1 || st.BytesWritten != 8192 {
+		t.Errorf("one changed block must cost one block write, wrote %d blocks, %d bytes", st.BlocksWritten, st.BytesWritten)
+	}
+	var total int64
+	for _, e := range mustWalk(t, src) {
+		if e.isRegular() {
+			total += e.stat.Size
+		}
+	}
+	// The cold pass reads every source byte; the copy is read only for the
+	// never-trusted pg_control (one block).
+	if st.BytesRead != total+8192 {
+		t.Errorf("cold pass read %d bytes, want the source's %d plus pg_control's 8192: the copy must not be read when the manifest answers", st.BytesRead, total)
+	}
+	// A second cold pass on an unchanged source writes nothing.
+	if st := mustPass(t, manifest.Cold, src, dst); st.BytesWritten != 0 {
+		t.Errorf("a cold pass over an unchanged source wrote %d bytes", st.BytesWritten)
+	}
+}
+
+func mustWalk(t *testing.T, dir string) []entry {
+	es, err := walk(dir, newExcluder(nil))
+	must(t, err)
+	return es
+}
+
+func TestLivePassCatchesSameSizeSameMtimeRewriteByCtime(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Live, src, dst)
+	st := mustPass(t, manifest.Live, src, dst)
+	if st.FilesExamined != 1 { // pg_control, never trusted
+		t.Errorf("an unchanged source: the live pass must trust every file but pg_control by its stat, examined %d", st.FilesExamined)
+	}
+	time.Sleep(10 * time.Millisecond) // past a coarse timestamp tick
+	rewriteBlock(t, src, "pg_xact/0000", 0)
+	st = mustPass(t, manifest.Live, src, dst)
+	sameTree(t, src, dst)
+	if st.BlocksWritten != 1 {
+		t.Errorf("the rewritten pg_xact block must be copied (its ctime moved), wrote %d blocks", st.BlocksWritten)
+	}
+}
+
+func TestDestDriftIsRepaired(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Cold, src, dst)
+	time.Sleep(10 * time.Millisecond)
+	// Someone zeroes a block of the copy, keeping size and mtime.
+	p := filepath.Join(dst, "base/1/16384")
+	fi, _ := os.Stat(p)
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	must(t, err)
+	_, err = f.WriteAt(make([]byte, 8192), 8192*7)
+	must(t, err)
+	f.Close()
+	must(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
+
+	st := mustPass(t, manifest.Cold, src, dst)
+	sameTree(t, src, dst)
+	if st.BlocksWritten != 1 {
+		t.Errorf("a drifted copy must be compared with its own contents and only the zeroed block rewritten, wrote %d", st.BlocksWritten)
+	}
+}
+
+func TestLivePassUnsealsAndColdPassSeals(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Live, src, dst)
+	if sealed(dst) {
+		t.Fatal("after a live pass the copy must not be startable: global/pg_control must be held aside")
+	}
+	mustPass(t, manifest.Cold, src, dst)
+	if !sealed(dst) {
+		t.Fatal("a cold pass must seal the copy")
+	}
+	mustPass(t, manifest.Live, src, dst)
+	if sealed(dst) {
+		t.Fatal("a live pass on a sealed copy must unseal it first")
+	}
+	if _, err := os.Stat(filepath.Join(dst, "global", "pg_control")); err == nil {
+		t.Fatal("global/pg_control must be absent from an unsealed copy")
+	}
+}
+
+func TestExtraEntriesAndTypeChangesAreDeleted(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Cold, src, dst)
+	must(t, os.RemoveAll(filepath.Join(src, "base/1/16384_fsm")))
+	must(t, os.Remove(filepath.Join(src, "link")))
+	must(t, os.Mkdir(filepath.Join(src, "link"), 0o700)) // symlink became a directory
+	must(t, os.WriteFile(filepath.Join(dst, "stray"), []byte("x"), 0o600))
+	// The source file shrinks and another grows.
+	must(t, os.Truncate(filepath.Join(src, "global/1262"), 8192))
+	f, _ := os.OpenFile(filepath.Join(src, "pg_xact/0000"), os.O_APPEND|os.O_WRONLY, 0)
+	f.Write(make([]byte, 9000))
+	f.Close()
+
+	st := mustPass(t, manifest.Cold, src, dst)
+	sameTree(t, src, dst)
+	if st.FilesDeleted != 3 {
+		t.Errorf("deleted %d entries, want 3 (16384_fsm, stray, the symlink replaced by a directory)", st.FilesDeleted)
+	}
+}
+
+func TestInterruptedPassKeepsOldManifestAndRerunConverges(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Live, src, dst)
+	mpath := filepath.Join(dst, manifest.DirName, manifest.FileName)
+	before, _ := os.ReadFile(mpath)
+	for b := int64(0); b < 5; b++ {
+		rewriteBlock(t, src, "base/1/16384", b*100)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	o := Options{Jobs: 1, Observer: cancelAfterBytes{cancel: cancel}}
+	_, err := runPass(t, ctx, manifest.Cold, src, dst, o)
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("a cancelled pass must report ErrInterrupted, got %v", err)
+	}
+	after, _ := os.ReadFile(mpath)
+	if !bytes.Equal(before, after) {
+		t.Fatal("an interrupted pass must leave the previous manifest in place")
+	}
+	if sealed(dst) {
+		t.Fatal("an interrupted cold pass must leave the copy unsealed")
+	}
+	mustPass(t, manifest.Cold, src, dst)
+	sameTree(t, src, dst)
+}
+
+// cancelAfterBytes cancels the pass at its first progress report.
+type cancelAfterBytes struct{ cancel func() }
+
+func (c cancelAfterBytes) Event(Event)           {}
+func (c cancelAfterBytes) Progress(int64, int64) { c.cancel() }
+
+func TestDamagedManifestIsNotTrusted(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Cold, src, dst)
+	mpath := filepath.Join(dst, manifest.DirName, manifest.FileName)
+	data, _ := os.ReadFile(mpath)
+	// Change the source in a way only content comparison catches, then
+	// damage the record of that file in the manifest.
+	rewriteBlock(t, src, "global/1262", 1)
+	i := bytes.Index(data, []byte("global/1262"))
+	data[i+len("global/1262")+80] ^= 1
+	must(t, os.WriteFile(mpath, data, 0o600))
+
+	var warnings []string
+	obs := warnRecorder{&warnings}
+	_, err := runPass(t, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, Observer: obs})
+	must(t, err)
+	sameTree(t, src, dst)
+	if len(warnings) == 0 || !strings.Contains(strings.Join(warnings, "\n"), "damaged") {
+		t.Errorf("a damaged manifest must be reported, got warnings %q", warnings)
+	}
+}
+
+type warnRecorder struct{ w *[]string }
+
+func (r warnRecorder) Event(e Event) {
+	if e.Kind == Warning {
+		*r.w = append(*r.w, e.Msg)
+	}
+}
+func (r warnRecorder) Progress(int64, int64) {}
+
+func TestDestChecksRefuseAndTouchNothing(t *testing.T) {
+	src := fakeCluster(t)
+	s := testSource(src)
+	other := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Live, src, other)
+	foreign := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(foreign, "mine"), []byte("x"), 0o600))
+	file := filepath.Join(t.TempDir(), "file")
+	must(t, os.WriteFile(file, nil, 0o600))
+	link := filepath.Join(t.TempDir(), "link")
+	must(t, os.Symlink(src, link))
+
+	cases := []struct{ name, dest, want string }{
+		{"DEST is SRC", src, "is SRC itself"},
+		{"DEST is SRC through a symlink", link, "is SRC itself"},
+		{"DEST inside SRC", filepath.Join(src, "base", "copy"), "inside SRC"},
+		{"SRC inside DEST", filepath.Dir(src), "inside DEST"},
+		{"DEST a regular file", file, "not a directory"},
+		{"DEST non-empty and foreign", foreign, "not a pgtwopass copy"},
+	}
+	for _, c := range cases {
+		_, err := inspectDest(s, c.dest)
+		var ie *InputError
+		if !errors.As(err, &ie) || !strings.Contains(err.Error(), c.want) || ie.Hint == "" {
+			t.Errorf("%s: got %v, want an InputError with a hint saying %q", c.name, err, c.want)
+		}
+	}
+	// A copy of another cluster.
+	s.control.SystemIdentifier++
+	if _, err := inspectDest(s, other); err == nil || !strings.Contains(err.Error(), "another cluster") {
+		t.Errorf("a copy of another cluster must be refused, got %v", err)
+	}
+}
+
+func TestBlockSizeOfCopyIsKept(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	if _, err := runPass(t, context.Background(), manifest.Live, src, dst, Options{BlockSize: 16384}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runPass(t, context.Background(), manifest.Live, src, dst, Options{BlockSize: 8192})
+	var ie *InputError
+	if !errors.As(err, &ie) {
+		t.Fatalf("a pass with another block size than the copy's must be refused, got %v", err)
+	}
+	if _, err := runPass(t, context.Background(), manifest.Live, src, dst, Options{}); err != nil {
+		t.Fatalf("without --block-size the copy's own must be used: %v", err)
+	}
+}
+
+func TestSymlinkedPgWalBecomesADirectory(t *testing.T) {
+	src := fakeCluster(t)
+	wal := filepath.Join(t.TempDir(), "wal")
+	must(t, os.MkdirAll(wal, 0o700))
+	must(t, os.WriteFile(filepath.Join(wal, "000000010000000000000001"), bytes.Repeat([]byte{7}, 16384), 0o600))
+	must(t, os.RemoveAll(filepath.Join(src, "pg_wal")))
+	must(t, os.Symlink(wal, filepath.Join(src, "pg_wal")))
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Cold, src, dst)
+	fi, err := os.Lstat(filepath.Join(dst, "pg_wal"))
+	if err != nil || !fi.IsDir() {
+		t.Fatalf("pg_wal must be a real directory in the copy, so the copy never shares WAL with its source: %v %v", fi, err)
+	}
+	got, _ := os.ReadFile(filepath.Join(dst, "pg_wal", "000000010000000000000001"))
+	if len(got) != 16384 || got[0] != 7 {
+		t.Fatal("the WAL segment behind the pg_wal symlink must be copied")
+	}
+}
+
+func TestExcluder(t *testing.T) {
+	x := newExcluder([]string{"log/*", "*.bak"})
+	for rel, want := range map[string]bool{
+		"postmaster.pid":                  true,
+		"base/postmaster.pid":             true, // name patterns match at any depth
+		"pg_stat_tmp/global.stat":         true,
+		"pg_stat_tmp":                     false,
+		"base/pgsql_tmp":                  true,
+		"base/pgsql_tmp/pgsql_tmp123.0":   true,
+		"log/postgresql.log":              true,
+		"log":                             false,
+		"base/1/1259.bak":                 true,
+		"base/1/1259":                     false,
+		manifest.DirName:                  true,
+		"global/pg_control":               false,
+		"pg_tblspc/16384/PG_15/pgsql_tmp": true,
+	} {
+		if got := x.excluded(rel); got != want {
+			t.Errorf("excluded(%q) = %v, want %v", rel, got, want)
+		}
+	}
+}
+
+func TestWithin(t *testing.T) {
+	for _, c := range []struct {
+		path, dir string
+		want      bool
+	}{
+		{"/a/b", "/a", true}, {"/a", "/a", false}, {"/ab", "/a", false}, {"/a/../b", "/a", false}, {"/a/..b", "/a", true},
+	} {
+		if got := within(filepath.Clean(c.path), c.dir); got != c.want {
+			t.Errorf("within(%q, %q) = %v, want %v", c.path, c.dir, got, c.want)
+		}
+	}
+}
