@@ -86,7 +86,7 @@ A maintenance window:
 		HideHelpCommand:      true,
 		EnableBashCompletion: false,
 		Commands: []*cli.Command{
-			prepareCommand(), finishCommand(), syncCommand(), verifyCommand(), statusCommand(),
+			prepareCommand(), finishCommand(), syncCommand(), verifyCommand(), statusCommand(), demoCommand(),
 		},
 		OnUsageError: onUsageError,
 		ExitErrHandler: func(*cli.Context, error) {

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -106,8 +107,37 @@ func openJob(ctx context.Context, o *Options) (*job, error) {
 		if j.unlock, err = lockDest(dst.dir); err != nil {
 			return nil, err
 		}
+		if dst.header == nil && dst.manifestErr == nil {
+			// A new copy: record whose copy it is before any data is written,
+			// so that a pass killed before its end leaves an identifiable copy.
+			if err := j.initManifest(); err != nil {
+				j.unlock()
+				return nil, err
+			}
+		}
 	}
 	return j, nil
+}
+
+// initManifest writes a manifest with no records: it vouches for no file
+// of the copy, and says which cluster the copy belongs to.
+func (j *job) initManifest() error {
+	h := manifest.Header{
+		BlockSize:        uint32(cmp.Or(j.opts.BlockSize, DefaultBlockSize)),
+		SystemIdentifier: j.src.control.SystemIdentifier,
+		PGVersion:        j.src.pgVersion,
+		Created:          time.Now().UnixNano(),
+	}
+	w, err := manifest.Create(j.dst.manifestPath(), int(h.BlockSize))
+	if err != nil {
+		return err
+	}
+	if err := w.Commit(h); err != nil {
+		return err
+	}
+	giveState(j.dst.dir, j.src.owner)
+	j.dst.header = &h
+	return nil
 }
 
 func (j *job) close() {

@@ -145,12 +145,7 @@ func (p *pass) copy(ctx context.Context, entries []entry, started time.Time) err
 	if err := mw.Commit(h); err != nil {
 		return err
 	}
-	if p.asRoot {
-		own := p.src.owner
-		for _, rel := range []string{"", manifest.FileName, "lock"} {
-			os.Lchown(filepath.Join(p.dst.dir, manifest.DirName, rel), int(own.UID), int(own.GID))
-		}
-	}
+	giveState(p.dst.dir, p.src.owner)
 	if p.kind == manifest.Cold {
 		return p.seal(entries)
 	}
