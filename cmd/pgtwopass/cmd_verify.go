@@ -13,12 +13,17 @@ func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
 		Usage:     "compare a stopped source with its copy, byte for byte",
-		ArgsUsage: "SRC DEST",
+		ArgsUsage: "SRC DEST | --manifest-only DEST",
 		Description: `verify reads SRC and DEST in full, independently of the manifest, and prints
 every difference, one per line: entries missing or extra, types, modes, owners (as
 root), symlink targets, sizes, and blocks whose bytes differ. The server on SRC must
-be stopped. It changes nothing. Exit status 4 means the trees differ.`,
-		Flags:  commonFlags(),
+be stopped. It changes nothing. Exit status 4 means the trees differ.
+
+With --manifest-only it needs no source: it reads every file of the copy and
+compares it with the manifest (block hashes, CRC-32C, sizes), which finds a copy
+damaged since pgtwopass wrote it.`,
+		Flags: append(commonFlags(),
+			&cli.BoolFlag{Name: "manifest-only", Usage: "compare the copy with its manifest only; takes DEST alone"}),
 		Action: runVerify,
 	}
 }
@@ -39,11 +44,19 @@ func runVerify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	o, err := passOptions(c, out.obs)
-	if err != nil {
-		return err
+	var diffs []pgsync.Difference
+	if c.Bool("manifest-only") {
+		if c.NArg() != 1 {
+			return usagef("verify --manifest-only needs one argument, DEST; got %d", c.NArg())
+		}
+		diffs, err = pgsync.VerifyManifest(c.Context, pgsync.Options{Dest: c.Args().First(), Jobs: c.Int("jobs"), Excludes: c.StringSlice("exclude"), Observer: out.obs})
+	} else {
+		var o pgsync.Options
+		if o, err = passOptions(c, out.obs); err != nil {
+			return err
+		}
+		diffs, err = pgsync.Verify(c.Context, o)
 	}
-	diffs, err := pgsync.Verify(c.Context, o)
 	if err != nil {
 		return err
 	}
@@ -59,7 +72,9 @@ func runVerify(c *cli.Context) error {
 		for _, d := range diffs {
 			fmt.Fprintln(out.stdout, d)
 		}
-		if len(diffs) == 0 {
+		if len(diffs) == 0 && c.Bool("manifest-only") {
+			fmt.Fprintln(out.stdout, "the copy matches its manifest")
+		} else if len(diffs) == 0 {
 			fmt.Fprintln(out.stdout, "the copy is identical to the source")
 		}
 	}

@@ -32,6 +32,7 @@ func serverFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "restart", Usage: "start the source server again after the cold pass, also when it failed"},
 		&cli.StringFlag{Name: "dsn", Usage: "connect here for the CHECKPOINT before the stop (default: from SRC/postmaster.pid, as the data directory's owner)"},
 		&cli.StringFlag{Name: "start-log", Usage: "server log `FILE` when pgtwopass starts the server with pg_ctl (default: in the temporary directory)"},
+		&cli.BoolFlag{Name: "backup-manifest", Usage: "write PostgreSQL's backup_manifest into the copy (CRC-32C of every file, from the cold pass's reads), so that pg_verifybackup -n DEST checks it"},
 		&cli.BoolFlag{Name: "allow-crashed", Usage: "copy a cluster that was not shut down cleanly (it runs crash recovery when the copy starts)"},
 	}
 }
@@ -48,14 +49,15 @@ func passOptions(c *cli.Context, obs pgsync.Observer) (pgsync.Options, error) {
 		return pgsync.Options{}, &pgsync.InputError{What: "invalid block size 0", Hint: "use a power of two from 4096 to 16777216, e.g. --block-size 8192"}
 	}
 	return pgsync.Options{
-		Source:       src,
-		Dest:         dst,
-		BlockSize:    c.Int("block-size"),
-		Jobs:         c.Int("jobs"),
-		Excludes:     c.StringSlice("exclude"),
-		DryRun:       c.Bool("dry-run"),
-		AllowCrashed: c.Bool("allow-crashed"),
-		Observer:     obs,
+		Source:         src,
+		Dest:           dst,
+		BlockSize:      c.Int("block-size"),
+		Jobs:           c.Int("jobs"),
+		Excludes:       c.StringSlice("exclude"),
+		DryRun:         c.Bool("dry-run"),
+		AllowCrashed:   c.Bool("allow-crashed"),
+		BackupManifest: c.Bool("backup-manifest"),
+		Observer:       obs,
 	}, nil
 }
 

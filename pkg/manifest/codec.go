@@ -29,7 +29,7 @@ const (
 	// reader allocate without limit: 256 MiB holds the hashes of a 64 GiB
 	// file at 4 KiB blocks.
 	maxBodyLen = 256 << 20
-	minBodyLen = 2 + 1 + 4 + 2*statLen + 8 + 4
+	minBodyLen = 2 + 1 + 8 + 2*statLen + 8 + 4
 )
 
 var le = binary.LittleEndian
@@ -126,12 +126,13 @@ func decodeStat(b []byte) Stat {
 // appendFile encodes one record, including its checksum.
 func appendFile(b []byte, f *File) []byte {
 	start := len(b)
-	bodyLen := 2 + len(f.Path) + 4 + 2*statLen + 8 + 4 + 16*len(f.Hashes)
+	bodyLen := 2 + len(f.Path) + 8 + 2*statLen + 8 + 4 + 16*len(f.Hashes)
 	b = append(b, tagFile)
 	b = le.AppendUint32(b, uint32(bodyLen))
 	b = le.AppendUint16(b, uint16(len(f.Path)))
 	b = append(b, f.Path...)
 	b = le.AppendUint32(b, f.Flags)
+	b = le.AppendUint32(b, f.CRC32C)
 	b = appendStat(b, f.Source)
 	b = appendStat(b, f.Dest)
 	b = le.AppendUint64(b, uint64(f.ReadStart))
@@ -408,17 +409,19 @@ func (r *Reader) Next() (*File, error) {
 
 func (r *Reader) decodeFile(body []byte) (*File, error) {
 	pl := int(le.Uint16(body))
-	fixed := 2 + pl + 4 + 2*statLen + 8 + 4
+	fixed := 2 + pl + 8 + 2*statLen + 8 + 4
 	if pl == 0 || pl > maxPathLen || fixed > len(body) {
 		return nil, corrupt("record %d: path length %d", r.count+1, pl)
 	}
 	f := &File{Path: string(body[2 : 2+pl])}
 	p := body[2+pl:]
 	f.Flags = le.Uint32(p)
-	f.Source = decodeStat(p[4:])
-	f.Dest = decodeStat(p[4+statLen:])
-	f.ReadStart = int64(le.Uint64(p[4+2*statLen:]))
-	nb := int(le.Uint32(p[4+2*statLen+8:]))
+	f.CRC32C = le.Uint32(p[4:])
+	p = p[8:]
+	f.Source = decodeStat(p)
+	f.Dest = decodeStat(p[statLen:])
+	f.ReadStart = int64(le.Uint64(p[2*statLen:]))
+	nb := int(le.Uint32(p[2*statLen+8:]))
 	if nb != (len(body)-fixed)/16 || (len(body)-fixed)%16 != 0 {
 		return nil, corrupt("record %d (%s): %d hashes in %d bytes", r.count+1, f.Path, nb, len(body)-fixed)
 	}

@@ -69,6 +69,9 @@ type File struct {
 	// Path is slash-separated and relative to the data directory.
 	Path  string
 	Flags uint32
+	// CRC32C is the CRC-32C of the copy's whole contents, for PostgreSQL's
+	// backup_manifest.
+	CRC32C uint32
 	// Source is the source file's stat taken before it was read.
 	Source Stat
 	// Dest is the copy's stat after it was written, its mode, owner and

@@ -23,7 +23,7 @@ func sampleHeader() Header {
 
 func sampleFiles() []*File {
 	mk := func(path string, size int64, seed byte) *File {
-		f := &File{Path: path, Source: Stat{Size: size, Mtime: 11, Ctime: 12, Inode: 13}, Dest: Stat{Size: size, Mtime: 21, Ctime: 22, Inode: 23}, ReadStart: 99}
+		f := &File{Path: path, CRC32C: 0xdeadbeef ^ uint32(seed), Source: Stat{Size: size, Mtime: 11, Ctime: 12, Inode: 13}, Dest: Stat{Size: size, Mtime: 21, Ctime: 22, Inode: 23}, ReadStart: 99}
 		for i := range NumBlocks(size, 8192) {
 			f.Hashes = append(f.Hashes, HashBlock([]byte{seed, byte(i)}))
 		}

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pgtwopass/pgtwopass/internal/crc32c"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
 
@@ -37,6 +38,7 @@ type fileCopy struct {
 
 	// state
 	rec       manifest.File
+	crcs      []uint32 // CRC-32C of each chunk, combined when the file completes
 	remaining atomic.Int32
 	wrote     atomic.Bool
 	mu        stdsync.Mutex
@@ -143,6 +145,7 @@ func (p *pass) plan(e *entry, rec *manifest.File) (*fileCopy, error) {
 		fc.rec.Hashes = make([]manifest.Hash, nb)
 	}
 	fc.n = int((fc.e.stat.Size + chunkSize - 1) / chunkSize)
+	fc.crcs = make([]uint32, fc.n)
 	fc.remaining.Store(int32(fc.n))
 	p.examined.Add(1)
 	return fc, nil
@@ -212,6 +215,7 @@ func (p *pass) copyChunk(ctx context.Context, c chunk) {
 		}
 		return
 	}
+	fc.crcs[c.off/chunkSize] = crc32c.Checksum(buf)
 	var dbuf []byte
 	dn := 0
 	if fc.readDest {
@@ -304,6 +308,9 @@ func (p *pass) completeFile(fc *fileCopy) error {
 			return fmt.Errorf("%s changed while the cold pass read it: is the server really stopped?", p.srcPath(fc.e.rel))
 		}
 		fc.rec.Flags |= manifest.FlagChangedWhileCopied
+	}
+	for i, crc := range fc.crcs {
+		fc.rec.CRC32C = crc32c.Combine(fc.rec.CRC32C, crc, min(chunkSize, size-int64(i)*chunkSize))
 	}
 	metaChanged, err := p.applyMeta(dpath, &fc.e, nil)
 	if err != nil {

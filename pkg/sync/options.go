@@ -31,6 +31,9 @@ type Options struct {
 	// DryRun compares stats with the manifest and reports what a pass
 	// would read and delete, without reading contents or writing anything.
 	DryRun bool
+	// BackupManifest makes the cold pass write PostgreSQL's backup_manifest
+	// into the copy, for pg_verifybackup.
+	BackupManifest bool
 	// AllowCrashed lets the cold pass copy a source that was not shut down
 	// cleanly (pg_controldata state "in production" with no server running).
 	AllowCrashed bool

@@ -146,10 +146,22 @@ func (p *pass) copy(ctx context.Context, entries []entry, started time.Time) err
 		return err
 	}
 	giveState(p.dst.dir, p.src.owner)
-	if p.kind == manifest.Cold {
-		return p.seal(entries)
+	if p.kind != manifest.Cold {
+		return nil
 	}
-	return nil
+	if p.opts.BackupManifest {
+		if err := p.writeBackupManifest(); err != nil {
+			return err
+		}
+		// The new file moved the copy's mtime: give it the source's again.
+		if err := p.setMeta(p.dst.dir, &entries[0], nil); err != nil {
+			return err
+		}
+		if err := manifest.SyncDir(p.dst.dir); err != nil {
+			return err
+		}
+	}
+	return p.seal(entries)
 }
 
 // deleteExtras removes from DEST every entry that SRC does not have, or has

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgtwopass/pgtwopass/internal/crc32c"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
 )
@@ -470,5 +471,54 @@ func TestWithin(t *testing.T) {
 		if got := within(filepath.Clean(c.path), c.dir); got != c.want {
 			t.Errorf("within(%q, %q) = %v, want %v", c.path, c.dir, got, c.want)
 		}
+	}
+}
+
+func TestManifestRecordsMatchTheCopy(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Live, src, dst)
+	rewriteBlock(t, src, "base/1/16384", 600)
+	mustPass(t, manifest.Cold, src, dst)
+	r, err := manifest.Open(filepath.Join(dst, manifest.DirName, manifest.FileName))
+	must(t, err)
+	defer r.Close()
+	n := 0
+	for {
+		f, err := r.Next()
+		if err != nil {
+			break
+		}
+		n++
+		data, err := os.ReadFile(filepath.Join(dst, f.Path))
+		must(t, err)
+		if got := crc32c.Checksum(data); got != f.CRC32C {
+			t.Errorf("%s: record CRC-32C %08x, the copy's %08x: chunk CRCs must combine to the file's", f.Path, f.CRC32C, got)
+		}
+		for i, h := range f.Hashes {
+			if manifest.HashBlock(data[i*8192:min((i+1)*8192, len(data))]) != h {
+				t.Errorf("%s: block %d hash does not describe the copy", f.Path, i)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("the manifest has no records")
+	}
+	diffs, err := VerifyManifest(context.Background(), Options{Dest: dst})
+	must(t, err)
+	if len(diffs) != 0 {
+		t.Fatalf("verify --manifest-only on a fresh copy: %v", diffs)
+	}
+	// One byte of the copy changes: verify --manifest-only names the block.
+	p := filepath.Join(dst, "base/1/16384")
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	must(t, err)
+	_, err = f.WriteAt([]byte{0x55}, 8192*42+1)
+	must(t, err)
+	f.Close()
+	diffs, err = VerifyManifest(context.Background(), Options{Dest: dst})
+	must(t, err)
+	if len(diffs) != 1 || diffs[0].Path != "base/1/16384" || !strings.Contains(diffs[0].What, "at byte 344064") {
+		t.Fatalf("a changed byte of the copy must be reported at its block, got %v", diffs)
 	}
 }

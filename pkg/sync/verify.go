@@ -62,6 +62,11 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A backup_manifest that finish --backup-manifest wrote is not the
+	// source's.
+	if !hasEntry(se, backupManifestName) {
+		de = dropEntry(de, backupManifestName)
+	}
 	v := &verifier{src: src.dir, dst: dest, bs: bs, owners: os.Geteuid() == 0, obs: o.Observer}
 	var files [][2]*entry
 	i, k := 0, 0
@@ -216,4 +221,22 @@ func (v *verifier) compareFile(ctx context.Context, s, d *entry) error {
 		v.add(s.rel, "%d block(s) of %d bytes differ, the first at byte %d", differing, v.bs, first)
 	}
 	return nil
+}
+
+func hasEntry(es []entry, rel string) bool {
+	for i := range es {
+		if es[i].rel == rel {
+			return true
+		}
+	}
+	return false
+}
+
+func dropEntry(es []entry, rel string) []entry {
+	for i := range es {
+		if es[i].rel == rel {
+			return append(es[:i:i], es[i+1:]...)
+		}
+	}
+	return es
 }

@@ -1,0 +1,101 @@
+package sync
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/bits"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/pgtwopass/pgtwopass/internal/crc32c"
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+)
+
+// backupManifestName is PostgreSQL's manifest of a base backup, which
+// pg_verifybackup checks.
+const backupManifestName = "backup_manifest"
+
+// writeBackupManifest writes PostgreSQL's backup_manifest into the copy, so
+// that `pg_verifybackup -n DEST` checks the copy independently of
+// pgtwopass. The checksums come from the manifest just committed: CRC-32C
+// of the bytes the pass read anyway. pg_wal is left out, as pg_basebackup
+// does; DEST/.pgtwopass is listed, since pg_verifybackup reports files it
+// does not know.
+func (p *pass) writeBackupManifest() error {
+	r, err := manifest.Open(p.dst.manifestPath())
+	if err != nil {
+		return fmt.Errorf("failed to read back the manifest: %w", err)
+	}
+	defer r.Close()
+	var b bytes.Buffer
+	b.WriteString("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n")
+	n := 0
+	add := func(path string, size int64, mtime time.Time, crc uint32) {
+		if n > 0 {
+			b.WriteString(",\n")
+		}
+		n++
+		if utf8.ValidString(path) {
+			js, _ := json.Marshal(path)
+			fmt.Fprintf(&b, `{ "Path": %s, `, js)
+		} else {
+			fmt.Fprintf(&b, `{ "Encoded-Path": "%s", `, hex.EncodeToString([]byte(path)))
+		}
+		// PostgreSQL prints the CRC's bytes in memory order (little-endian).
+		fmt.Fprintf(&b, `"Size": %d, "Last-Modified": "%s", "Checksum-Algorithm": "CRC32C", "Checksum": "%08x" }`,
+			size, mtime.UTC().Format("2006-01-02 15:04:05 GMT"), bits.ReverseBytes32(crc))
+	}
+	for {
+		f, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if f.Path == "pg_wal" || strings.HasPrefix(f.Path, "pg_wal/") {
+			continue
+		}
+		add(f.Path, f.Dest.Size, time.Unix(0, f.Dest.Mtime), f.CRC32C)
+	}
+	for _, name := range []string{"lock", manifest.FileName} {
+		rel := manifest.DirName + "/" + name
+		data, err := os.ReadFile(filepath.Join(p.dst.dir, filepath.FromSlash(rel)))
+		if err != nil {
+			return err
+		}
+		fi, err := os.Stat(filepath.Join(p.dst.dir, filepath.FromSlash(rel)))
+		if err != nil {
+			return err
+		}
+		add(rel, int64(len(data)), fi.ModTime(), crc32c.Checksum(data))
+	}
+	cd := p.src.control.Fields
+	tli := cd["Latest checkpoint's TimeLineID"]
+	lsn := cd["Latest checkpoint location"]
+	if tli == "" || lsn == "" {
+		return fmt.Errorf("pg_controldata gave no checkpoint location and timeline for the backup_manifest's WAL-Ranges")
+	}
+	fmt.Fprintf(&b, "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": %s, \"Start-LSN\": \"%s\", \"End-LSN\": \"%s\" }\n],\n", tli, lsn, lsn)
+	sum := sha256.Sum256(b.Bytes())
+	fmt.Fprintf(&b, "\"Manifest-Checksum\": \"%x\"}\n", sum)
+
+	path := filepath.Join(p.dst.dir, backupManifestName)
+	if err := renameio.WriteFile(path, b.Bytes(), 0o600, renameio.WithTempDir(p.dst.dir)); err != nil {
+		return fmt.Errorf("failed to write %s: %w", path, err)
+	}
+	if p.asRoot {
+		os.Lchown(path, int(p.src.owner.UID), int(p.src.owner.GID))
+	}
+	p.obs.Event(Event{Kind: Step, Pass: p.kind, Msg: "wrote backup_manifest: check the copy with pg_verifybackup -n"})
+	return manifest.SyncDir(p.dst.dir)
+}
