@@ -5,12 +5,17 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 )
 
 func main() {
+	if err := armFaults(); err != nil {
+		fmt.Fprintf(os.Stderr, "pgtwopass: error: %v\n", err)
+		os.Exit(exitBadInput)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()

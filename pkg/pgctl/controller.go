@@ -95,7 +95,33 @@ func NewPgCtl(binDir, dataDir string, owner Owner, logFile string) (Controller, 
 		}
 		c.logFile = filepath.Join(os.TempDir(), "pgtwopass-server-"+name+".log")
 	}
+	if err := prepareLog(c.logFile, owner); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// prepareLog makes sure the server's user can append to the log that
+// pg_ctl start will open, so that a bad path fails before the server is
+// stopped rather than when it should start again.
+func prepareLog(path string, owner Owner) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("cannot use %s as the server log: %w", path, err)
+	}
+	f.Close()
+	if os.Geteuid() != 0 || owner.UID == 0 {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+		os.Chown(path, int(owner.UID), int(owner.GID))
+	}
+	cmd := exec.Command("/bin/sh", "-c", `test -w "$1"`, "sh", path)
+	RunAs(cmd, owner)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("the server's user %s cannot write the server log %s: give a file it can write (--start-log)", owner, path)
+	}
+	return nil
 }
 
 // withoutDataDir drops "-D dir" / "-Ddir" from postmaster arguments.

@@ -235,6 +235,11 @@ func (p *pass) copyChunk(ctx context.Context, c chunk) {
 		if run < 0 {
 			return nil
 		}
+		if hook := Faults.BeforeWrite; hook != nil {
+			if err := hook(p.dstPath(fc.e.rel), int64(manifest.NumBlocks(int64(end-run), p.bs))); err != nil {
+				return fmt.Errorf("failed to write %s: %w", p.dstPath(fc.e.rel), err)
+			}
+		}
 		if _, err := fc.dst.WriteAt(buf[run:end], c.off+int64(run)); err != nil {
 			return fmt.Errorf("failed to write %s: %w", p.dstPath(fc.e.rel), err)
 		}
@@ -328,6 +333,9 @@ func (p *pass) completeFile(fc *fileCopy) error {
 		return fmt.Errorf("failed to stat %s: %w", dpath, err)
 	}
 	fc.rec.Dest = statOf(dfi)
+	if hook := Faults.AfterFile; hook != nil {
+		hook(fc.e.rel)
+	}
 	return nil
 }
 

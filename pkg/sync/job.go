@@ -90,7 +90,9 @@ type job struct {
 	res    *Result
 }
 
-func openJob(ctx context.Context, o *Options) (*job, error) {
+// openJob checks SRC and DEST, runs check (if any) on them, and only then
+// locks DEST, creating it if needed: a refusal touches nothing.
+func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
@@ -103,6 +105,11 @@ func openJob(ctx context.Context, o *Options) (*job, error) {
 		return nil, err
 	}
 	j := &job{opts: o, src: src, dst: dst, unlock: func() {}, res: &Result{Started: time.Now()}}
+	if check != nil {
+		if err := check(j); err != nil {
+			return nil, err
+		}
+	}
 	if !o.DryRun {
 		if j.unlock, err = lockDest(dst.dir); err != nil {
 			return nil, err
@@ -169,7 +176,7 @@ func (j *job) pass(ctx context.Context, kind manifest.PassKind) error {
 // Prepare runs a live pass: the server may keep running, and the copy is
 // left unsealed. It is safe to repeat.
 func Prepare(ctx context.Context, o Options) (*Result, error) {
-	j, err := openJob(ctx, &o)
+	j, err := openJob(ctx, &o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +191,7 @@ func Finish(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	j, err := openJob(ctx, &o)
+	j, err := openJob(ctx, &o, s.checkNoStop)
 	if err != nil {
 		return nil, err
 	}
@@ -197,18 +204,23 @@ func Sync(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	j, err := openJob(ctx, &o)
+	j, err := openJob(ctx, &o, s.checkNoStop)
 	if err != nil {
 		return nil, err
 	}
 	defer j.close()
-	if running, _, _ := pgctl.ServerRunning(j.src.dir); running && s.NoStop {
-		return j.res, errNoStopRunning(j.src)
-	}
 	if err := j.pass(ctx, manifest.Live); err != nil {
 		return j.res, err
 	}
 	return j.res, j.finish(ctx, &s)
+}
+
+// checkNoStop refuses --no-stop while the server runs.
+func (s *ServerOptions) checkNoStop(j *job) error {
+	if running, _, _ := pgctl.ServerRunning(j.src.dir); running && s.NoStop {
+		return errNoStopRunning(j.src)
+	}
+	return nil
 }
 
 func errNoStopRunning(src *source) error {

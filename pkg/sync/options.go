@@ -65,7 +65,7 @@ func (o *Options) validate() error {
 			"invalid block size %d", o.BlockSize)
 	}
 	if o.Jobs < 0 {
-		return inputErr("use --jobs 1 or more (0 or unset: one per CPU)", "invalid --jobs %d", o.Jobs)
+		return inputErr("use --jobs 1 or more", "invalid --jobs %d", o.Jobs)
 	}
 	if o.Jobs == 0 {
 		o.Jobs = runtime.NumCPU()

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
+)
+
+// Fault injection for the crash tests (integration/faults_test.go). Each
+// variable arms one fault; none is set in normal use.
+//
+//	PGTWOPASS_FAULT_KILL_AFTER_BLOCKS=K  SIGKILL itself once K blocks are written
+//	PGTWOPASS_FAULT_KILL_AFTER_FILES=K   SIGKILL itself once K files are complete
+//	PGTWOPASS_FAULT_EIO_AFTER_BLOCKS=K   every write after the first K blocks fails with EIO
+//	PGTWOPASS_FAULT_FILE_DELAY=DURATION  sleep after each file (to signal a pass mid-way)
+func armFaults() error {
+	num := func(name string) (int64, bool, error) {
+		v := os.Getenv(name)
+		if v == "" {
+			return 0, false, nil
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, false, fmt.Errorf("%s=%q: want a number of blocks or files", name, v)
+		}
+		return n, true, nil
+	}
+	var blocks, files atomic.Int64
+	killBlocks, kb, err := num("PGTWOPASS_FAULT_KILL_AFTER_BLOCKS")
+	if err != nil {
+		return err
+	}
+	eioBlocks, eb, err := num("PGTWOPASS_FAULT_EIO_AFTER_BLOCKS")
+	if err != nil {
+		return err
+	}
+	killFiles, kf, err := num("PGTWOPASS_FAULT_KILL_AFTER_FILES")
+	if err != nil {
+		return err
+	}
+	var delay time.Duration
+	if v := os.Getenv("PGTWOPASS_FAULT_FILE_DELAY"); v != "" {
+		if delay, err = time.ParseDuration(v); err != nil {
+			return fmt.Errorf("PGTWOPASS_FAULT_FILE_DELAY=%q: %v", v, err)
+		}
+	}
+	if kb || eb {
+		pgsync.Faults.BeforeWrite = func(path string, n int64) error {
+			done := blocks.Add(n) - n
+			if kb && done >= killBlocks {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {} // the signal is on its way
+			}
+			if eb && done >= eioBlocks {
+				return syscall.EIO
+			}
+			return nil
+		}
+	}
+	if kf || delay > 0 {
+		pgsync.Faults.AfterFile = func(string) {
+			if kf && files.Add(1) >= killFiles {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+			time.Sleep(delay)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,291 @@
+package integration
+
+import (
+	"encoding/json"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgtwopass/pgtwopass/internal/scratch"
+	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
+)
+
+// TestOwnersAsRoot: run as root on a postgres-owned, running cluster, sync
+// stops the server as its owner (pg_ctl refuses root), gives every copied
+// entry the source's owner and mode, and --restart brings the server back.
+func TestOwnersAsRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: checks that pgtwopass preserves owners and runs pg_ctl as the owner")
+	}
+	t.Parallel()
+	src := newCluster(t, 1)
+	pg, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgUID, _ := strconv.Atoi(pg.Uid)
+	if st, err := os.Stat(src.Dir); err != nil || int(st.Sys().(*syscall.Stat_t).Uid) != pgUID {
+		t.Fatalf("test premise: the cluster belongs to postgres (%v)", err)
+	}
+	startCluster(t, src)
+	dest := filepath.Join(t.TempDir(), "copy")
+
+	// The server log of the restart goes where postgres may write it.
+	logDir := filepath.Join(t.TempDir(), "log")
+	if err := os.Mkdir(logDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := scratch.Chown(logDir, scratch.Options{BinDir: pgBinDir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := scratch.MakeTraversable(filepath.Dir(logDir)); err != nil {
+		t.Fatal(err)
+	}
+	var res summaryJSON
+	runJSON(t, &res, "sync", "--restart", "--json", "--start-log", filepath.Join(logDir, "restart.log"), src.Dir, dest)
+	if res.Stopped == nil || !*res.Stopped {
+		t.Errorf("sync stopped the server as its owner (pg_ctl refuses root): stopped = %v, want true", res.Stopped)
+	}
+	if res.Restarted == nil || !*res.Restarted {
+		t.Errorf("sync --restart started the server again: restarted = %v, want true", res.Restarted)
+	}
+	if k := passKinds(res); len(k) != 2 || k[0] != "live" || k[1] != "cold" {
+		t.Errorf("sync runs a live pass then a cold pass: passes = %v", k)
+	}
+	if !src.Running() {
+		t.Errorf("after sync --restart the source server runs")
+	} else if s := query(t, src, "SELECT count(*) FROM pgbench_branches"); s != "1" {
+		t.Errorf("the restarted source answers queries: %q", s)
+	}
+
+	st, err := os.Stat(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := int(st.Sys().(*syscall.Stat_t).Uid); uid != pgUID {
+		t.Errorf("the copy's root belongs to postgres (uid %d), not uid %d", pgUID, uid)
+	}
+
+	// Every entry of the copy has its source entry's owner and mode. The
+	// source runs again, so contents and new WAL may differ; only entries
+	// both sides have are compared.
+	checked := 0
+	err = filepath.WalkDir(dest, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dest, p)
+		rel = filepath.ToSlash(rel)
+		if skipForCopy(rel) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		cs, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		ss, err := os.Lstat(filepath.Join(src.Dir, filepath.FromSlash(rel)))
+		if os.IsNotExist(err) {
+			return nil // gone from the running source since the copy
+		} else if err != nil {
+			return err
+		}
+		c, s := cs.Sys().(*syscall.Stat_t), ss.Sys().(*syscall.Stat_t)
+		if c.Uid != s.Uid || c.Gid != s.Gid {
+			t.Errorf("%s: the copy has the source's owner: source %d:%d, copy %d:%d", rel, s.Uid, s.Gid, c.Uid, c.Gid)
+		}
+		if cs.Mode() != ss.Mode() {
+			t.Errorf("%s: the copy has the source's mode: source %v, copy %v", rel, ss.Mode(), cs.Mode())
+		}
+		checked++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 100 {
+		t.Errorf("owner check saw only %d entries", checked)
+	}
+
+	// With the source stopped, one more finish makes the copy equal in
+	// everything, owners included.
+	stopCluster(t, src)
+	mustRun(t, "finish", "--no-stop", src.Dir, dest)
+	sameTree(t, "finish after sync --restart, as root", src.Dir, dest)
+}
+
+// TestVerify: verify finds no difference in a finished copy, and names the
+// file and block of a one-byte change in the copy.
+func TestVerify(t *testing.T) {
+	t.Parallel()
+	src := newCluster(t, 1)
+	startCluster(t, src)
+	relFile := relationFile(t, src, "pgbench_accounts")
+	stopCluster(t, src)
+	dest := filepath.Join(t.TempDir(), "copy")
+	mustRun(t, "finish", "--no-stop", src.Dir, dest)
+
+	stdout, stderr, code := run(t, "verify", src.Dir, dest)
+	if code != 0 {
+		t.Fatalf("verify of a finished copy exits 0, got %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		if strings.Contains(l, ": ") {
+			t.Errorf("verify of a finished copy prints no difference, got %q", l)
+		}
+	}
+
+	const blk = 3
+	flipByte(t, filepath.Join(dest, relFile), blk*scratch.BlockSize+4000)
+	if d, _ := scratch.CompareTrees(src.Dir, dest, scratch.CompareOptions{Skip: skipForCopy}); len(d) != 1 {
+		t.Fatalf("test premise: the copy differs in one block, CompareTrees says %v", d)
+	}
+
+	stdout, stderr, code = run(t, "verify", src.Dir, dest)
+	if code != 4 {
+		t.Errorf("verify exits 4 when the copy differs by one byte, got %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	var line string
+	for _, l := range strings.Split(stdout, "\n") {
+		if strings.HasPrefix(l, relFile+": ") {
+			line = l
+		}
+	}
+	if line == "" {
+		t.Errorf("verify names the changed file %s on stdout, got:\n%s", relFile, stdout)
+	} else if want := "at byte " + itoa(blk*scratch.BlockSize); !strings.Contains(line, want) && !strings.Contains(line, "block "+itoa(blk)) {
+		t.Errorf("verify names the changed block %d (%q or %q), got %q", blk, want, "block "+itoa(blk), line)
+	}
+	if n := len(strings.Split(strings.TrimSpace(stdout), "\n")); n != 1 {
+		t.Errorf("verify reports exactly the one difference, got %d lines:\n%s", n, stdout)
+	}
+
+	stdout, stderr, code = run(t, "verify", "--json", src.Dir, dest)
+	if code != 4 {
+		t.Errorf("verify --json exits 4 on differences, got %d\nstderr:\n%s", code, stderr)
+	}
+	var v verifyJSON
+	if err := json.Unmarshal([]byte(stdout), &v); err != nil {
+		t.Fatalf("verify --json prints one JSON object: %v\n%s", err, stdout)
+	}
+	if v.Identical == nil || *v.Identical {
+		t.Errorf("verify --json: identical = %v, want false", v.Identical)
+	}
+	if len(v.Differences) != 1 || v.Differences[0].Path != relFile {
+		t.Errorf("verify --json lists the one difference in %s, got %+v", relFile, v.Differences)
+	}
+}
+
+// TestSourceNeverWritten: no command writes to the source: not a file, not
+// an mtime, not a directory entry.
+func TestSourceNeverWritten(t *testing.T) {
+	t.Parallel()
+	src := newCluster(t, 1)
+	dest := filepath.Join(t.TempDir(), "copy")
+	want := hashTree(t, src.Dir)
+	for _, args := range [][]string{
+		{"prepare", "--dry-run", src.Dir, dest},
+		{"prepare", src.Dir, dest},
+		{"prepare", "--dry-run", src.Dir, dest},
+		{"finish", "--no-stop", "--dry-run", src.Dir, dest},
+		{"finish", "--no-stop", src.Dir, dest},
+		{"verify", src.Dir, dest},
+		{"verify", "--json", src.Dir, dest},
+		{"status", dest},
+		{"status", "--json", dest},
+		{"sync", "--no-stop", src.Dir, dest},
+	} {
+		mustRun(t, args...)
+		if got := hashTree(t, src.Dir); got != want {
+			t.Errorf("pgtwopass %s writes nothing in SRC, but its tree hash changed", strings.Join(args, " "))
+			want = got
+		}
+	}
+}
+
+// TestStatus: status reports an unsealed copy after prepare and a sealed
+// one, of the source's cluster, after finish, with the passes in order.
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	src := newCluster(t, 1)
+	startCluster(t, src)
+	dest := filepath.Join(t.TempDir(), "copy")
+	mustRun(t, "prepare", src.Dir, dest)
+
+	var st statusJSON
+	runJSON(t, &st, "status", "--json", dest)
+	if st.Sealed == nil || *st.Sealed {
+		t.Errorf("status of a prepared copy: sealed = %v, want false", st.Sealed)
+	}
+	if len(st.Passes) != 1 || st.Passes[0].Kind != "live" {
+		t.Errorf("status of a prepared copy lists one live pass, got %+v", st.Passes)
+	}
+	stdout, _ := mustRun(t, "status", dest)
+	if l := lineWith(stdout, "sealed:"); !strings.Contains(l, "no") {
+		t.Errorf("status (text) of a prepared copy says it is not sealed:\n%s", stdout)
+	}
+
+	mustRun(t, "finish", src.Dir, dest)
+	if src.Running() {
+		t.Fatalf("finish stopped the source")
+	}
+	cd, err := pgctl.ReadControlData(ctxFor(t, time.Minute), pgBinDir, src.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = statusJSON{}
+	runJSON(t, &st, "status", "--json", dest)
+	if st.Sealed == nil || !*st.Sealed {
+		t.Errorf("status of a finished copy: sealed = %v, want true", st.Sealed)
+	}
+	if want := strconv.FormatUint(cd.SystemIdentifier, 10); st.SystemIdentifier != want {
+		t.Errorf("status reports the source's database system identifier: got %q, pg_controldata says %s", st.SystemIdentifier, want)
+	}
+	if v, err := pgctl.ReadPGVersion(src.Dir); err != nil || st.PGVersion != v {
+		t.Errorf("status reports PG_VERSION %q, got %q (%v)", v, st.PGVersion, err)
+	}
+	if st.BlockSize != 8192 {
+		t.Errorf("status reports the default block size 8192, got %d", st.BlockSize)
+	}
+	if st.Files <= 0 || st.Bytes <= 0 {
+		t.Errorf("status counts files and bytes: files=%d bytes=%d", st.Files, st.Bytes)
+	}
+	var kinds []string
+	for i, p := range st.Passes {
+		kinds = append(kinds, p.Kind)
+		if p.Finished.Before(p.Started) {
+			t.Errorf("pass %d finished (%v) before it started (%v)", i, p.Finished, p.Started)
+		}
+		if i > 0 && p.Started.Before(st.Passes[i-1].Finished) {
+			t.Errorf("passes are listed in order: pass %d started %v before pass %d finished %v", i, p.Started, i-1, st.Passes[i-1].Finished)
+		}
+	}
+	if strings.Join(kinds, ",") != "live,cold" {
+		t.Errorf("status of a prepared then finished copy lists passes live,cold; got %v", kinds)
+	}
+	stdout, _ = mustRun(t, "status", dest)
+	if !strings.Contains(stdout, strconv.FormatUint(cd.SystemIdentifier, 10)) {
+		t.Errorf("status (text) shows the system identifier:\n%s", stdout)
+	}
+	if l := lineWith(stdout, "sealed:"); !strings.Contains(l, "yes") {
+		t.Errorf("status (text) of a finished copy says it is sealed:\n%s", stdout)
+	}
+}
+
+// lineWith returns the first line of s that contains sub.
+func lineWith(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
+}
