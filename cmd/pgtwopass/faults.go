@@ -4,12 +4,16 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
+
+// quickMargin overrides the quick cold pass's safe horizon in tests.
+var quickMargin time.Duration
 
 // Fault injection for the crash tests (integration/faults_test.go). Each
 // variable arms one fault; none is set in normal use.
@@ -18,7 +22,24 @@ import (
 //	PGTWOPASS_FAULT_KILL_AFTER_FILES=K   SIGKILL itself once K files are complete
 //	PGTWOPASS_FAULT_EIO_AFTER_BLOCKS=K   every write after the first K blocks fails with EIO
 //	PGTWOPASS_FAULT_FILE_DELAY=DURATION  sleep after each file (to signal a pass mid-way)
+//	PGTWOPASS_FAULT_EIO_READ=SUFFIX      reads of source files whose path ends in SUFFIX fail with EIO
+//	PGTWOPASS_FAULT_QUICK_MARGIN=DURATION the quick cold pass's safe horizon (default 2s)
 func armFaults() error {
+	if v := os.Getenv("PGTWOPASS_FAULT_QUICK_MARGIN"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("PGTWOPASS_FAULT_QUICK_MARGIN=%q: want a positive duration", v)
+		}
+		quickMargin = d
+	}
+	if suffix := os.Getenv("PGTWOPASS_FAULT_EIO_READ"); suffix != "" {
+		pgsync.Faults.BeforeRead = func(path string) error {
+			if strings.HasSuffix(path, suffix) {
+				return syscall.EIO
+			}
+			return nil
+		}
+	}
 	num := func(name string) (int64, bool, error) {
 		v := os.Getenv(name)
 		if v == "" {

@@ -102,12 +102,14 @@ func (p *pass) plan(e *entry, rec *manifest.File) (*fileCopy, error) {
 		dfi = nil
 	}
 	trust := p.trusted(rec, dfi)
-	if p.kind == manifest.Live && trust && sameSource(rec, e) {
+	if trust && sameSource(rec, e) && (p.kind == manifest.Live || p.quick && p.pastHorizon(rec)) {
 		p.skipped.Add(1)
 		return p.keep(e, rec, dpath, dfi)
 	}
 
 	spath := p.srcPath(e.rel)
+	// Taken before the stat, so that the stat is no older than ReadStart.
+	readStart := time.Now()
 	src, err := os.Open(spath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && p.kind == manifest.Live {
@@ -121,6 +123,9 @@ func (p *pass) plan(e *entry, rec *manifest.File) (*fileCopy, error) {
 		return nil, fmt.Errorf("failed to stat %s: %w", spath, err)
 	}
 	unix.Fadvise(int(src.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
+	if hook := Faults.AfterOpen; hook != nil {
+		hook(spath)
+	}
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if dfi != nil {
 		flags = os.O_WRONLY
@@ -140,7 +145,7 @@ func (p *pass) plan(e *entry, rec *manifest.File) (*fileCopy, error) {
 	if trust {
 		fc.old = rec
 	}
-	fc.rec = manifest.File{Path: e.rel, Source: fc.e.stat, ReadStart: time.Now().UnixNano()}
+	fc.rec = manifest.File{Path: e.rel, Source: fc.e.stat, ReadStart: readStart.UnixNano()}
 	if nb := manifest.NumBlocks(fc.e.stat.Size, p.bs); nb > 0 {
 		fc.rec.Hashes = make([]manifest.Hash, nb)
 	}
@@ -203,6 +208,12 @@ func (p *pass) copyChunk(ctx context.Context, c chunk) {
 	bp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bp)
 	buf := (*bp)[:c.len]
+	if hook := Faults.BeforeRead; hook != nil {
+		if err := hook(p.srcPath(fc.e.rel)); err != nil {
+			fc.fail(fmt.Errorf("failed to read %s: %w", p.srcPath(fc.e.rel), err))
+			return
+		}
+	}
 	n, err := fc.src.ReadAt(buf, c.off)
 	p.read.Add(int64(n))
 	if n < c.len {

@@ -104,6 +104,11 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 	if err != nil {
 		return nil, err
 	}
+	if o.ColdPass == ColdQuick {
+		if err := checkQuickFS(src.dir, existingAncestor(dst.dir)); err != nil {
+			return nil, err
+		}
+	}
 	j := &job{opts: o, src: src, dst: dst, unlock: func() {}, res: &Result{Started: time.Now()}}
 	if check != nil {
 		if err := check(j); err != nil {

@@ -4,6 +4,7 @@ import (
 	"path"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
@@ -31,6 +32,11 @@ type Options struct {
 	// DryRun compares stats with the manifest and reports what a pass
 	// would read and delete, without reading contents or writing anything.
 	DryRun bool
+	// ColdPass is ColdChecksum (""), or ColdQuick.
+	ColdPass string
+	// QuickMargin is the safe horizon of the quick cold pass; 0 means
+	// DefaultQuickMargin.
+	QuickMargin time.Duration
 	// BackupManifest makes the cold pass write PostgreSQL's backup_manifest
 	// into the copy, for pg_verifybackup.
 	BackupManifest bool
@@ -66,6 +72,16 @@ func (o *Options) validate() error {
 	}
 	if o.Jobs < 0 {
 		return inputErr("use --jobs 1 or more", "invalid --jobs %d", o.Jobs)
+	}
+	switch o.ColdPass {
+	case "":
+		o.ColdPass = ColdChecksum
+	case ColdChecksum, ColdQuick:
+	default:
+		return inputErr("use --cold-pass=checksum (read every block) or --cold-pass=quick", "invalid --cold-pass %q", o.ColdPass)
+	}
+	if o.QuickMargin <= 0 {
+		o.QuickMargin = DefaultQuickMargin
 	}
 	if o.Jobs == 0 {
 		o.Jobs = runtime.NumCPU()

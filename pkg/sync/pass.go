@@ -26,6 +26,7 @@ type pass struct {
 	dst    *destination
 	bs     int
 	asRoot bool
+	quick  bool // a quick cold pass: trust files past the safe horizon
 	obs    Observer
 
 	// state
@@ -49,7 +50,9 @@ func newPass(kind manifest.PassKind, opts *Options, src *source, dst *destinatio
 	if bs == 0 {
 		bs = DefaultBlockSize
 	}
-	p := &pass{kind: kind, opts: opts, src: src, dst: dst, bs: bs, asRoot: os.Geteuid() == 0, obs: opts.Observer}
+	p := &pass{kind: kind, opts: opts, src: src, dst: dst, bs: bs, asRoot: os.Geteuid() == 0, obs: opts.Observer,
+		quick: kind == manifest.Cold && opts.ColdPass == ColdQuick}
+
 	size := max(chunkSize, bs)
 	p.bufs.New = func() any { b := make([]byte, size); return &b }
 	return p, nil
@@ -495,7 +498,7 @@ func (p *pass) dryRun(entries []entry) error {
 		}
 		rec := old.find(e.rel)
 		fi, _ := os.Lstat(p.dstPath(e.rel))
-		if p.kind == manifest.Live && p.trusted(rec, fi) && sameSource(rec, e) {
+		if p.trusted(rec, fi) && sameSource(rec, e) && (p.kind == manifest.Live || p.quick && p.pastHorizon(rec)) {
 			p.skipped.Add(1)
 			continue
 		}
