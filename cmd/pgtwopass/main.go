@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -16,8 +17,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "pgtwopass: error: %v\n", err)
 		os.Exit(exitBadInput)
 	}
+	// PGTWOPASS_CPUPROFILE=FILE writes a CPU profile of the run (make bench).
+	if path := os.Getenv("PGTWOPASS_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer f.Close()
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
+	pprof.StopCPUProfile()
 	os.Exit(code)
 }
