@@ -121,18 +121,20 @@ type verifyJSON struct {
 }
 
 type statusJSON struct {
-	SystemIdentifier string `json:"system_identifier"`
-	PGVersion        string `json:"pg_version"`
-	BlockSize        int    `json:"block_size"`
-	Sealed           *bool  `json:"sealed"`
-	Files            int64  `json:"files"`
-	Bytes            int64  `json:"bytes"`
-	Created          string `json:"created"`
-	Passes           []struct {
-		Kind     string    `json:"kind"`
-		Started  time.Time `json:"started"`
-		Finished time.Time `json:"finished"`
-	} `json:"passes"`
+	SystemIdentifier string           `json:"system_identifier"`
+	PGVersion        string           `json:"pg_version"`
+	BlockSize        int              `json:"block_size"`
+	Sealed           *bool            `json:"sealed"`
+	Files            int64            `json:"files"`
+	Bytes            int64            `json:"bytes"`
+	Created          string           `json:"created"`
+	Passes           []statusPassJSON `json:"passes"`
+}
+
+type statusPassJSON struct {
+	Kind     string    `json:"kind"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
 }
 
 // newCluster makes a stopped cluster (initdb -k) in a directory under

@@ -55,8 +55,8 @@ func TestOwnersAsRoot(t *testing.T) {
 	if res.Restarted == nil || !*res.Restarted {
 		t.Errorf("sync --restart started the server again: restarted = %v, want true", res.Restarted)
 	}
-	if k := passKinds(res); len(k) != 2 || k[0] != "live" || k[1] != "cold" {
-		t.Errorf("sync runs a live pass then a cold pass: passes = %v", k)
+	if k := passKinds(res); len(k) < 2 || k[0] != "live" || k[len(k)-1] != "cold" || strings.Count(strings.Join(k, ","), "cold") != 1 {
+		t.Errorf("sync runs live passes then one cold pass: passes = %v", k)
 	}
 	if !src.Running() {
 		t.Errorf("after sync --restart the source server runs")
@@ -225,8 +225,8 @@ func TestStatus(t *testing.T) {
 	if st.Sealed == nil || *st.Sealed {
 		t.Errorf("status of a prepared copy: sealed = %v, want false", st.Sealed)
 	}
-	if len(st.Passes) != 1 || st.Passes[0].Kind != "live" {
-		t.Errorf("status of a prepared copy lists one live pass, got %+v", st.Passes)
+	if len(st.Passes) == 0 || !onlyLive(st.Passes) {
+		t.Errorf("status of a prepared copy lists its live passes and nothing else, got %+v", st.Passes)
 	}
 	stdout, _ := mustRun(t, "status", dest)
 	if l := lineWith(stdout, "sealed:"); !strings.Contains(l, "no") {
@@ -268,8 +268,8 @@ func TestStatus(t *testing.T) {
 			t.Errorf("passes are listed in order: pass %d started %v before pass %d finished %v", i, p.Started, i-1, st.Passes[i-1].Finished)
 		}
 	}
-	if strings.Join(kinds, ",") != "live,cold" {
-		t.Errorf("status of a prepared then finished copy lists passes live,cold; got %v", kinds)
+	if k := strings.Join(kinds, ","); !strings.HasPrefix(k, "live,") || !strings.HasSuffix(k, ",cold") || strings.Count(k, "cold") != 1 {
+		t.Errorf("status of a prepared then finished copy lists live passes then one cold pass; got %v", kinds)
 	}
 	stdout, _ = mustRun(t, "status", dest)
 	if !strings.Contains(stdout, strconv.FormatUint(cd.SystemIdentifier, 10)) {
@@ -288,4 +288,13 @@ func lineWith(s, sub string) string {
 		}
 	}
 	return ""
+}
+
+func onlyLive(passes []statusPassJSON) bool {
+	for _, p := range passes {
+		if p.Kind != "live" {
+			return false
+		}
+	}
+	return true
 }

@@ -41,11 +41,14 @@ func usagef(format string, args ...any) error {
 func exitCode(err error) int {
 	var usage *usageError
 	var input *pgsync.InputError
+	var budget *pgsync.BudgetError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &usage), errors.As(err, &input):
 		return exitBadInput
+	case errors.As(err, &budget):
+		return exitBudget
 	case errors.Is(err, pgsync.ErrDifferences):
 		return exitDifferences
 	}
@@ -55,9 +58,12 @@ func exitCode(err error) int {
 func hintFor(err error) string {
 	var usage *usageError
 	var input *pgsync.InputError
+	var budget *pgsync.BudgetError
 	switch {
 	case errors.As(err, &input):
 		return input.Hint
+	case errors.As(err, &budget):
+		return budget.Hint()
 	case errors.As(err, &usage):
 		return "see 'pgtwopass --help' and 'pgtwopass COMMAND --help'"
 	case errors.Is(err, pgsync.ErrInterrupted):

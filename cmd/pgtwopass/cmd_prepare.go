@@ -17,7 +17,7 @@ file is read in large chunks, hashed block by block (xxh3-128) and only the bloc
 whose hashes differ are written. DEST may be missing, empty or an earlier copy of the
 same cluster. The copy is left unsealed: it cannot be started until finish completes.
 prepare is safe to repeat, and a timer may run it nightly to keep a copy warm.`,
-		Flags:  passFlags(),
+		Flags:  append(passFlags(), liveFlags()...),
 		Action: runPrepare,
 	}
 }

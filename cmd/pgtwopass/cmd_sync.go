@@ -14,7 +14,7 @@ func syncCommand() *cli.Command {
 		Description: `sync runs a live pass while the server runs, then finish: CHECKPOINT, stop, cold
 pass, seal (and with --restart, start the server again). The live pass leaves little
 for the cold pass, so the downtime is short. It takes the flags of prepare and finish.`,
-		Flags:  append(passFlags(), serverFlags()...),
+		Flags:  append(append(passFlags(), liveFlags()...), serverFlags()...),
 		Action: runSync,
 	}
 }

@@ -23,9 +23,17 @@ func passFlags() []cli.Flag {
 	)
 }
 
+// liveFlags are the flags of commands that run live passes.
+func liveFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "max-passes", Value: pgsync.DefaultMaxPasses, Usage: "repeat live passes while each writes less than the one before, at most `N` times"},
+	}
+}
+
 func serverFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "no-stop", Usage: "the server must already be stopped: check it, stop nothing"},
+		&cli.DurationFlag{Name: "max-downtime", Usage: "do not stop the server when the predicted downtime exceeds `DURATION` (e.g. 30s); exit status 3"},
 		&cli.StringFlag{Name: "stop-command", Usage: "stop the server with `CMD` (run by /bin/sh) instead of pg_ctl stop -m fast"},
 		&cli.StringFlag{Name: "start-command", Usage: "start the server with `CMD` (run by /bin/sh) instead of pg_ctl start"},
 		&cli.StringFlag{Name: "systemd-unit", Usage: "stop and start the server with systemctl stop/start `UNIT`"},
@@ -59,6 +67,7 @@ func passOptions(c *cli.Context, obs pgsync.Observer) (pgsync.Options, error) {
 		AllowCrashed:   c.Bool("allow-crashed"),
 		BackupManifest: c.Bool("backup-manifest"),
 		ColdPass:       c.String("cold-pass"),
+		MaxPasses:      maxPasses(c),
 		QuickMargin:    quickMargin,
 		Observer:       obs,
 	}, nil
@@ -73,5 +82,13 @@ func serverOptions(c *cli.Context) pgsync.ServerOptions {
 		Restart:      c.Bool("restart"),
 		DSN:          c.String("dsn"),
 		StartLog:     c.String("start-log"),
+		MaxDowntime:  c.Duration("max-downtime"),
 	}
+}
+
+func maxPasses(c *cli.Context) int {
+	if c.IsSet("max-passes") && c.Int("max-passes") < 1 {
+		return -1 // refused by the engine, with a hint
+	}
+	return c.Int("max-passes")
 }

@@ -155,18 +155,20 @@ type passJSON struct {
 }
 
 type summaryJSON struct {
-	Command         string     `json:"command"`
-	OK              bool       `json:"ok"`
-	Error           string     `json:"error,omitempty"`
-	BytesRead       int64      `json:"bytes_read"`
-	BytesWritten    int64      `json:"bytes_written"`
-	FilesChanged    int64      `json:"files_changed"`
-	FilesDeleted    int64      `json:"files_deleted"`
-	DurationSeconds float64    `json:"duration_seconds"`
-	DowntimeSeconds *float64   `json:"downtime_seconds,omitempty"`
-	Stopped         *bool      `json:"stopped,omitempty"`
-	Restarted       *bool      `json:"restarted,omitempty"`
-	Passes          []passJSON `json:"passes"`
+	Command         string   `json:"command"`
+	OK              bool     `json:"ok"`
+	Error           string   `json:"error,omitempty"`
+	BytesRead       int64    `json:"bytes_read"`
+	BytesWritten    int64    `json:"bytes_written"`
+	FilesChanged    int64    `json:"files_changed"`
+	FilesDeleted    int64    `json:"files_deleted"`
+	DurationSeconds float64  `json:"duration_seconds"`
+	DowntimeSeconds *float64 `json:"downtime_seconds,omitempty"`
+	// PredictedDowntimeSeconds is the prediction made before the stop.
+	PredictedDowntimeSeconds *float64   `json:"predicted_downtime_seconds,omitempty"`
+	Stopped                  *bool      `json:"stopped,omitempty"`
+	Restarted                *bool      `json:"restarted,omitempty"`
+	Passes                   []passJSON `json:"passes"`
 }
 
 func newSummary(command string, res *pgsync.Result, err error) summaryJSON {
@@ -187,6 +189,10 @@ func newSummary(command string, res *pgsync.Result, err error) summaryJSON {
 	if command != "prepare" {
 		d := res.Downtime.Seconds()
 		s.DowntimeSeconds, s.Stopped, s.Restarted = &d, &res.Stopped, &res.Restarted
+		if p := res.Prediction; p != nil {
+			pd := p.Downtime.Seconds()
+			s.PredictedDowntimeSeconds = &pd
+		}
 	}
 	for _, p := range res.Passes {
 		s.Passes = append(s.Passes, passJSON{
@@ -219,6 +225,9 @@ func printSummary(w io.Writer, command string, res *pgsync.Result) {
 	}
 	if res.Stopped {
 		fmt.Fprintf(w, "downtime: %.2fs", res.Downtime.Seconds())
+		if p := res.Prediction; p != nil {
+			fmt.Fprintf(w, ", predicted %.2fs", p.Downtime.Seconds())
+		}
 		if res.Restarted {
 			fmt.Fprint(w, " (server stopped, copied, restarted)")
 		} else {

@@ -18,7 +18,7 @@ import (
 const (
 	tagFile = 'F'
 	tagEnd  = 'E'
-	passLen = 1 + 6*8
+	passLen = 1 + 8*8
 	statLen = 4 * 8
 	verLen  = 16
 	// HeaderSize is the fixed size of the header. It is rewritten when the
@@ -61,7 +61,7 @@ func encodeHeader(h *Header, recordsSum uint64) []byte {
 			p = h.Passes[i]
 		}
 		b = append(b, byte(p.Kind))
-		for _, v := range []int64{p.Started, p.Finished, p.BytesRead, p.BytesWritten, p.FilesChanged, p.FilesDeleted} {
+		for _, v := range []int64{p.Started, p.Finished, p.BytesRead, p.BytesWritten, p.FilesChanged, p.FilesDeleted, p.ReadNs, p.WriteNs} {
 			b = le.AppendUint64(b, uint64(v))
 		}
 	}
@@ -99,7 +99,8 @@ func decodeHeader(b []byte) (Header, uint64, error) {
 	for i := range h.Passes {
 		p := b[74+i*passLen:]
 		v := func(k int) int64 { return int64(le.Uint64(p[1+8*k:])) }
-		h.Passes[i] = Pass{Kind: PassKind(p[0]), Started: v(0), Finished: v(1), BytesRead: v(2), BytesWritten: v(3), FilesChanged: v(4), FilesDeleted: v(5)}
+		h.Passes[i] = Pass{Kind: PassKind(p[0]), Started: v(0), Finished: v(1), BytesRead: v(2), BytesWritten: v(3), FilesChanged: v(4), FilesDeleted: v(5),
+			ReadNs: v(6), WriteNs: v(7)}
 	}
 	if !ValidBlockSize(int(h.BlockSize)) {
 		return h, 0, corrupt("block size %d", h.BlockSize)

@@ -114,6 +114,11 @@ type Pass struct {
 	BytesWritten int64
 	FilesChanged int64
 	FilesDeleted int64
+	// ReadNs and WriteNs split the time the pass spent copying files
+	// between reading (and hashing) and writing (and fsync), in ns of wall
+	// time: the measured rates that predict a cold pass.
+	ReadNs  int64
+	WriteNs int64
 }
 
 // Header flags.

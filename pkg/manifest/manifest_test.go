@@ -17,7 +17,7 @@ import (
 func sampleHeader() Header {
 	h := Header{Flags: FlagColdComplete, BlockSize: 8192, SystemIdentifier: 7312345678901234567, PGVersion: "15", Created: 1700000000123456789}
 	h.AddPass(Pass{Kind: Live, Started: 1, Finished: 2, BytesRead: 3, BytesWritten: 4, FilesChanged: 5, FilesDeleted: 6})
-	h.AddPass(Pass{Kind: Cold, Started: 7, Finished: 8, BytesRead: 9, BytesWritten: 10, FilesChanged: 11, FilesDeleted: 12})
+	h.AddPass(Pass{Kind: Cold, Started: 7, Finished: 8, BytesRead: 9, BytesWritten: 10, FilesChanged: 11, FilesDeleted: 12, ReadNs: 13, WriteNs: 14})
 	return h
 }
 
@@ -238,4 +238,14 @@ func FuzzReader(f *testing.F) {
 			t.Fatalf("accepted manifest does not re-encode to its own bytes")
 		}
 	})
+}
+
+func TestHeaderSizeMatchesTheSpec(t *testing.T) {
+	// docs/design.md gives the header's size and layout; keep them in step.
+	if HeaderSize != 2162 {
+		t.Fatalf("HeaderSize = %d, docs/design.md says 2162", HeaderSize)
+	}
+	if got := len(encodeHeader(&Header{BlockSize: 8192}, 0)); got != HeaderSize {
+		t.Fatalf("an encoded header is %d bytes, want %d", got, HeaderSize)
+	}
 }

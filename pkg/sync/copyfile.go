@@ -214,6 +214,8 @@ func (p *pass) copyChunk(ctx context.Context, c chunk) {
 			return
 		}
 	}
+	readStart := time.Now()
+	defer func() { p.readBusy.Add(int64(time.Since(readStart))) }()
 	n, err := fc.src.ReadAt(buf, c.off)
 	p.read.Add(int64(n))
 	if n < c.len {
@@ -251,7 +253,11 @@ func (p *pass) copyChunk(ctx context.Context, c chunk) {
 				return fmt.Errorf("failed to write %s: %w", p.dstPath(fc.e.rel), err)
 			}
 		}
-		if _, err := fc.dst.WriteAt(buf[run:end], c.off+int64(run)); err != nil {
+		t := time.Now()
+		_, err := fc.dst.WriteAt(buf[run:end], c.off+int64(run))
+		p.writeBusy.Add(int64(time.Since(t)))
+		readStart = readStart.Add(time.Since(t)) // writing is not reading
+		if err != nil {
 			return fmt.Errorf("failed to write %s: %w", p.dstPath(fc.e.rel), err)
 		}
 		written += int64(end - run)
@@ -333,7 +339,10 @@ func (p *pass) completeFile(fc *fileCopy) error {
 		return err
 	}
 	if changed || metaChanged {
-		if err := fc.dst.Sync(); err != nil {
+		t := time.Now()
+		err := fc.dst.Sync()
+		p.writeBusy.Add(int64(time.Since(t)))
+		if err != nil {
 			return fmt.Errorf("failed to fsync %s: %w", dpath, err)
 		}
 		p.changed.Add(1)

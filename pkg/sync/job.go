@@ -27,6 +27,9 @@ type ServerOptions struct {
 	DSN string
 	// StartLog is pg_ctl's -l when pgtwopass starts the server with pg_ctl.
 	StartLog string
+	// MaxDowntime, when set, is the downtime budget: if the prediction
+	// exceeds it, the server is not stopped (BudgetError).
+	MaxDowntime time.Duration
 }
 
 func (s *ServerOptions) validate() error {
@@ -62,8 +65,11 @@ type Result struct {
 	// Downtime runs from the stop to the end of the restart, or to the end
 	// of the cold pass without --restart.
 	Downtime time.Duration
-	Started  time.Time
-	Finished time.Time
+	// Prediction is the downtime predicted before the stop; nil when
+	// pgtwopass did not stop the server or had nothing to predict from.
+	Prediction *Prediction
+	Started    time.Time
+	Finished   time.Time
 }
 
 // Total adds up the passes.
@@ -83,11 +89,12 @@ func (r *Result) Total() PassStats {
 
 // job holds a checked SRC and a locked DEST.
 type job struct {
-	opts   *Options
-	src    *source
-	dst    *destination
-	unlock func()
-	res    *Result
+	opts    *Options
+	src     *source
+	dst     *destination
+	unlock  func()
+	res     *Result
+	timings serverTimings // of this job's stop and start
 }
 
 // openJob checks SRC and DEST, runs check (if any) on them, and only then
@@ -186,7 +193,28 @@ func Prepare(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer j.close()
-	return j.res, j.pass(ctx, manifest.Live)
+	return j.res, j.livePasses(ctx)
+}
+
+// livePasses repeats live passes while each writes fewer bytes than the one
+// before (the copy converges), up to MaxPasses.
+func (j *job) livePasses(ctx context.Context) error {
+	var last int64 = -1
+	for i := 0; i < j.opts.MaxPasses; i++ {
+		if err := j.pass(ctx, manifest.Live); err != nil {
+			return err
+		}
+		w := j.res.Passes[len(j.res.Passes)-1].BytesWritten
+		switch {
+		case j.opts.DryRun || w == 0:
+			return nil
+		case last >= 0 && w >= last:
+			j.step("live passes stopped converging (%s written, %s the pass before)", humanBytes(w), humanBytes(last))
+			return nil
+		}
+		last = w
+	}
+	return nil
 }
 
 // Finish checkpoints and stops the source server (unless it is down
@@ -214,7 +242,7 @@ func Sync(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 		return nil, err
 	}
 	defer j.close()
-	if err := j.pass(ctx, manifest.Live); err != nil {
+	if err := j.livePasses(ctx); err != nil {
 		return j.res, err
 	}
 	return j.res, j.finish(ctx, &s)
@@ -270,7 +298,17 @@ func (j *job) finish(ctx context.Context, s *ServerOptions) (err error) {
 
 	var stoppedAt time.Time
 	if running {
+		// The CHECKPOINT writes out the pages that wait in shared buffers;
+		// a live pass right after it copies them while the server still
+		// runs, so the cold pass has little left to write, and its writes
+		// are the dirty rate from which the downtime is predicted.
 		j.checkpoint(ctx, s, pm)
+		if err := j.pass(ctx, manifest.Live); err != nil {
+			return err
+		}
+		if err := j.predictDowntime(ctx, s); err != nil {
+			return err
+		}
 		j.step("stopping the server with %s", ctl)
 		stoppedAt = time.Now()
 		if err := ctl.Stop(ctx); err != nil {
@@ -279,6 +317,7 @@ func (j *job) finish(ctx context.Context, s *ServerOptions) (err error) {
 			}
 			return j.restartAfter(s, ctl, stoppedAt, fmt.Errorf("failed to stop the server: %w", err))
 		}
+		j.timings.StopSeconds = time.Since(stoppedAt).Seconds()
 		j.res.Stopped = true
 		j.step("server stopped")
 	} else {
@@ -297,9 +336,11 @@ func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt tim
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
 		j.step("starting the server with %s", ctl)
+		t := time.Now()
 		if serr := ctl.Start(ctx); serr != nil {
 			err = errors.Join(err, fmt.Errorf("failed to start the server again: %w", serr))
 		} else {
+			j.timings.StartSeconds = time.Since(t).Seconds()
 			j.res.Restarted = true
 			j.step("server started")
 		}
@@ -308,8 +349,51 @@ func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt tim
 	}
 	if !stoppedAt.IsZero() {
 		j.res.Downtime = time.Since(stoppedAt)
+		if p := j.res.Prediction; p != nil {
+			j.step("downtime %.2fs, predicted %.2fs", j.res.Downtime.Seconds(), p.Downtime.Seconds())
+		}
+	}
+	if err == nil && j.res.Stopped {
+		// The next prediction starts from these.
+		old := readTimings(j.dst.dir)
+		if j.timings.StartSeconds == 0 {
+			j.timings.StartSeconds = old.StartSeconds
+		}
+		j.timings.When = time.Now()
+		if werr := writeTimings(j.dst.dir, j.timings); werr != nil {
+			j.warn("could not record the server's stop and start times: %v", werr)
+		}
 	}
 	return err
+}
+
+// predictDowntime predicts the downtime before the stop and refuses to
+// stop when it exceeds the budget.
+func (j *job) predictDowntime(ctx context.Context, s *ServerOptions) error {
+	o := *j.opts
+	o.DryRun, o.Observer = true, nopObserver{}
+	p, err := newPass(manifest.Cold, &o, j.src, j.dst)
+	if err != nil {
+		return err
+	}
+	est, err := p.run(ctx)
+	if err != nil {
+		return err
+	}
+	pred, perr := predict(j.dst.header, est.BytesRead, readTimings(j.dst.dir), s.Restart)
+	if perr == nil {
+		j.res.Prediction = pred
+		j.step("predicted downtime %s", pred)
+	}
+	switch {
+	case s.MaxDowntime <= 0:
+		return nil
+	case perr != nil:
+		return &BudgetError{Budget: s.MaxDowntime}
+	case pred.Downtime > s.MaxDowntime:
+		return &BudgetError{Budget: s.MaxDowntime, Prediction: pred}
+	}
+	return nil
 }
 
 func (j *job) checkpoint(ctx context.Context, s *ServerOptions, pm *pgctl.Postmaster) {
@@ -317,7 +401,7 @@ func (j *job) checkpoint(ctx context.Context, s *ServerOptions, pm *pgctl.Postma
 	if dsn == "" {
 		dsn = pgctl.DefaultDSN(pm, j.src.owner.Name)
 	}
-	j.step("CHECKPOINT, so that the shutdown checkpoint has little left to write")
+	j.step("CHECKPOINT, so that the pages in shared buffers are on disk before the last live pass")
 	if err := pgctl.Checkpoint(ctx, dsn); err != nil {
 		j.warn("CHECKPOINT skipped, the shutdown may take longer: %v (give --dsn to connect as a superuser)", err)
 	}

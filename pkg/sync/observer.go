@@ -58,6 +58,10 @@ type PassStats struct {
 	BytesRead     int64 // from the source (and from the copy when the manifest could not answer)
 	BytesWritten  int64 // to the copy
 	BlocksWritten int64
+	// ReadTime and WriteTime split the time spent copying files between
+	// reading (and hashing) and writing (and fsync).
+	ReadTime  time.Duration
+	WriteTime time.Duration
 }
 
 // Duration is how long the pass took.

@@ -14,6 +14,9 @@ import (
 // docs/design.md explains the choice.
 const DefaultBlockSize = 8192
 
+// DefaultMaxPasses bounds the live passes of one prepare or sync.
+const DefaultMaxPasses = 5
+
 // chunkSize is how much of a file one worker reads at a time: large
 // sequential reads, and the unit by which big files are split across workers.
 const chunkSize = 4 << 20
@@ -32,6 +35,10 @@ type Options struct {
 	// DryRun compares stats with the manifest and reports what a pass
 	// would read and delete, without reading contents or writing anything.
 	DryRun bool
+	// MaxPasses bounds the live passes of Prepare and Sync, which repeat
+	// while each pass writes fewer bytes than the one before; 0 means
+	// DefaultMaxPasses.
+	MaxPasses int
 	// ColdPass is ColdChecksum (""), or ColdQuick.
 	ColdPass string
 	// QuickMargin is the safe horizon of the quick cold pass; 0 means
@@ -79,6 +86,12 @@ func (o *Options) validate() error {
 	case ColdChecksum, ColdQuick:
 	default:
 		return inputErr("use --cold-pass=checksum (read every block) or --cold-pass=quick", "invalid --cold-pass %q", o.ColdPass)
+	}
+	if o.MaxPasses < 0 {
+		return inputErr("use --max-passes 1 or more", "invalid --max-passes %d", o.MaxPasses)
+	}
+	if o.MaxPasses == 0 {
+		o.MaxPasses = DefaultMaxPasses
 	}
 	if o.QuickMargin <= 0 {
 		o.QuickMargin = DefaultQuickMargin

@@ -33,7 +33,8 @@ type pass struct {
 	bufs                                stdsync.Pool
 	read, written, blocks               atomic.Int64
 	examined, skipped, changed, deleted atomic.Int64
-	warnedManifest                      bool
+	readBusy, writeBusy                 atomic.Int64 // ns, summed over workers
+	readWall, writeWall                 time.Duration
 }
 
 func newPass(kind manifest.PassKind, opts *Options, src *source, dst *destination) (*pass, error) {
@@ -78,6 +79,7 @@ func (p *pass) stats(started time.Time) PassStats {
 		Kind: p.kind, DryRun: p.opts.DryRun, Started: started, Finished: time.Now(),
 		FilesExamined: p.examined.Load(), FilesSkipped: p.skipped.Load(), FilesChanged: p.changed.Load(),
 		FilesDeleted: p.deleted.Load(), BytesRead: p.read.Load(), BytesWritten: p.written.Load(), BlocksWritten: p.blocks.Load(),
+		ReadTime: p.readWall, WriteTime: p.writeWall,
 	}
 }
 
@@ -121,10 +123,12 @@ func (p *pass) copy(ctx context.Context, entries []entry, started time.Time) err
 	if err != nil {
 		return err
 	}
+	copyStart := time.Now()
 	if err := p.copyFiles(ctx, entries, mw); err != nil {
 		mw.Abort()
 		return err
 	}
+	p.splitWall(time.Since(copyStart))
 	if err := p.finishDirs(entries); err != nil {
 		mw.Abort()
 		return err
@@ -144,6 +148,7 @@ func (p *pass) copy(ctx context.Context, entries []entry, started time.Time) err
 	h.AddPass(manifest.Pass{
 		Kind: p.kind, Started: started.UnixNano(), Finished: st.Finished.UnixNano(),
 		BytesRead: st.BytesRead, BytesWritten: st.BytesWritten, FilesChanged: st.FilesChanged, FilesDeleted: st.FilesDeleted,
+		ReadNs: st.ReadTime.Nanoseconds(), WriteNs: st.WriteTime.Nanoseconds(),
 	})
 	if err := mw.Commit(h); err != nil {
 		return err
@@ -165,6 +170,18 @@ func (p *pass) copy(ctx context.Context, entries []entry, started time.Time) err
 		}
 	}
 	return p.seal(entries)
+}
+
+// splitWall divides the wall time of copying files between reading and
+// writing in proportion to the workers' busy time in each: the measured
+// rates from which the downtime of a cold pass is predicted.
+func (p *pass) splitWall(wall time.Duration) {
+	r, w := p.readBusy.Load(), p.writeBusy.Load()
+	if r+w == 0 {
+		return
+	}
+	p.readWall = time.Duration(float64(wall) * float64(r) / float64(r+w))
+	p.writeWall = wall - p.readWall
 }
 
 // deleteExtras removes from DEST every entry that SRC does not have, or has
