@@ -22,7 +22,7 @@ be stopped. It changes nothing. Exit status 4 means the trees differ.
 With --manifest-only it needs no source: it reads every file of the copy and
 compares it with the manifest (block hashes, CRC-32C, sizes), which finds a copy
 damaged since pgtwopass wrote it.`,
-		Flags: append(commonFlags(),
+		Flags: append(append(commonFlags(), treeFlags()...),
 			&cli.BoolFlag{Name: "manifest-only", Usage: "compare the copy with its manifest only; takes DEST alone"}),
 		Action: runVerify,
 	}

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
 	"github.com/urfave/cli/v2"
 
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
@@ -17,8 +21,29 @@ func commonFlags() []cli.Flag {
 	}
 }
 
+// treeFlags say what the copy holds: every command that reads SRC.
+func treeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "tablespace-map", Aliases: []string{"T"}, Usage: "copy the tablespace in directory OLD to NEW, and link the copy's pg_tblspc entry to NEW (`OLD=NEW`, repeatable, as pg_basebackup -T)"},
+		&cli.BoolFlag{Name: "no-default-excludes", Usage: "copy also what is left out by default (postmaster.pid, postmaster.opts, pg_stat_tmp/*, pgsql_tmp*, *.tmp of the server)"},
+	}
+}
+
+// tablespaceMap parses --tablespace-map OLD=NEW values.
+func tablespaceMap(c *cli.Context) (map[string]string, error) {
+	m := map[string]string{}
+	for _, v := range c.StringSlice("tablespace-map") {
+		old, new, ok := strings.Cut(v, "=")
+		if !ok || old == "" || new == "" {
+			return nil, &pgsync.InputError{What: fmt.Sprintf("invalid --tablespace-map %q", v), Hint: "give OLD=NEW, e.g. --tablespace-map /srv/ts1=/mnt/new/ts1"}
+		}
+		m[filepath.Clean(old)] = filepath.Clean(new)
+	}
+	return m, nil
+}
+
 func passFlags() []cli.Flag {
-	return append(commonFlags(),
+	return append(append(commonFlags(), treeFlags()...),
 		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "check everything and report what would be read and deleted, from file stats alone; change nothing, stop nothing"},
 	)
 }
@@ -57,19 +82,25 @@ func passOptions(c *cli.Context, obs pgsync.Observer) (pgsync.Options, error) {
 	if c.IsSet("block-size") && c.Int("block-size") == 0 {
 		return pgsync.Options{}, &pgsync.InputError{What: "invalid block size 0", Hint: "use a power of two from 4096 to 16777216, e.g. --block-size 8192"}
 	}
+	tsmap, err := tablespaceMap(c)
+	if err != nil {
+		return pgsync.Options{}, err
+	}
 	return pgsync.Options{
-		Source:         src,
-		Dest:           dst,
-		BlockSize:      c.Int("block-size"),
-		Jobs:           c.Int("jobs"),
-		Excludes:       c.StringSlice("exclude"),
-		DryRun:         c.Bool("dry-run"),
-		AllowCrashed:   c.Bool("allow-crashed"),
-		BackupManifest: c.Bool("backup-manifest"),
-		ColdPass:       c.String("cold-pass"),
-		MaxPasses:      maxPasses(c),
-		QuickMargin:    quickMargin,
-		Observer:       obs,
+		TablespaceMap:     tsmap,
+		NoDefaultExcludes: c.Bool("no-default-excludes"),
+		Source:            src,
+		Dest:              dst,
+		BlockSize:         c.Int("block-size"),
+		Jobs:              c.Int("jobs"),
+		Excludes:          c.StringSlice("exclude"),
+		DryRun:            c.Bool("dry-run"),
+		AllowCrashed:      c.Bool("allow-crashed"),
+		BackupManifest:    c.Bool("backup-manifest"),
+		ColdPass:          c.String("cold-pass"),
+		MaxPasses:         maxPasses(c),
+		QuickMargin:       quickMargin,
+		Observer:          obs,
 	}, nil
 }
 

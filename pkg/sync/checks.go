@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -29,9 +28,12 @@ type source struct {
 	binDir    string
 	control   pgctl.ControlData
 	owner     pgctl.Owner
+	// tablespaces maps the OID of each tablespace linked from pg_tblspc to
+	// where the copy puts it.
+	tablespaces map[string]*tablespace
 }
 
-func inspectSource(ctx context.Context, dir string) (*source, error) {
+func inspectSource(ctx context.Context, dir string, tsmap map[string]string) (*source, error) {
 	const hint = "give the data directory of the cluster to copy (the directory that holds PG_VERSION)"
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -62,14 +64,8 @@ func inspectSource(ctx context.Context, dir string) (*source, error) {
 	if _, err := os.Stat(filepath.Join(real, controlFile)); err != nil {
 		return nil, inputErr(hint, "SRC %s is not a PostgreSQL data directory: %s is missing", dir, controlFile)
 	}
-	if links, _ := os.ReadDir(filepath.Join(real, "pg_tblspc")); len(links) > 0 {
-		var names []string
-		for _, l := range links {
-			target, _ := os.Readlink(filepath.Join(real, "pg_tblspc", l.Name()))
-			names = append(names, fmt.Sprintf("pg_tblspc/%s -> %s", l.Name(), target))
-		}
-		return nil, inputErr("this version of pgtwopass copies clusters without tablespaces only; copy this one with pg_basebackup or move its tablespaces into the data directory",
-			"SRC has tablespaces, which pgtwopass does not copy yet: %s", strings.Join(names, ", "))
+	if s.tablespaces, err = mapTablespaces(real, tsmap); err != nil {
+		return nil, err
 	}
 	if s.binDir, err = pgctl.FindBinDir(s.pgVersion); err != nil {
 		return nil, inputErr("install PostgreSQL's server programs (pg_controldata, pg_ctl) or set PGTWOPASS_BINDIR", "%v", err)

@@ -103,12 +103,15 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	src, err := inspectSource(ctx, o.Source)
+	src, err := inspectSource(ctx, o.Source, o.TablespaceMap)
 	if err != nil {
 		return nil, err
 	}
 	dst, err := inspectDest(src, o.Dest)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkTablespaces(src, dst); err != nil {
 		return nil, err
 	}
 	if o.ColdPass == ColdQuick {
@@ -124,6 +127,10 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 	}
 	if !o.DryRun {
 		if j.unlock, err = lockDest(dst.dir); err != nil {
+			return nil, err
+		}
+		if err := markTablespaces(src); err != nil {
+			j.unlock()
 			return nil, err
 		}
 		if dst.header == nil && dst.manifestErr == nil {

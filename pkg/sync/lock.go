@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -30,6 +31,16 @@ func lockDest(dest string) (unlock func(), err error) {
 			return nil, fmt.Errorf("another pgtwopass is working on DEST %s; wait for it to finish", dest)
 		}
 		return nil, fmt.Errorf("failed to lock %s: %w", dest, err)
+	}
+	// A killed pgtwopass may have left the temporary file of a manifest
+	// or of server.json (renameio names them ".NAME" + digits): under the
+	// lock no one is writing them.
+	if names, err := readDirNames(dir); err == nil {
+		for _, name := range names {
+			if strings.HasPrefix(name, ".") {
+				os.Remove(filepath.Join(dir, name))
+			}
+		}
 	}
 	return func() { f.Close() }, nil
 }

@@ -32,6 +32,12 @@ type Options struct {
 	Jobs int
 	// Excludes are extra patterns (see DefaultExcludes for their syntax).
 	Excludes []string
+	// NoDefaultExcludes copies what DefaultExcludes leaves out.
+	NoDefaultExcludes bool
+	// TablespaceMap maps the directory of each tablespace (the target of
+	// its link in pg_tblspc) to the directory of its copy, as
+	// pg_basebackup's --tablespace-mapping.
+	TablespaceMap map[string]string
 	// DryRun compares stats with the manifest and reports what a pass
 	// would read and delete, without reading contents or writing anything.
 	DryRun bool
@@ -113,13 +119,21 @@ func (o *Options) validate() error {
 
 type excluder []string
 
+func (o *Options) excluder() excluder {
+	if o.NoDefaultExcludes {
+		return append(excluder{}, o.Excludes...)
+	}
+	return append(append(excluder{}, DefaultExcludes...), o.Excludes...)
+}
+
 func newExcluder(extra []string) excluder {
-	return append(append(excluder{}, DefaultExcludes...), extra...)
+	return (&Options{Excludes: extra}).excluder()
 }
 
 // excluded reports whether rel (slash-separated, not the root) is left out.
+// pgtwopass's own files always are.
 func (x excluder) excluded(rel string) bool {
-	if rel == manifest.DirName {
+	if rel == manifest.DirName || isMarker(rel) {
 		return true
 	}
 	base := path.Base(rel)
@@ -133,4 +147,10 @@ func (x excluder) excluded(rel string) bool {
 		}
 	}
 	return false
+}
+
+// isMarker reports whether rel is the marker in a tablespace's copy.
+func isMarker(rel string) bool {
+	dir, name := path.Split(rel)
+	return name == tablespaceMarker && isTablespaceLink(strings.TrimSuffix(dir, "/"))
 }

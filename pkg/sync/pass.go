@@ -59,9 +59,14 @@ func newPass(kind manifest.PassKind, opts *Options, src *source, dst *destinatio
 	return p, nil
 }
 
+// dstPath is where rel goes in the copy: below DEST, or below the
+// tablespace's NEW directory, and pg_control held aside until the seal.
 func (p *pass) dstPath(rel string) string {
 	if rel == controlFile {
 		rel = heldControl
+	}
+	if ts, rest := p.src.tablespaceOf(rel); ts != nil {
+		return filepath.Join(ts.new, filepath.FromSlash(rest))
 	}
 	return filepath.Join(p.dst.dir, filepath.FromSlash(rel))
 }
@@ -86,7 +91,7 @@ func (p *pass) stats(started time.Time) PassStats {
 // run runs the pass. The copy stays unsealed unless a cold pass completes.
 func (p *pass) run(ctx context.Context) (PassStats, error) {
 	started := time.Now()
-	entries, err := walk(p.src.dir, newExcluder(p.opts.Excludes))
+	entries, err := walk(p.src.dir, p.opts.excluder())
 	if err != nil {
 		return p.stats(started), err
 	}
@@ -191,9 +196,13 @@ func (p *pass) deleteExtras(ctx context.Context, entries []entry) error {
 	for i := range entries {
 		want[entries[i].rel] = entries[i].mode.Type()
 	}
-	var visit func(dir, rel string) error
-	visit = func(dir, rel string) error {
+	var visit func(rel string) error
+	visit = func(rel string) error {
+		dir := p.dstPath(rel)
 		names, err := readDirNames(dir)
+		if errors.Is(err, fs.ErrNotExist) && rel != "" {
+			return nil // a tablespace's copy not made yet
+		}
 		if err != nil {
 			return fmt.Errorf("failed to list %s: %w", dir, err)
 		}
@@ -205,18 +214,25 @@ func (p *pass) deleteExtras(ctx context.Context, entries []entry) error {
 			if rel != "" {
 				crel = rel + "/" + name
 			}
-			if crel == manifest.DirName {
+			if crel == manifest.DirName || isMarker(crel) {
 				continue
 			}
 			path := filepath.Join(dir, name)
+			typ, ok := want[crel]
+			if ts, _ := p.src.tablespaceOf(crel); ts != nil && ok && isTablespaceLink(crel) {
+				// The link is made by makeDirsAndLinks; the copy is below NEW.
+				if err := visit(crel); err != nil {
+					return err
+				}
+				continue
+			}
 			fi, err := os.Lstat(path)
 			if err != nil {
 				return fmt.Errorf("failed to stat %s: %w", path, err)
 			}
-			typ, ok := want[crel]
 			if ok && typ == fi.Mode().Type() {
 				if fi.IsDir() {
-					if err := visit(path, crel); err != nil {
+					if err := visit(crel); err != nil {
 						return err
 					}
 				}
@@ -230,7 +246,7 @@ func (p *pass) deleteExtras(ctx context.Context, entries []entry) error {
 		}
 		return nil
 	}
-	return visit(p.dst.dir, "")
+	return visit("")
 }
 
 // makeDirsAndLinks creates the missing directories (owner-only until
@@ -239,6 +255,11 @@ func (p *pass) makeDirsAndLinks(entries []entry) error {
 	for i := range entries {
 		e := &entries[i]
 		path := p.dstPath(e.rel)
+		if ts, rest := p.src.tablespaceOf(e.rel); ts != nil && rest == "" {
+			if err := p.linkTablespace(e, ts); err != nil {
+				return err
+			}
+		}
 		switch {
 		case e.isDir():
 			if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -283,7 +304,34 @@ func (p *pass) finishDirs(entries []entry) error {
 			}
 		}
 	}
+	for _, ts := range p.src.tablespaces {
+		if err := manifest.SyncDir(filepath.Dir(ts.new)); err != nil {
+			return err
+		}
+	}
 	return manifest.SyncDir(filepath.Dir(p.dst.dir))
+}
+
+// linkTablespace makes the copy's pg_tblspc/OID a link to the tablespace's
+// NEW directory (created if missing).
+func (p *pass) linkTablespace(e *entry, ts *tablespace) error {
+	link := filepath.Join(p.dst.dir, filepath.FromSlash(e.rel))
+	if target, err := os.Readlink(link); err == nil && target == ts.new {
+		return nil
+	}
+	if err := os.MkdirAll(ts.new, 0o700); err != nil {
+		return fmt.Errorf("failed to create %s: %w", ts.new, err)
+	}
+	os.Remove(link)
+	if err := os.Symlink(ts.new, link); err != nil {
+		return fmt.Errorf("failed to link %s to %s: %w", link, ts.new, err)
+	}
+	if p.asRoot {
+		os.Lchown(link, int(e.uid), int(e.gid))
+	}
+	p.changed.Add(1)
+	p.obs.Event(Event{Kind: FileChanged, Pass: p.kind, Path: e.rel, Msg: "tablespace linked to " + ts.new})
+	return nil
 }
 
 // setMeta gives path e's owner (as root), mode and times, where they

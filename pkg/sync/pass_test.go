@@ -522,3 +522,16 @@ func TestManifestRecordsMatchTheCopy(t *testing.T) {
 		t.Fatalf("a changed byte of the copy must be reported at its block, got %v", diffs)
 	}
 }
+
+func TestLeftoverTemporaryFilesAreRemoved(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Live, src, dst)
+	// What a pgtwopass killed while writing its manifest leaves behind.
+	stale := filepath.Join(dst, manifest.DirName, ".manifest123456")
+	must(t, os.WriteFile(stale, []byte("half a manifest"), 0o600))
+	mustPass(t, manifest.Cold, src, dst)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the next run must remove a killed run's temporary manifest (%v)", err)
+	}
+}

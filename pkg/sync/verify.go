@@ -34,7 +34,7 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	src, err := inspectSource(ctx, o.Source)
+	src, err := inspectSource(ctx, o.Source, o.TablespaceMap)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 	if bs == 0 {
 		bs = DefaultBlockSize
 	}
-	ex := newExcluder(o.Excludes)
+	ex := o.excluder()
 	se, err := walk(src.dir, ex)
 	if err != nil {
 		return nil, err
@@ -93,6 +93,18 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 			}
 			i++
 			k++
+		}
+	}
+	for _, ts := range src.tablespaces {
+		link := filepath.Join(dest, "pg_tblspc", ts.oid)
+		if target, err := os.Readlink(link); err != nil || target != ts.new {
+			v.add("pg_tblspc/"+ts.oid, "the copy's tablespace link points to %q, not to %s", target, ts.new)
+		}
+	}
+	for _, ts := range src.tablespaces {
+		link := filepath.Join(dest, "pg_tblspc", ts.oid)
+		if target, err := os.Readlink(link); err != nil || target != ts.new {
+			v.add("pg_tblspc/"+ts.oid, "the copy's tablespace link points to %q, not to %s", target, ts.new)
 		}
 	}
 	if err := v.compareContents(ctx, files, o.Jobs); err != nil {

@@ -34,7 +34,7 @@ func VerifyManifest(ctx context.Context, o Options) ([]Difference, error) {
 		return nil, err
 	}
 	defer r.Close()
-	entries, err := walk(st.Dest, newExcluder(o.Excludes))
+	entries, err := walk(st.Dest, o.excluder())
 	if err != nil {
 		return nil, err
 	}

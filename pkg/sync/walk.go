@@ -36,9 +36,10 @@ func newEntry(rel string, fi fs.FileInfo) entry {
 	return entry{rel: rel, mode: fi.Mode(), uid: st.Uid, gid: st.Gid, stat: statOf(fi), atime: st.Atim.Nano()}
 }
 
-// walkedDir is the name a symlinked directory is walked through as a real
-// directory: pg_wal on another disk becomes a directory of the copy, as in
-// pg_basebackup, so that the copy never shares WAL with its source.
+// walkedDir is walked through as a directory when it is a symlink: pg_wal on
+// another disk becomes a directory of the copy, as in pg_basebackup, so that
+// the copy never shares WAL with its source. Tablespace links are followed
+// too (see followed).
 const walkedDir = "pg_wal"
 
 // walk lists root depth-first, each directory in byte order, which is the
@@ -75,7 +76,7 @@ func walk(root string, ex excluder) ([]entry, error) {
 			if err != nil {
 				return fmt.Errorf("failed to stat %s: %w", p, err)
 			}
-			if crel == walkedDir && fi.Mode()&fs.ModeSymlink != 0 {
+			if fi.Mode()&fs.ModeSymlink != 0 && followed(crel) {
 				if fi, err = os.Stat(p); err != nil {
 					return fmt.Errorf("failed to follow %s: %w", p, err)
 				}

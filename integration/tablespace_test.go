@@ -1,0 +1,104 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgtwopass/pgtwopass/internal/scratch"
+)
+
+// TestTablespaceSyncUnderLoad copies a cluster whose busiest table lives in
+// a tablespace: the tablespace goes to its mapped directory with the same
+// passes and seal, the copy's pg_tblspc link points there, and the started
+// copy reads the same data.
+func TestTablespaceSyncUnderLoad(t *testing.T) {
+	t.Parallel()
+	src := newCluster(t, 2)
+	base := t.TempDir()
+	if err := scratch.MakeTraversable(base); err != nil {
+		t.Fatal(err)
+	}
+	tsOld, tsNew := filepath.Join(base, "ts-old"), filepath.Join(base, "ts-new")
+	st, err := os.Stat(src.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := st.Sys().(*syscall.Stat_t)
+	if err := os.Mkdir(tsOld, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(tsOld, int(owner.Uid), int(owner.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	startCluster(t, src)
+	execSQL(t, src, "CREATE TABLESPACE ts1 LOCATION '"+tsOld+"'")
+	execSQL(t, src, "CREATE TABLE moved TABLESPACE ts1 AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 50000) g")
+	execSQL(t, src, "ALTER TABLE pgbench_accounts SET TABLESPACE ts1") // the load writes into the tablespace
+	oid := query(t, src, "SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
+	dest := filepath.Join(base, "copy")
+
+	_, stderr, code := run(t, "prepare", src.Dir, dest)
+	if code != 2 || !strings.Contains(stderr, tsOld) || !strings.Contains(stderr, "hint:") {
+		t.Errorf("a tablespace without --tablespace-map is refused with exit 2, naming it and with a hint: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Lstat(dest); !os.IsNotExist(err) {
+		t.Errorf("the refusal must not create DEST (%v)", err)
+	}
+
+	load, err := src.Load(ctxFor(t, 3*time.Minute), 2, 0)
+	if err != nil {
+		t.Fatalf("start the pgbench load: %v", err)
+	}
+	t.Cleanup(func() { load.Stop() })
+	tsmap := tsOld + "=" + tsNew
+	mustRun(t, "prepare", "--tablespace-map", tsmap, src.Dir, dest)
+	time.Sleep(time.Second)
+	var res summaryJSON
+	runJSON(t, &res, "sync", "--json", "--restart", "--tablespace-map", tsmap, src.Dir, dest)
+	if n, err := load.Stop(); err != nil || n == 0 {
+		t.Errorf("the load ran during the copy (%d transactions, %v)", n, err)
+	}
+	if res.Restarted == nil || !*res.Restarted {
+		t.Errorf("sync --restart starts the source again: restarted = %v", res.Restarted)
+	}
+	link := filepath.Join(dest, "pg_tblspc", oid)
+	if target, err := os.Readlink(link); err != nil || target != tsNew {
+		t.Errorf("the copy's pg_tblspc/%s links to the mapped directory %s: got %q (%v)", oid, tsNew, target, err)
+	}
+
+	stopCluster(t, src)
+	mustRun(t, "finish", "--no-stop", "--tablespace-map", tsmap, src.Dir, dest)
+	notTablespaceLink := func(rel string) bool { return skipForCopy(rel) || rel == "pg_tblspc/"+oid }
+	diffs, err := scratch.CompareTrees(src.Dir, dest, scratch.CompareOptions{Skip: notTablespaceLink, Owners: true, Mtimes: true})
+	if err != nil || len(diffs) > 0 {
+		t.Errorf("the data directory's copy equals the source (but for the tablespace link): %v %v", diffs, err)
+	}
+	diffs, err = scratch.CompareTrees(tsOld, tsNew, scratch.CompareOptions{Skip: func(rel string) bool { return rel == ".pgtwopass-tablespace" }, Owners: true, Mtimes: true})
+	if err != nil || len(diffs) > 0 {
+		t.Errorf("the tablespace's copy equals the tablespace byte for byte, owners and modes included: %v %v", diffs, err)
+	}
+	if out, err := scratch.Checksums(ctxFor(t, 2*time.Minute), dest, scratch.Options{BinDir: pgBinDir}); err != nil {
+		t.Errorf("pg_checksums --check passes on the copy, tablespace included: %v\n%s", err, out)
+	}
+	if _, stderr, code := run(t, "verify", "--tablespace-map", tsmap, src.Dir, dest); code != 0 {
+		t.Errorf("verify with the tablespace map finds the copy identical: exit %d\n%s", code, stderr)
+	}
+
+	cp := openCopy(t, dest)
+	if err := cp.Start(ctxFor(t, 3*time.Minute)); err != nil {
+		t.Fatalf("the copy with its tablespace starts: %v", err)
+	}
+	startCluster(t, src)
+	q := "SELECT count(*) || ' rows, md5 ' || md5(string_agg(id || v, ',' ORDER BY id)) FROM moved"
+	if a, b := query(t, src, q), query(t, cp, q); a != b {
+		t.Errorf("the table in the tablespace reads the same in the copy:\n  source: %s\n  copy:   %s", a, b)
+	}
+	sameData(t, src, cp)
+	if loc := query(t, cp, "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts1'"); loc != tsNew {
+		t.Errorf("the copy's tablespace is at %s, want the mapped %s", loc, tsNew)
+	}
+}
