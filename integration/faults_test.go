@@ -1,0 +1,956 @@
+package integration
+
+// Crash safety and faults: pgtwopass killed (SIGKILL) at many points of a
+// live and of a cold pass, interrupted by SIGINT and SIGTERM, failing on a
+// full disk, on write and read errors, and reading a damaged manifest. Each
+// time the copy must be left unsealed (it cannot be started) and the next
+// finish must converge to a byte-identical copy that passes pg_checksums.
+// docs/faults.md describes what the user sees in each case.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	stdsync "sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgtwopass/pgtwopass/internal/scratch"
+)
+
+// TestKilledPassesConverge kills prepare and finish with SIGKILL after K
+// blocks written or K files completed, for many K, on a copy with real
+// changes to copy (a pgbench load since its last pass). A killed pass has no
+// chance to clean up: the copy must be left unsealed, and the next finish
+// must converge. Each kill point starts from the same snapshot of the copy:
+// an ext4 image, loop-mounted, so that the copy keeps the inodes and ctimes
+// its manifest records (cp -a would make every record untrusted and hide the
+// resume path that trusts them).
+func TestKilledPassesConverge(t *testing.T) {
+	needPG(t)
+	needRoot(t, "loop-mounts ext4 images to snapshot copies with their inodes and ctimes")
+	t.Parallel()
+	src := newCluster(t, 1)
+	base := pgTempDir(t)
+	snapImg := filepath.Join(base, "snap.img")
+	newImage(t, snapImg, 384)
+	snap := filepath.Join(base, "snap")
+	unmount := mountImage(t, snapImg, snap)
+	// Two copies of the same state of the source: one sealed by finish, one
+	// left by prepare. Then changes since their last pass.
+	mustRun(t, "finish", "--no-stop", src.Dir, filepath.Join(snap, "sealed"))
+	mustRun(t, "prepare", src.Dir, filepath.Join(snap, "prepared"))
+	startCluster(t, src)
+	load, err := src.Load(ctxFor(t, time.Minute), 2, 1)
+	if err != nil {
+		t.Fatalf("pgbench load: %v", err)
+	}
+	<-load.Done()
+	if n, err := load.Stop(); err != nil || n == 0 {
+		t.Fatalf("pgbench load: %d transactions, %v", n, err)
+	}
+	stopCluster(t, src)
+	unmount()
+
+	// totals[cmd] is what the pass does when nothing kills it.
+	totals := map[string]passJSON{}
+	total := func(t *testing.T, cmd string) passJSON {
+		p, ok := totals[cmd]
+		if !ok {
+			t.Fatalf("test order: the %s pass beyond every kill point runs first", cmd)
+		}
+		return p
+	}
+	type killPoint struct {
+		cmd  string // prepare or finish
+		snap string // prepared or sealed
+		what string // blocks, files, external
+		k    func(t *testing.T) int64
+	}
+	fixed := func(n int64) func(*testing.T) int64 { return func(*testing.T) int64 { return n } }
+	lastFile := func(cmd string) func(*testing.T) int64 {
+		return func(t *testing.T) int64 { return total(t, cmd).FilesExamined }
+	}
+	lastRun := func(cmd string) func(*testing.T) int64 {
+		return func(t *testing.T) int64 { return max(total(t, cmd).BlocksWritten-1, 0) }
+	}
+	const beyond = 1 << 40
+	var points []killPoint
+	for _, cmd := range []string{"finish", "prepare"} {
+		points = append(points, killPoint{cmd, "prepared", "blocks", fixed(beyond)})
+	}
+	for _, cmd := range []string{"prepare", "finish"} {
+		for _, k := range []int64{0, 1, 10, 100, 1000} {
+			points = append(points, killPoint{cmd, "prepared", "blocks", fixed(k)})
+		}
+		points = append(points, killPoint{cmd, "prepared", "blocks", lastRun(cmd)})
+		for _, k := range []int64{1, 5, 50} {
+			points = append(points, killPoint{cmd, "prepared", "files", fixed(k)})
+		}
+		points = append(points, killPoint{cmd, "prepared", "files", lastFile(cmd)})
+	}
+	points = append(points,
+		killPoint{"finish", "sealed", "blocks", fixed(0)},
+		killPoint{"finish", "sealed", "blocks", fixed(100)},
+		killPoint{"finish", "sealed", "files", lastFile("finish")},
+		killPoint{"prepare", "sealed", "blocks", fixed(10)},
+		killPoint{"prepare", "sealed", "files", fixed(1)},
+		killPoint{"finish", "prepared", "external", fixed(300)},
+		killPoint{"prepare", "sealed", "external", fixed(300)},
+	)
+
+	var debris []string
+	for _, p := range points {
+		t.Run(fmt.Sprintf("%s %s copy %s", p.cmd, p.snap, p.what), func(t *testing.T) {
+			k := p.k(t)
+			dest := filepath.Join(pointImage(t, base, snapImg), p.snap)
+			// One live pass: the kill points count blocks and files of one pass.
+			args := []string{p.cmd, "--max-passes", "1", "--json", "--log-format", "json", src.Dir, dest}
+			if p.cmd == "finish" {
+				args = []string{p.cmd, "--no-stop", "--json", "--log-format", "json", src.Dir, dest}
+			}
+			var r procResult
+			var fault string
+			switch p.what {
+			case "external":
+				// A real kill -9 from outside, wherever the pass happens to be.
+				fault = fmt.Sprintf("kill -9 after %d ms", k)
+				bg := startWith(t, runOpts{env: []string{"PGTWOPASS_FAULT_FILE_DELAY=20ms"}}, args...)
+				time.Sleep(time.Duration(k) * time.Millisecond)
+				bg.signal(syscall.SIGKILL)
+				r = bg.wait()
+			case "blocks":
+				fault = "PGTWOPASS_FAULT_KILL_AFTER_BLOCKS=" + itoa(k)
+				r = runWith(t, runOpts{env: []string{fault}}, args...)
+			case "files":
+				fault = "PGTWOPASS_FAULT_KILL_AFTER_FILES=" + itoa(k)
+				r = runWith(t, runOpts{env: []string{fault}}, args...)
+			}
+			t.Logf("%s %s: %s", p.cmd, fault, strings.SplitN(r.String(), "\n", 2)[0])
+
+			// Where the kill point lies within the pass's work: before its
+			// last write or file it must kill; past it the pass completes.
+			mustKill := true
+			if p.snap == "prepared" && k >= beyond/2 {
+				mustKill = false
+			} else if p.snap == "prepared" && k != 0 {
+				if tot, ok := totals[p.cmd]; ok {
+					switch p.what {
+					case "blocks":
+						// The hook fires before a run of up to 512 blocks.
+						mustKill = k < tot.BlocksWritten-512
+					case "files":
+						mustKill = k <= tot.FilesExamined
+					}
+				}
+			} else if p.snap == "sealed" && p.what == "files" && k > 1 {
+				mustKill = false // the sealed copy's pass may examine fewer files
+			}
+
+			switch {
+			case r.killed():
+				if sealed(t, dest) {
+					t.Errorf("%s %s: a pass killed before its end leaves the copy unsealed (no global/pg_control, so PostgreSQL cannot start it), but global/pg_control is there", p.cmd, fault)
+				}
+				var st statusJSON
+				runJSON(t, &st, "status", "--json", dest)
+				if st.Sealed == nil || *st.Sealed {
+					t.Errorf("%s %s: status of a copy left by a killed pass says sealed = %v, want false", p.cmd, fault, st.Sealed)
+				}
+			case r.code == 0 && !mustKill:
+				// The kill point lies past the last write or file: the pass
+				// completed, and its result must be what a pass leaves.
+				var s summaryJSON
+				if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || len(s.Passes) == 0 {
+					t.Fatalf("%s --json prints its passes: %v\n%s", p.cmd, err, r.stdout)
+				}
+				pass := s.Passes[len(s.Passes)-1]
+				if _, ok := totals[p.cmd]; !ok && p.snap == "prepared" {
+					totals[p.cmd] = pass
+					t.Logf("%s beyond every kill point: %d blocks written, %d files examined", p.cmd, pass.BlocksWritten, pass.FilesExamined)
+					if pass.BlocksWritten < 2000 || pass.FilesExamined < 5 {
+						t.Fatalf("test premise: the load since the last pass leaves work for every kill point (at least 2000 blocks and 5 files), got %d blocks, %d files", pass.BlocksWritten, pass.FilesExamined)
+					}
+				}
+				if want := p.cmd == "finish"; sealed(t, dest) != want {
+					t.Errorf("a completed %s leaves the copy sealed = %v, got %v", p.cmd, want, !want)
+				}
+			case r.code == 0:
+				t.Fatalf("%s %s: the pass has more work than that and must die by SIGKILL, but it completed\n%s", p.cmd, fault, r)
+			default:
+				t.Fatalf("%s %s: the pass dies by SIGKILL (or completes, past its last write), got %s", p.cmd, fault, r)
+			}
+
+			converges(t, fmt.Sprintf("%s, %s", p.cmd, fault), src.Dir, dest)
+			if left := metaDebris(t, dest); len(left) > 0 {
+				debris = append(debris, fmt.Sprintf("%s %s: %s", p.cmd, fault, strings.Join(left, ", ")))
+			}
+		})
+	}
+
+	// The one point the hooks cannot reach: killed after the manifest was
+	// committed, before the seal renamed pg_control into global/. Simulated
+	// by undoing the seal's rename of a finished copy.
+	t.Run("between the manifest commit and the seal", func(t *testing.T) {
+		dest := filepath.Join(pointImage(t, base, snapImg), "prepared")
+		mustRun(t, "finish", "--no-stop", src.Dir, dest)
+		if err := os.Rename(filepath.Join(dest, "global", "pg_control"), filepath.Join(dest, ".pgtwopass", "pg_control")); err != nil {
+			t.Fatal(err)
+		}
+		var st statusJSON
+		runJSON(t, &st, "status", "--json", dest)
+		if st.Sealed == nil || *st.Sealed {
+			t.Errorf("a copy whose manifest says 'cold complete' but whose pg_control is still held is not sealed: status says sealed = %v", st.Sealed)
+		}
+		converges(t, "killed between the manifest commit and the seal", src.Dir, dest)
+	})
+
+	if len(debris) > 0 {
+		t.Errorf("a killed pass leaves no debris in DEST/.pgtwopass that no later run removes (a temporary manifest is as large as the manifest, 2 GiB for 1 TB; it is owned by root; and pg_verifybackup -n rejects a copy holding files its backup_manifest does not list). After a kill and a completed finish, %d of %d copies still hold:\n%s",
+			len(debris), len(points), strings.Join(debris, "\n"))
+	}
+}
+
+// TestSignalsDuringColdPass: SIGINT or SIGTERM while the cold pass runs
+// stops it at a clean point: exit 1, "interrupted" with a hint, the copy
+// unsealed, the server started again with --restart and left stopped (and
+// said so) without it. A second pgtwopass on the same copy meanwhile is
+// refused by the lock. The next finish converges.
+func TestSignalsDuringColdPass(t *testing.T) {
+	t.Parallel()
+	src := newCluster(t, 1)
+	startCluster(t, src)
+	dest := filepath.Join(pgTempDir(t), "copy")
+	mustRun(t, "prepare", src.Dir, dest)
+	startLog := serverLogFile(t)
+	slow := runOpts{env: []string{"PGTWOPASS_FAULT_FILE_DELAY=20ms"}}
+
+	for _, tc := range []struct {
+		name    string
+		sig     syscall.Signal
+		restart bool
+	}{
+		{"SIGINT with --restart", syscall.SIGINT, true},
+		{"SIGTERM with --restart", syscall.SIGTERM, true},
+		{"SIGTERM without --restart", syscall.SIGTERM, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !src.Running() {
+				t.Fatalf("test premise: the source server runs before finish")
+			}
+			args := []string{"finish", "--json", "--log-format", "json", "--start-log", startLog, src.Dir, dest}
+			if tc.restart {
+				args = append(args[:1], append([]string{"--restart"}, args[1:]...)...)
+			}
+			bg := startWith(t, slow, args...)
+			if !bg.waitFor(`"msg":"cold pass started"`, time.Minute) {
+				t.Fatalf("finish logs 'cold pass started' (--log-format json):\n%s", bg.stderrSoFar())
+			}
+			time.Sleep(100 * time.Millisecond)
+			if !tc.restart {
+				// Meanwhile, a second pgtwopass on the same copy.
+				r := runWith(t, runOpts{}, "prepare", "--log-format", "json", src.Dir, dest)
+				if r.code != 1 || !strings.Contains(r.stderr, "another pgtwopass is working on DEST") {
+					t.Errorf("a second pgtwopass on a copy that one is working on is refused by the lock: exit 1 and 'another pgtwopass is working on DEST', got %s", r)
+				}
+			}
+			bg.signal(tc.sig)
+			r := bg.wait()
+			if r.code != 1 {
+				t.Errorf("finish interrupted by %v exits 1, got %s", tc.sig, r)
+			}
+			errLines := stderrLines(r.stderr, "pgtwopass: error:")
+			if len(errLines) != 1 || !strings.Contains(errLines[0], "interrupted") {
+				t.Errorf("finish interrupted by %v says so on one 'pgtwopass: error:' line containing 'interrupted', got %q\n%s", tc.sig, errLines, r.stderr)
+			}
+			if h := stderrLines(r.stderr, "pgtwopass: hint:"); len(h) != 1 || !strings.Contains(h[0], "run the same command again") {
+				t.Errorf("an interrupted finish tells how to recover on a 'pgtwopass: hint:' line (run the same command again), got %q", h)
+			}
+			if strings.Contains(r.stderr, "goroutine ") {
+				t.Errorf("an interrupted finish exits cleanly, without a goroutine dump:\n%s", r.stderr)
+			}
+			if sealed(t, dest) {
+				t.Errorf("a cold pass interrupted by %v leaves the copy unsealed, but global/pg_control is installed", tc.sig)
+			}
+			var s struct {
+				OK        bool  `json:"ok"`
+				Stopped   *bool `json:"stopped"`
+				Restarted *bool `json:"restarted"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+				t.Errorf("an interrupted finish --json still prints one JSON object: %v\n%s", err, r.stdout)
+			} else if s.OK || s.Stopped == nil || !*s.Stopped || s.Restarted == nil || *s.Restarted != tc.restart {
+				t.Errorf("interrupted finish --json: ok=%v stopped=%v restarted=%v, want false, true, %v", s.OK, s.Stopped, s.Restarted, tc.restart)
+			}
+			if tc.restart {
+				if !src.Running() {
+					t.Fatalf("finish --restart starts the server again after an interrupted cold pass, but it is down")
+				}
+				if got := query(t, src, "SELECT count(*) FROM pgbench_branches"); got != "1" {
+					t.Errorf("the restarted source answers queries: %q", got)
+				}
+			} else {
+				if src.Running() {
+					t.Errorf("finish without --restart leaves the server stopped after an interrupted cold pass, but it runs")
+				}
+				if !strings.Contains(r.stderr, "the source server is stopped") {
+					t.Errorf("an interrupted finish without --restart says the source server is stopped:\n%s", r.stderr)
+				}
+			}
+		})
+	}
+	if src.Running() {
+		stopCluster(t, src)
+	}
+	converges(t, "interrupted cold passes", src.Dir, dest)
+}
+
+// TestColdPassFailures: a full disk, a write error and a read error end
+// finish with exit 1 and a message naming the file and the error; the copy
+// stays unsealed, the source is never written, with --restart the server
+// runs again afterwards, and a rerun without the fault converges.
+//
+// finish on a running server runs a live pass after its CHECKPOINT, before
+// the stop: a full disk or a write error then fails that live pass and the
+// server is never stopped. A read error on a file that the live pass trusts
+// by its stat (PG_VERSION) fails the cold pass itself, after the stop.
+func TestColdPassFailures(t *testing.T) {
+	needRoot(t, "mounts a small tmpfs to fill the disk")
+	t.Parallel()
+	src := newCluster(t, 1)
+	startLog := serverLogFile(t)
+	probe := dataQueries[len(dataQueries)-1]
+
+	// failWithRestart runs finish --restart on the running source with a
+	// fault, and checks the failure and that the server runs afterwards with
+	// its data unchanged. It returns the log.
+	failWithRestart := func(t *testing.T, fault, dest, where, what string, env ...string) string {
+		t.Helper()
+		startCluster(t, src)
+		want := query(t, src, probe)
+		r := runWith(t, runOpts{env: env}, "finish", "--restart", "--start-log", startLog, "--log-format", "json", src.Dir, dest)
+		checkFailure(t, r, fault+", finish --restart", dest, where, what)
+		if !src.Running() {
+			t.Fatalf("%s: after finish --restart fails, the source server runs (started again, or never stopped), but it is down\n%s", fault, r.stderr)
+		}
+		stopped := strings.Contains(r.stderr, `"msg":"server stopped"`)
+		if started := strings.Contains(r.stderr, `"msg":"server started"`); stopped && !started {
+			t.Errorf("%s: finish --restart that stopped the server logs 'server started' after the failure:\n%s", fault, r.stderr)
+		}
+		t.Logf("%s: the server was stopped and restarted: %v", fault, stopped)
+		if got := query(t, src, probe); got != want {
+			t.Errorf("%s: a failed finish --restart leaves the source's data as it was: %s before, %s after", fault, want, got)
+		}
+		stopCluster(t, src)
+		return r.stderr
+	}
+
+	t.Run("ENOSPC", func(t *testing.T) {
+		srcSize := treeSize(t, src.Dir)
+		mnt := filepath.Join(pgTempDir(t), "small")
+		mountTmpfs(t, mnt, srcSize*6/10)
+		dest := filepath.Join(mnt, "copy")
+
+		// The source stopped: it must come out of the failure bit for bit.
+		before := hashTree(t, src.Dir)
+		r := runWith(t, runOpts{}, "finish", "--no-stop", "--log-format", "json", src.Dir, dest)
+		checkFailure(t, r, "a full disk during the cold pass", dest, dest+"/", "no space left on device")
+		if after := hashTree(t, src.Dir); after != before {
+			t.Errorf("a cold pass that fails on a full disk writes nothing in SRC, but its tree hash changed")
+		}
+		failWithRestart(t, "a full disk", dest, dest+"/", "no space left on device")
+
+		remountTmpfs(t, mnt, srcSize*3)
+		converges(t, "a full disk, then room again", src.Dir, dest)
+	})
+
+	t.Run("EIO writing", func(t *testing.T) {
+		dest := filepath.Join(pgTempDir(t), "copy")
+		before := hashTree(t, src.Dir)
+		r := runWith(t, runOpts{env: []string{"PGTWOPASS_FAULT_EIO_AFTER_BLOCKS=50"}}, "finish", "--no-stop", "--log-format", "json", src.Dir, dest)
+		checkFailure(t, r, "a write error during the cold pass", dest, dest+"/", "input/output error")
+		if hashTree(t, src.Dir) != before {
+			t.Errorf("a cold pass that fails to write writes nothing in SRC, but its tree hash changed")
+		}
+		failWithRestart(t, "a write error", dest, dest+"/", "input/output error", "PGTWOPASS_FAULT_EIO_AFTER_BLOCKS=50")
+		converges(t, "a write error", src.Dir, dest)
+	})
+
+	t.Run("EIO reading the source", func(t *testing.T) {
+		dest := filepath.Join(pgTempDir(t), "copy")
+		mustRun(t, "prepare", src.Dir, dest)
+		before := hashTree(t, src.Dir)
+		r := runWith(t, runOpts{env: []string{"PGTWOPASS_FAULT_EIO_READ=/1259"}}, "finish", "--no-stop", "--log-format", "json", src.Dir, dest)
+		checkFailure(t, r, "a read error on a source file", dest, src.Dir+"/base/", "/1259: input/output error")
+		if hashTree(t, src.Dir) != before {
+			t.Errorf("a cold pass that fails to read the source writes nothing in SRC, but its tree hash changed")
+		}
+		// PG_VERSION never changes: the live pass trusts it by its stat, the
+		// cold pass reads it, so the failure comes after the stop.
+		log := failWithRestart(t, "a read error in the cold pass", dest, src.Dir+"/", "PG_VERSION: input/output error", "PGTWOPASS_FAULT_EIO_READ=/PG_VERSION")
+		if !strings.Contains(log, `"msg":"server stopped"`) || !strings.Contains(log, `"msg":"server started"`) {
+			t.Errorf("a read error only the cold pass meets comes after the stop, and --restart starts the server again: the log shows both\n%s", log)
+		}
+		converges(t, "a read error", src.Dir, dest)
+	})
+}
+
+// TestDamagedManifest: a manifest truncated, with a bit flipped in a
+// record, or with a bit flipped in its header is never trusted: finish
+// warns about it, compares the copy's own bytes and converges; verify
+// --manifest-only refuses it. Without the manifest's header and without the
+// copy's pg_control nothing says which cluster the copy belongs to, and
+// finish refuses it.
+func TestDamagedManifest(t *testing.T) {
+	t.Parallel()
+	src := newCluster(t, 1)
+	base := pgTempDir(t)
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, manifest string, size int64)
+		refuse bool
+	}{
+		{"truncated to half", func(t *testing.T, m string, size int64) { truncateFile(t, m, size/2) }, false},
+		{"a bit flipped in a record", func(t *testing.T, m string, size int64) { flipBit(t, m, size/2) }, false},
+		{"a bit flipped in the header", func(t *testing.T, m string, size int64) { flipBit(t, m, 1000) }, false},
+		{"truncated to 10 bytes", func(t *testing.T, m string, size int64) { truncateFile(t, m, 10) }, false},
+		{"missing", func(t *testing.T, m string, size int64) { removeFile(t, m) }, false},
+		{"header damaged and no pg_control", func(t *testing.T, m string, size int64) {
+			flipBit(t, m, 20)
+			removeFile(t, filepath.Join(filepath.Dir(m), "pg_control"))
+		}, true},
+	}
+	// One prepared copy per case, each trusted by its manifest (same inodes
+	// and ctimes), then changes since the prepare: a damaged record that were
+	// trusted could leave a wrong copy.
+	for i := range cases {
+		mustRun(t, "prepare", src.Dir, filepath.Join(base, "copy"+strconv.Itoa(i)))
+	}
+	startCluster(t, src)
+	execSQL(t, src, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 7 = 0")
+	stopCluster(t, src)
+
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dest := filepath.Join(base, "copy"+strconv.Itoa(i))
+			m := filepath.Join(dest, ".pgtwopass", "manifest")
+			tc.damage(t, m, fileSize(t, m))
+
+			if tc.name != "missing" {
+				r := runWith(t, runOpts{}, "verify", "--manifest-only", "--log-format", "json", dest)
+				if r.code == 0 || strings.Contains(r.stdout, "matches") {
+					t.Errorf("verify --manifest-only never vouches for a copy with a damaged manifest (%s), got %s", tc.name, r)
+				}
+			}
+
+			before := hashTree(t, dest)
+			r := runWith(t, runOpts{}, "finish", "--no-stop", "--log-format", "json", src.Dir, dest)
+			if tc.refuse {
+				checkBadInput(t, r.stdout, r.stderr, r.code, []string{"finish", "--no-stop", src.Dir, dest})
+				if !strings.Contains(r.stderr, "damaged manifest") {
+					t.Errorf("refusing a copy with a damaged manifest and no pg_control says 'damaged manifest':\n%s", r.stderr)
+				}
+				if hashTree(t, dest) != before {
+					t.Errorf("a refused copy is left untouched, but its tree hash changed")
+				}
+				return
+			}
+			if r.code != 0 {
+				t.Fatalf("finish on a copy whose manifest is %s rebuilds it from the copy's contents and completes, got %s", tc.name, r)
+			}
+			if w := warnings(t, r.stderr); !strings.Contains(strings.Join(w, "\n"), "manifest") {
+				t.Errorf("finish on a copy whose manifest is %s warns about the manifest; warnings: %q", tc.name, w)
+			}
+			sameTree(t, "finish after the manifest was "+tc.name, src.Dir, dest)
+			checksumsOK(t, "finish after the manifest was "+tc.name, dest)
+			if out, _ := mustRun(t, "verify", "--manifest-only", dest); !strings.Contains(out, "matches") {
+				t.Errorf("after finish rebuilt a damaged manifest, the copy matches it: %s", out)
+			}
+		})
+	}
+}
+
+// ---- helpers of the fault tests ----
+
+// needRoot skips a test that must run as root.
+func needRoot(t *testing.T, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: " + why)
+	}
+}
+
+// system runs a system program and fails the test if it fails.
+func system(t *testing.T, name string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// newImage makes a sparse file of sizeMiB holding an empty ext4 file system.
+func newImage(t *testing.T, img string, sizeMiB int64) {
+	t.Helper()
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(sizeMiB << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	system(t, "mkfs.ext4", "-q", "-F", img)
+}
+
+// mountImage loop-mounts img on dir (made if missing), lets the postgres
+// user reach it, and unmounts it when the test ends or when the returned
+// function is called.
+func mountImage(t *testing.T, img, dir string) (unmount func()) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	system(t, "mount", "-o", "loop", img, dir)
+	return unmountOnCleanup(t, dir)
+}
+
+// pointImage copies the snapshot image to a fresh image, mounts it, and
+// returns the mount point; both go when the (sub)test ends.
+func pointImage(t *testing.T, base, snapImg string) string {
+	t.Helper()
+	img := filepath.Join(base, "point.img")
+	mnt := filepath.Join(base, "point")
+	t.Cleanup(func() { os.Remove(img) })
+	system(t, "cp", "--sparse=always", snapImg, img)
+	mountImage(t, img, mnt)
+	return mnt
+}
+
+// mountTmpfs mounts a tmpfs of about size bytes on dir, unmounted when the
+// test ends.
+func mountTmpfs(t *testing.T, dir string, size int64) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	system(t, "mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dk,mode=0755", size>>10), "tmpfs", dir)
+	unmountOnCleanup(t, dir)
+}
+
+func remountTmpfs(t *testing.T, dir string, size int64) {
+	t.Helper()
+	system(t, "mount", "-o", fmt.Sprintf("remount,size=%dk", size>>10), dir)
+}
+
+func unmountOnCleanup(t *testing.T, dir string) func() {
+	t.Helper()
+	if err := scratch.MakeTraversable(dir); err != nil {
+		t.Fatal(err)
+	}
+	var once stdsync.Once
+	unmount := func() {
+		once.Do(func() {
+			if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+				t.Errorf("umount %s: %v\n%s", dir, err, out)
+				exec.Command("umount", "-l", dir).Run()
+			}
+		})
+	}
+	t.Cleanup(unmount)
+	return unmount
+}
+
+// pgTempDir returns a new temporary directory that the postgres user can
+// reach (pg_checksums and pg_verifybackup run as postgres on copies in it).
+func pgTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := scratch.MakeTraversable(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// serverLogFile returns a server log path for --start-log that the postgres
+// user can write, outside any data directory.
+func serverLogFile(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "log")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := scratch.Chown(dir, scratch.Options{BinDir: pgBinDir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := scratch.MakeTraversable(dir); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "server.log")
+}
+
+// checkFailure fails the test unless a run failed as a fault during a pass
+// should: exit 1, one error line naming a path under where and containing
+// what, no panic, and the copy left unsealed.
+func checkFailure(t *testing.T, r procResult, fault, dest, where, what string) {
+	t.Helper()
+	if r.code != 1 {
+		t.Errorf("%s: exit 1 (failure), got %s", fault, r)
+	}
+	lines := stderrLines(r.stderr, "pgtwopass: error:")
+	if len(lines) != 1 {
+		t.Errorf("%s: one 'pgtwopass: error:' line, got %d:\n%s", fault, len(lines), r.stderr)
+	} else if !strings.Contains(lines[0], where) || !strings.Contains(lines[0], what) {
+		t.Errorf("%s: the error names the file (under %s) and the error (%q), got %q", fault, where, what, lines[0])
+	}
+	if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
+		t.Errorf("%s: a failed pass reports an error, not a panic:\n%s", fault, r.stderr)
+	}
+	if sealed(t, dest) {
+		t.Errorf("%s: a failed cold pass leaves the copy unsealed, but global/pg_control is installed", fault)
+	}
+}
+
+// metaDebris lists what DEST/.pgtwopass holds besides pgtwopass's own
+// files: temporary files (named with a leading dot) left by a killed pass.
+func metaDebris(t *testing.T, dest string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dest, ".pgtwopass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			out = append(out, ".pgtwopass/"+e.Name())
+		}
+	}
+	return out
+}
+
+// warnings returns the messages of the warn-level lines of a JSON log.
+func warnings(t *testing.T, stderr string) []string {
+	t.Helper()
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if !strings.HasPrefix(l, "{") {
+			continue
+		}
+		var e struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Errorf("--log-format json writes one JSON object per line: %v: %q", err, l)
+			continue
+		}
+		if e.Level == "warn" {
+			out = append(out, e.Msg)
+		}
+	}
+	return out
+}
+
+// treeSize adds up the sizes of the regular files under dir.
+func treeSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func fileSize(t *testing.T, file string) int64 {
+	t.Helper()
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+func truncateFile(t *testing.T, file string, size int64) {
+	t.Helper()
+	if err := os.Truncate(file, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func removeFile(t *testing.T, file string) {
+	t.Helper()
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flipBit flips the lowest bit of the byte at off.
+func flipBit(t *testing.T, file string, off int64) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off >= int64(len(b)) {
+		t.Fatalf("%s: offset %d is beyond its %d bytes", file, off, len(b))
+	}
+	b[off] ^= 1
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cpA copies a tree with cp -a (owners, modes and times kept).
+func cpA(t *testing.T, from, to string) {
+	t.Helper()
+	system(t, "cp", "-a", from, to)
+}
+
+// runOpts says how runWith and startWith run the binary.
+type runOpts struct {
+	env  []string            // extra environment, e.g. PGTWOPASS_FAULT_KILL_AFTER_BLOCKS=10
+	dir  string              // working directory; "" keeps the test's
+	cred *syscall.Credential // run as another OS user (as root)
+}
+
+// procResult is how one run of the binary ended.
+type procResult struct {
+	stdout, stderr string
+	code           int            // exit status; -1 when a signal ended it
+	signal         syscall.Signal // the signal that ended it; 0 when it exited
+}
+
+// killed reports whether the run died by SIGKILL.
+func (r procResult) killed() bool { return r.signal == syscall.SIGKILL }
+
+func (r procResult) String() string {
+	how := "exit " + strconv.Itoa(r.code)
+	if r.signal != 0 {
+		how = "killed by " + r.signal.String()
+	}
+	return how + "\nstdout:\n" + r.stdout + "\nstderr:\n" + r.stderr
+}
+
+// bgRun is a run of the binary in the background (startWith).
+type bgRun struct {
+	t     *testing.T
+	args  []string
+	cmd   *exec.Cmd
+	out   bytes.Buffer
+	mu    stdsync.Mutex
+	errb  bytes.Buffer // stderr so far, under mu
+	done  chan struct{}
+	err   error // cmd.Wait's result, once done is closed
+	start time.Time
+}
+
+// lockedWriter appends to a bgRun's stderr under its mutex.
+type lockedWriter struct{ r *bgRun }
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	return w.r.errb.Write(p)
+}
+
+// startWith starts the binary in the background; wait collects it. The
+// process is killed if the test ends first.
+func startWith(t *testing.T, o runOpts, args ...string) *bgRun {
+	t.Helper()
+	r := &bgRun{t: t, args: args, done: make(chan struct{}), start: time.Now()}
+	r.cmd = exec.Command(binary, args...)
+	r.cmd.Env = append(append(os.Environ(), "LC_ALL=C", "LANG=C"), o.env...)
+	r.cmd.Dir = o.dir
+	if o.cred != nil {
+		r.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred}
+	}
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, lockedWriter{r}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("start pgtwopass %s: %v", strings.Join(args, " "), err)
+	}
+	go func() {
+		r.err = r.cmd.Wait()
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-r.done:
+		default:
+			r.cmd.Process.Kill()
+			<-r.done
+		}
+	})
+	return r
+}
+
+// stderrSoFar returns what the run has written to stderr until now.
+func (r *bgRun) stderrSoFar() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.errb.String()
+}
+
+// waitFor waits until stderr contains s; false if the process exits or d
+// passes first.
+func (r *bgRun) waitFor(s string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !strings.Contains(r.stderrSoFar(), s) {
+		select {
+		case <-r.done:
+			return strings.Contains(r.stderrSoFar(), s)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
+// signal sends sig to the process.
+func (r *bgRun) signal(sig syscall.Signal) {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.t.Fatalf("send %v to pgtwopass %s: %v", sig, strings.Join(r.args, " "), err)
+	}
+}
+
+// wait waits for the process (at most runTimeout) and says how it ended.
+func (r *bgRun) wait() procResult {
+	r.t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(runTimeout):
+		r.cmd.Process.Kill()
+		<-r.done
+		r.t.Fatalf("pgtwopass %s: timed out after %v\nstderr:\n%s", strings.Join(r.args, " "), runTimeout, r.stderrSoFar())
+	}
+	r.t.Logf("pgtwopass %s: %.1fs", strings.Join(r.args, " "), time.Since(r.start).Seconds())
+	res := procResult{stdout: r.out.String(), stderr: r.stderrSoFar()}
+	var ee *exec.ExitError
+	switch {
+	case r.err == nil:
+	case errors.As(r.err, &ee):
+		res.code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.signal = ws.Signal()
+		}
+	default:
+		r.t.Fatalf("pgtwopass %s: %v\nstderr:\n%s", strings.Join(r.args, " "), r.err, res.stderr)
+	}
+	return res
+}
+
+// runWith runs the binary to its end as o says and returns how it ended;
+// unlike run it accepts any ending, a signal included.
+func runWith(t *testing.T, o runOpts, args ...string) procResult {
+	t.Helper()
+	return startWith(t, o, args...).wait()
+}
+
+// sealed reports whether the copy in dest can be started: it has
+// global/pg_control (PostgreSQL refuses to start without it).
+func sealed(t *testing.T, dest string) bool {
+	t.Helper()
+	_, err := os.Lstat(filepath.Join(dest, "global", "pg_control"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// checksumsOK fails the test unless pg_checksums --check passes on dir.
+func checksumsOK(t *testing.T, what, dir string) {
+	t.Helper()
+	if out, err := scratch.Checksums(ctxFor(t, 2*time.Minute), dir, scratch.Options{BinDir: pgBinDir}); err != nil {
+		t.Errorf("%s: the copy passes pg_checksums --check: %v\n%s", what, err, out)
+	}
+}
+
+// converges runs finish --no-stop without faults and fails the test unless
+// the copy ends sealed, byte-identical to the stopped source, and passes
+// pg_checksums.
+func converges(t *testing.T, what, src, dest string) {
+	t.Helper()
+	r := runWith(t, runOpts{}, "finish", "--no-stop", "--log-format", "json", src, dest)
+	if r.code != 0 {
+		t.Fatalf("%s: rerunning finish --no-stop without faults completes the copy, got %s", what, r)
+	}
+	if !sealed(t, dest) {
+		t.Errorf("%s: a completed finish seals the copy (global/pg_control installed)", what)
+	}
+	sameTree(t, what+", then finish again", src, dest)
+	checksumsOK(t, what+", then finish again", dest)
+}
+
+// zeroBlock overwrites block blk (8 KiB) of file with zeros, keeping its
+// size, atime and mtime: drift that only the ctime and the contents show.
+func zeroBlock(t *testing.T, file string, blk int64) {
+	t.Helper()
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (blk+1)*scratch.BlockSize > st.Size() {
+		t.Fatalf("%s: block %d is beyond its %d bytes", file, blk, st.Size())
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	atime := time.Unix(sys.Atim.Sec, sys.Atim.Nsec)
+	f, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, scratch.BlockSize), blk*scratch.BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(file, atime, st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// postgresCred is the identity PostgreSQL's programs run with as root (the
+// postgres OS user); nil when not root.
+func postgresCred(t *testing.T) *syscall.Credential {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
+
+// pgProgram runs one of PostgreSQL's programs (e.g. pg_verifybackup) as the
+// postgres OS user when root, and returns its combined output.
+func pgProgram(t *testing.T, prog string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.CommandContext(ctxFor(t, 2*time.Minute), filepath.Join(pgBinDir, prog), args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
+	if cred := postgresCred(t); cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		cmd.Dir = "/"
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
