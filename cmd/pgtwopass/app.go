@@ -72,10 +72,18 @@ func hintFor(err error) string {
 	return ""
 }
 
+// version is set at build time: go build -ldflags "-X main.version=1.2.3".
+var version = "devel"
+
+// program names this pgtwopass to a receiver on another host, and to the
+// sender that started it.
+func program() string { return "pgtwopass " + version }
+
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
-		Name:  "pgtwopass",
-		Usage: "copy a PostgreSQL data directory with the shortest possible downtime",
+		Name:    "pgtwopass",
+		Version: version,
+		Usage:   "copy a PostgreSQL data directory with the shortest possible downtime",
 		Description: `pgtwopass copies a data directory in two kinds of pass. Live passes run while the
 server runs and copy what changed since the last pass. The cold pass runs with the
 server stopped: it reads every source block, compares it with the manifest of block
@@ -92,7 +100,7 @@ A maintenance window:
 		HideHelpCommand:      true,
 		EnableBashCompletion: false,
 		Commands: []*cli.Command{
-			prepareCommand(), finishCommand(), syncCommand(), verifyCommand(), statusCommand(), demoCommand(),
+			prepareCommand(), finishCommand(), syncCommand(), verifyCommand(), statusCommand(), demoCommand(), receiveCommand(),
 		},
 		OnUsageError: onUsageError,
 		ExitErrHandler: func(*cli.Context, error) {

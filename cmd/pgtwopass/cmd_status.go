@@ -19,9 +19,9 @@ func statusCommand() *cli.Command {
 the PostgreSQL version, the block size, the files and bytes recorded, the passes
 with their times, and whether the copy is sealed (finished by a cold pass, with
 global/pg_control installed) and so can be started. It reads only DEST/.pgtwopass.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the status as one JSON object"},
-		},
+		}, remoteFlags()...),
 		Action: runStatus,
 	}
 }
@@ -52,7 +52,11 @@ func runStatus(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usagef("status needs one argument, DEST; got %d", c.NArg())
 	}
-	st, err := pgsync.Status(c.Args().First())
+	remote, err := remoteOptions(c)
+	if err != nil {
+		return err
+	}
+	st, err := pgsync.Status(c.Context, pgsync.Options{Dest: c.Args().First(), Remote: remote})
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,12 @@ func runVerify(c *cli.Context) error {
 		if c.NArg() != 1 {
 			return usagef("verify --manifest-only needs one argument, DEST; got %d", c.NArg())
 		}
-		diffs, err = pgsync.VerifyManifest(c.Context, pgsync.Options{Dest: c.Args().First(), Jobs: c.Int("jobs"), Excludes: c.StringSlice("exclude"), Observer: out.obs})
+		remote, rerr := remoteOptions(c)
+		if rerr != nil {
+			return rerr
+		}
+		diffs, err = pgsync.VerifyManifest(c.Context, pgsync.Options{Dest: c.Args().First(), Jobs: c.Int("jobs"), Excludes: c.StringSlice("exclude"),
+			Remote: remote, Observer: out.obs})
 	} else {
 		var o pgsync.Options
 		if o, err = passOptions(c, out.obs); err != nil {

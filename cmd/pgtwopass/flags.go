@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -11,14 +13,60 @@ import (
 )
 
 func commonFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "workers that read, hash and write (default: one per CPU)"},
 		&cli.IntFlag{Name: "block-size", Usage: "bytes per block: a power of two from 4096 to 16777216 (default: the copy's, else 8192, PostgreSQL's page size)"},
 		&cli.StringSliceFlag{Name: "exclude", Usage: "leave out entries matching `PATTERN` (shell glob; without a slash it matches names at any depth), on top of the default excludes"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object with the results on stdout at the end"},
 		&cli.StringFlag{Name: "log-format", Usage: "`console` or json (default: console on a terminal, json otherwise)"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log every file changed or deleted"},
+	}, remoteFlags()...)
+}
+
+// remoteFlags say how to reach a DEST of the form [user@]host:PATH.
+func remoteFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "rsh", Aliases: []string{"e"}, Value: pgsync.DefaultRsh, Usage: "remote shell `CMD` (with its options, as rsync -e) for a DEST of the form [user@]host:PATH"},
+		&cli.StringFlag{Name: "remote-path", Value: pgsync.DefaultRemotePath, Usage: "pgtwopass on the other host (`PATH`, or a command such as 'sudo -u postgres pgtwopass')"},
+		&cli.BoolFlag{Name: "compress", Aliases: []string{"z"}, Usage: "compress the blocks sent to another host (zstd)"},
+		&cli.StringFlag{Name: "bwlimit", Usage: "send at most `RATE` bytes per second to another host: a number of KiB, or with a suffix K, M or G (e.g. 50M); 0 means no limit"},
 	}
+}
+
+// remoteOptions returns the remote flags' values.
+func remoteOptions(c *cli.Context) (pgsync.RemoteOptions, error) {
+	bw, err := parseRate(c.String("bwlimit"))
+	if err != nil {
+		return pgsync.RemoteOptions{}, err
+	}
+	return pgsync.RemoteOptions{Rsh: c.String("rsh"), RemotePath: c.String("remote-path"), Compress: c.Bool("compress"),
+		BWLimit: bw, Stderr: c.App.ErrWriter, Program: program()}, nil
+}
+
+// parseRate parses --bwlimit as rsync does: KiB per second, or a number
+// with a suffix K, M or G (powers of 1024).
+func parseRate(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	bad := &pgsync.InputError{What: fmt.Sprintf("invalid --bwlimit %q", s), Hint: "give bytes per second as a number of KiB, or with a suffix K, M or G, e.g. --bwlimit 50M"}
+	num, unit := s, float64(1<<10)
+	switch s[len(s)-1] {
+	case 'k', 'K':
+		num = s[:len(s)-1]
+	case 'm', 'M':
+		num, unit = s[:len(s)-1], 1<<20
+	case 'g', 'G':
+		num, unit = s[:len(s)-1], 1<<30
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) || v*unit > 1<<50 {
+		return 0, bad
+	}
+	if v > 0 && v*unit < 1024 {
+		return 0, &pgsync.InputError{What: fmt.Sprintf("--bwlimit %q is below 1 KiB per second", s), Hint: bad.Hint}
+	}
+	return int64(v * unit), nil
 }
 
 // treeFlags say what the copy holds: every command that reads SRC.
@@ -86,7 +134,12 @@ func passOptions(c *cli.Context, obs pgsync.Observer) (pgsync.Options, error) {
 	if err != nil {
 		return pgsync.Options{}, err
 	}
+	remote, err := remoteOptions(c)
+	if err != nil {
+		return pgsync.Options{}, err
+	}
 	return pgsync.Options{
+		Remote:            remote,
 		TablespaceMap:     tsmap,
 		NoDefaultExcludes: c.Bool("no-default-excludes"),
 		Source:            src,

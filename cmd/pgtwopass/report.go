@@ -165,10 +165,14 @@ type summaryJSON struct {
 	DurationSeconds float64  `json:"duration_seconds"`
 	DowntimeSeconds *float64 `json:"downtime_seconds,omitempty"`
 	// PredictedDowntimeSeconds is the prediction made before the stop.
-	PredictedDowntimeSeconds *float64   `json:"predicted_downtime_seconds,omitempty"`
-	Stopped                  *bool      `json:"stopped,omitempty"`
-	Restarted                *bool      `json:"restarted,omitempty"`
-	Passes                   []passJSON `json:"passes"`
+	PredictedDowntimeSeconds *float64 `json:"predicted_downtime_seconds,omitempty"`
+	Stopped                  *bool    `json:"stopped,omitempty"`
+	Restarted                *bool    `json:"restarted,omitempty"`
+	// BytesSent and BytesReceived are the traffic with a DEST on another
+	// host, framing included.
+	BytesSent     int64      `json:"bytes_sent,omitempty"`
+	BytesReceived int64      `json:"bytes_received,omitempty"`
+	Passes        []passJSON `json:"passes"`
 }
 
 func newSummary(command string, res *pgsync.Result, err error) summaryJSON {
@@ -181,6 +185,7 @@ func newSummary(command string, res *pgsync.Result, err error) summaryJSON {
 	}
 	t := res.Total()
 	s.BytesRead, s.BytesWritten, s.FilesChanged, s.FilesDeleted = t.BytesRead, t.BytesWritten, t.FilesChanged, t.FilesDeleted
+	s.BytesSent, s.BytesReceived = res.BytesSent, res.BytesReceived
 	end := res.Finished
 	if end.IsZero() {
 		end = time.Now()

@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -18,6 +19,11 @@ import (
 
 	"github.com/pgtwopass/pgtwopass/internal/crc32c"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+)
+
+var (
+	timelineRE = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
+	lsnRE      = regexp.MustCompile(`^[0-9A-F]{1,8}/[0-9A-F]{1,8}$`)
 )
 
 // backupManifestName is PostgreSQL's manifest of a base backup, which
@@ -30,8 +36,9 @@ const backupManifestName = "backup_manifest"
 // of the bytes the pass read anyway. pg_wal is left out, as pg_basebackup
 // does; DEST/.pgtwopass is listed, since pg_verifybackup reports files it
 // does not know.
-func (p *pass) writeBackupManifest() error {
-	r, err := manifest.Open(p.dst.manifestPath())
+func (lp *localPass) writeBackupManifest(tli, lsn string) error {
+	d := lp.d
+	r, err := manifest.Open(d.manifestPath())
 	if err != nil {
 		return fmt.Errorf("failed to read back the manifest: %w", err)
 	}
@@ -69,33 +76,30 @@ func (p *pass) writeBackupManifest() error {
 	}
 	for _, name := range []string{"lock", manifest.FileName} {
 		rel := manifest.DirName + "/" + name
-		data, err := os.ReadFile(filepath.Join(p.dst.dir, filepath.FromSlash(rel)))
+		data, err := os.ReadFile(filepath.Join(d.dir, filepath.FromSlash(rel)))
 		if err != nil {
 			return err
 		}
-		fi, err := os.Stat(filepath.Join(p.dst.dir, filepath.FromSlash(rel)))
+		fi, err := os.Stat(filepath.Join(d.dir, filepath.FromSlash(rel)))
 		if err != nil {
 			return err
 		}
 		add(rel, int64(len(data)), fi.ModTime(), crc32c.Checksum(data))
 	}
-	cd := p.src.control.Fields
-	tli := cd["Latest checkpoint's TimeLineID"]
-	lsn := cd["Latest checkpoint location"]
-	if tli == "" || lsn == "" {
-		return fmt.Errorf("pg_controldata gave no checkpoint location and timeline for the backup_manifest's WAL-Ranges")
+	if !timelineRE.MatchString(tli) || !lsnRE.MatchString(lsn) {
+		return fmt.Errorf("no checkpoint timeline and location for the backup_manifest's WAL-Ranges (got %q and %q from pg_controldata)", tli, lsn)
 	}
 	fmt.Fprintf(&b, "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": %s, \"Start-LSN\": \"%s\", \"End-LSN\": \"%s\" }\n],\n", tli, lsn, lsn)
 	sum := sha256.Sum256(b.Bytes())
 	fmt.Fprintf(&b, "\"Manifest-Checksum\": \"%x\"}\n", sum)
 
-	path := filepath.Join(p.dst.dir, backupManifestName)
-	if err := renameio.WriteFile(path, b.Bytes(), 0o600, renameio.WithTempDir(p.dst.dir)); err != nil {
+	path := filepath.Join(d.dir, backupManifestName)
+	if err := renameio.WriteFile(path, b.Bytes(), 0o600, renameio.WithTempDir(d.dir)); err != nil {
 		return fmt.Errorf("failed to write %s: %w", path, err)
 	}
-	if p.asRoot {
-		os.Lchown(path, int(p.src.owner.UID), int(p.src.owner.GID))
+	if d.asRoot {
+		os.Lchown(path, int(d.owner.UID), int(d.owner.GID))
 	}
-	p.obs.Event(Event{Kind: Step, Pass: p.kind, Msg: "wrote backup_manifest: check the copy with pg_verifybackup -n"})
-	return manifest.SyncDir(p.dst.dir)
+	lp.obs.Event(Event{Kind: Step, Pass: lp.req.Kind, Msg: "wrote backup_manifest: check the copy with pg_verifybackup -n"})
+	return manifest.SyncDir(d.dir)
 }

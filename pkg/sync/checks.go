@@ -2,12 +2,12 @@ package sync
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
@@ -104,110 +104,26 @@ func within(path, dir string) bool {
 	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
-func checkPaths(src *source, dest string) (string, error) {
+// checkPaths refuses a copy on this host that is SRC, is inside it, or
+// holds it.
+func checkPaths(src *source, d *localDest) error {
 	const hint = "choose a DEST outside the source data directory"
-	real, err := resolve(dest)
-	if err != nil {
-		return "", err
-	}
-	switch {
+	switch real := d.dir; {
 	case real == src.dir:
-		return "", inputErr(hint, "DEST %s is SRC itself", dest)
+		return inputErr(hint, "DEST %s is SRC itself", d.given)
 	case within(real, src.dir):
-		return "", inputErr(hint, "DEST %s is inside SRC %s", dest, src.dir)
+		return inputErr(hint, "DEST %s is inside SRC %s", d.given, src.dir)
 	case within(src.dir, real):
-		return "", inputErr(hint, "SRC %s is inside DEST %s", src.dir, dest)
+		return inputErr(hint, "SRC %s is inside DEST %s", src.dir, d.given)
 	}
-	return real, nil
+	return nil
 }
 
-// destination holds what the engine knows about DEST before a pass.
-type destination struct {
-	dir string // absolute, symlinks resolved
-	// header is the manifest's header; nil for a new copy or when the
-	// manifest could not be read (manifestErr says why).
-	header      *manifest.Header
-	manifestErr error
-	exists      bool
-}
-
-func (d *destination) manifestPath() string {
-	return filepath.Join(d.dir, manifest.DirName, manifest.FileName)
-}
-
-// inspectDest accepts DEST when it is missing, empty, or a pgtwopass copy of
-// the same cluster, and refuses anything else before anything is written.
-func inspectDest(src *source, dest string) (*destination, error) {
-	real, err := checkPaths(src, dest)
-	if err != nil {
-		return nil, err
+// ownerIDs names the data directory's owner by number and by name.
+func (s *source) ownerIDs() ownerIDs {
+	o := ownerIDs{UID: s.owner.UID, GID: s.owner.GID, User: s.owner.Name}
+	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(s.owner.GID), 10)); err == nil {
+		o.Group = g.Name
 	}
-	d := &destination{dir: real}
-	fi, err := os.Stat(real)
-	if errors.Is(err, fs.ErrNotExist) {
-		return d, nil
-	}
-	if err != nil {
-		return nil, inputErr("check the path and its permissions", "cannot use DEST %s: %v", dest, err)
-	}
-	if !fi.IsDir() {
-		return nil, inputErr("give a directory: an empty one, a missing one, or an earlier pgtwopass copy", "DEST %s is not a directory", dest)
-	}
-	d.exists = true
-	names, err := readDirNames(real)
-	if err != nil {
-		return nil, inputErr("check the permissions of DEST", "cannot read DEST %s: %v", dest, err)
-	}
-	if len(names) == 0 {
-		return d, nil
-	}
-	if fi, err := os.Stat(filepath.Join(real, manifest.DirName)); err != nil || !fi.IsDir() {
-		return nil, inputErr("give an empty or missing directory; pgtwopass replaces what DEST holds only in a copy it made itself",
-			"DEST %s is not empty and is not a pgtwopass copy (it has no %s directory)", dest, manifest.DirName)
-	}
-	if running, pm, _ := pgctl.ServerRunning(real); running {
-		return nil, inputErr("stop the server that runs on the copy, or choose another DEST",
-			"a PostgreSQL server (pid %d) is running on DEST %s", pm.PID, dest)
-	}
-	want := src.control.SystemIdentifier
-	h, err := manifest.ReadHeader(d.manifestPath())
-	if err == nil {
-		if h.SystemIdentifier != want {
-			return nil, inputErr("choose another DEST; a copy is only ever refreshed from the cluster it was made of",
-				"DEST %s is a copy of another cluster (database system identifier %d; SRC has %d)", dest, h.SystemIdentifier, want)
-		}
-		d.header = &h
-		return d, nil
-	}
-	// The manifest is missing or damaged: the copy's own pg_control still
-	// says which cluster it came from. Its contents will be read in full.
-	d.manifestErr = err
-	id, cerr := copyIdentifier(real)
-	switch {
-	case cerr != nil:
-		return nil, inputErr("remove DEST and start a new copy",
-			"DEST %s has a damaged manifest (%v) and no pg_control to tell which cluster it is a copy of", dest, err)
-	case id != want:
-		return nil, inputErr("choose another DEST; a copy is only ever refreshed from the cluster it was made of",
-			"DEST %s is a copy of another cluster (database system identifier %d; SRC has %d)", dest, id, want)
-	}
-	return d, nil
-}
-
-// copyIdentifier reads the database system identifier from the copy's
-// pg_control, held or installed: it is the first field of the file.
-func copyIdentifier(dest string) (uint64, error) {
-	for _, rel := range []string{heldControl, controlFile} {
-		f, err := os.Open(filepath.Join(dest, filepath.FromSlash(rel)))
-		if err != nil {
-			continue
-		}
-		var b [8]byte
-		_, err = io.ReadFull(f, b[:])
-		f.Close()
-		if err == nil {
-			return binary.NativeEndian.Uint64(b[:]), nil
-		}
-	}
-	return 0, errors.New("no pg_control in the copy")
+	return o
 }

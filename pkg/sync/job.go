@@ -1,7 +1,6 @@
 package sync
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,6 +69,10 @@ type Result struct {
 	Prediction *Prediction
 	Started    time.Time
 	Finished   time.Time
+	// BytesSent and BytesReceived count the traffic with a receiver on
+	// another host (0 for a copy on this host).
+	BytesSent     int64
+	BytesReceived int64
 }
 
 // Total adds up the passes.
@@ -87,18 +90,19 @@ func (r *Result) Total() PassStats {
 	return t
 }
 
-// job holds a checked SRC and a locked DEST.
+// job holds a checked SRC and an open DEST.
 type job struct {
 	opts    *Options
 	src     *source
-	dst     *destination
-	unlock  func()
+	dst     dest
+	header  *manifest.Header // the copy's manifest, as the last pass left it
+	ids     idMap
 	res     *Result
 	timings serverTimings // of this job's stop and start
 }
 
-// openJob checks SRC and DEST, runs check (if any) on them, and only then
-// locks DEST, creating it if needed: a refusal touches nothing.
+// openJob checks SRC and DEST, runs check (if any), and only then opens
+// DEST, which locks it and creates it if needed: a refusal touches nothing.
 func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
@@ -107,87 +111,87 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 	if err != nil {
 		return nil, err
 	}
-	dst, err := inspectDest(src, o.Dest)
+	if o.ColdPass == ColdQuick {
+		if err := checkQuickFS(src.dir); err != nil {
+			return nil, err
+		}
+	}
+	dst, err := newDest(ctx, o, src)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTablespaces(src, dst); err != nil {
-		return nil, err
-	}
-	if o.ColdPass == ColdQuick {
-		if err := checkQuickFS(src.dir, existingAncestor(dst.dir)); err != nil {
-			return nil, err
-		}
-	}
-	j := &job{opts: o, src: src, dst: dst, unlock: func() {}, res: &Result{Started: time.Now()}}
+	j := &job{opts: o, src: src, dst: dst, res: &Result{Started: time.Now()}}
 	if check != nil {
 		if err := check(j); err != nil {
+			dst.close()
 			return nil, err
 		}
 	}
-	if !o.DryRun {
-		if j.unlock, err = lockDest(dst.dir); err != nil {
-			return nil, err
-		}
-		if err := markTablespaces(src); err != nil {
-			j.unlock()
-			return nil, err
-		}
-		if dst.header == nil && dst.manifestErr == nil {
-			// A new copy: record whose copy it is before any data is written,
-			// so that a pass killed before its end leaves an identifiable copy.
-			if err := j.initManifest(); err != nil {
-				j.unlock()
-				return nil, err
-			}
-		}
+	rep, err := dst.open(ctx, &openRequest{
+		SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion, BlockSize: o.BlockSize,
+		DryRun: o.DryRun, Quick: o.ColdPass == ColdQuick, Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces),
+	})
+	if err != nil {
+		dst.close()
+		return nil, err
 	}
+	j.header = rep.Header
+	j.ids = newIDMap(src.ownerIDs(), rep.Owner)
 	return j, nil
 }
 
-// initManifest writes a manifest with no records: it vouches for no file
-// of the copy, and says which cluster the copy belongs to.
-func (j *job) initManifest() error {
-	h := manifest.Header{
-		BlockSize:        uint32(cmp.Or(j.opts.BlockSize, DefaultBlockSize)),
-		SystemIdentifier: j.src.control.SystemIdentifier,
-		PGVersion:        j.src.pgVersion,
-		Created:          time.Now().UnixNano(),
+// newDest returns the destination o.Dest names: a directory on this host,
+// or [user@]host:PATH on another (checked against SRC as far as it can be).
+func newDest(ctx context.Context, o *Options, src *source) (dest, error) {
+	if r, ok := ParseRemote(o.Dest); ok {
+		return dialRemote(ctx, r, o, src.tablespaceDirs())
 	}
-	w, err := manifest.Create(j.dst.manifestPath(), int(h.BlockSize))
+	d, err := newLocalDest(o.Dest, src.tablespaceDirs(), o.Observer)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := w.Commit(h); err != nil {
-		return err
+	if err := checkPaths(src, d); err != nil {
+		return nil, err
 	}
-	giveState(j.dst.dir, j.src.owner)
-	j.dst.header = &h
-	return nil
+	if err := checkOverlaps(src, d); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 func (j *job) close() {
-	j.unlock()
+	if rd, ok := j.dst.(*remoteDest); ok {
+		j.res.BytesSent, j.res.BytesReceived = rd.traffic()
+	}
+	if err := j.dst.close(); err != nil {
+		j.warn("%v", err)
+	}
 	j.res.Finished = time.Now()
 }
 
+// inFlight bounds the files handed to the sender and not yet done: enough
+// to keep the workers busy across small files, or to fill a network's
+// round trip.
+func (j *job) inFlight() int {
+	if _, remote := j.dst.(*remoteDest); remote {
+		return 8*j.opts.Jobs + 32
+	}
+	return 2*j.opts.Jobs + 2
+}
+
 func (j *job) pass(ctx context.Context, kind manifest.PassKind) error {
-	p, err := newPass(kind, j.opts, j.src, j.dst)
+	p, err := newPass(kind, j.opts, j.src, j.dst, j.header, j.ids, j.inFlight())
 	if err != nil {
 		return err
 	}
-	st, err := p.run(ctx)
+	st, rep, err := p.run(ctx)
 	if err != nil {
 		return err
 	}
 	j.res.Passes = append(j.res.Passes, st)
-	if !j.opts.DryRun {
+	if rep.Header != nil {
 		// The next pass starts from the manifest this one wrote.
-		h, err := manifest.ReadHeader(j.dst.manifestPath())
-		if err != nil {
-			return fmt.Errorf("failed to read back the manifest: %w", err)
-		}
-		j.dst.header, j.dst.manifestErr, j.dst.exists = &h, nil, true
+		j.header = rep.Header
 	}
 	return nil
 }
@@ -362,12 +366,12 @@ func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt tim
 	}
 	if err == nil && j.res.Stopped {
 		// The next prediction starts from these.
-		old := readTimings(j.dst.dir)
+		old := j.dst.timings(context.Background())
 		if j.timings.StartSeconds == 0 {
 			j.timings.StartSeconds = old.StartSeconds
 		}
 		j.timings.When = time.Now()
-		if werr := writeTimings(j.dst.dir, j.timings); werr != nil {
+		if werr := j.dst.saveTimings(context.Background(), j.timings); werr != nil {
 			j.warn("could not record the server's stop and start times: %v", werr)
 		}
 	}
@@ -379,15 +383,16 @@ func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt tim
 func (j *job) predictDowntime(ctx context.Context, s *ServerOptions) error {
 	o := *j.opts
 	o.DryRun, o.Observer = true, nopObserver{}
-	p, err := newPass(manifest.Cold, &o, j.src, j.dst)
+	p, err := newPass(manifest.Cold, &o, j.src, j.dst, j.header, j.ids, j.inFlight())
 	if err != nil {
 		return err
 	}
-	est, err := p.run(ctx)
+	p.quiet = true
+	est, _, err := p.run(ctx)
 	if err != nil {
 		return err
 	}
-	pred, perr := predict(j.dst.header, est.BytesRead, readTimings(j.dst.dir), s.Restart)
+	pred, perr := predict(j.header, est.BytesRead, j.dst.timings(ctx), s.Restart)
 	if perr == nil {
 		j.res.Prediction = pred
 		j.step("predicted downtime %s", pred)

@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
-	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
 )
 
 // lockDest creates DEST and DEST/.pgtwopass if needed and takes an exclusive
@@ -43,16 +42,4 @@ func lockDest(dest string) (unlock func(), err error) {
 		}
 	}
 	return func() { f.Close() }, nil
-}
-
-// giveState gives DEST/.pgtwopass and its files to the data directory's
-// owner when running as root, so that the server user can read the whole
-// copy (pg_basebackup of the copy, for one). Failures are harmless.
-func giveState(dest string, owner pgctl.Owner) {
-	if os.Geteuid() != 0 {
-		return
-	}
-	for _, name := range []string{"", manifest.FileName, "lock"} {
-		os.Lchown(filepath.Join(dest, manifest.DirName, name), int(owner.UID), int(owner.GID))
-	}
 }

@@ -56,6 +56,8 @@ type Options struct {
 	// AllowCrashed lets the cold pass copy a source that was not shut down
 	// cleanly (pg_controldata state "in production" with no server running).
 	AllowCrashed bool
+	// Remote says how to reach a Dest on another host ([user@]host:PATH).
+	Remote RemoteOptions
 	// Observer receives events and progress; nil discards them.
 	Observer Observer
 }

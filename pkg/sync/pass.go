@@ -12,34 +12,49 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/zeebo/xxh3"
+	"golang.org/x/sys/unix"
 
+	"github.com/pgtwopass/pgtwopass/internal/crc32c"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
 
-// pass is one live or cold pass from SRC into DEST.
+// errVanished marks a file the live pass could not read whole because the
+// running server removed, shortened or replaced it: it gets no record, and
+// the next pass compares it again.
+var errVanished = errors.New("changed under the live pass")
+
+// pass is the sender's side of one live or cold pass: it walks SRC, reads
+// the files the destination asks for, hashes their blocks and writes the
+// blocks whose hashes differ from the copy's.
 type pass struct {
 	// config
-	kind   manifest.PassKind
-	opts   *Options
-	src    *source
-	dst    *destination
-	bs     int
-	asRoot bool
-	quick  bool // a quick cold pass: trust files past the safe horizon
-	obs    Observer
+	kind     manifest.PassKind
+	opts     *Options
+	src      *source
+	dst      dest
+	bs       int
+	chunk    int // bytes read at a time: a multiple of bs
+	quick    bool
+	ids      idMap
+	inFlight int
+	quiet    bool // the destination reports no events
+	obs      Observer
 
 	// state
-	bufs                                stdsync.Pool
-	read, written, blocks               atomic.Int64
-	examined, skipped, changed, deleted atomic.Int64
-	readBusy, writeBusy                 atomic.Int64 // ns, summed over workers
-	readWall, writeWall                 time.Duration
+	bufs                  stdsync.Pool
+	read, written, blocks atomic.Int64
+	examined              atomic.Int64
+	readBusy, writeBusy   atomic.Int64 // ns, summed over workers
+	readWall, writeWall   time.Duration
+	errOnce               stdsync.Once
+	err                   error
+	cancel                context.CancelFunc
 }
 
-func newPass(kind manifest.PassKind, opts *Options, src *source, dst *destination) (*pass, error) {
+func newPass(kind manifest.PassKind, opts *Options, src *source, dst dest, h *manifest.Header, ids idMap, inFlight int) (*pass, error) {
 	bs := opts.BlockSize
-	if h := dst.header; h != nil {
+	if h != nil {
 		switch {
 		case bs == 0:
 			bs = int(h.BlockSize)
@@ -51,50 +66,28 @@ func newPass(kind manifest.PassKind, opts *Options, src *source, dst *destinatio
 	if bs == 0 {
 		bs = DefaultBlockSize
 	}
-	p := &pass{kind: kind, opts: opts, src: src, dst: dst, bs: bs, asRoot: os.Geteuid() == 0, obs: opts.Observer,
-		quick: kind == manifest.Cold && opts.ColdPass == ColdQuick}
-
-	size := max(chunkSize, bs)
-	p.bufs.New = func() any { b := make([]byte, size); return &b }
+	p := &pass{kind: kind, opts: opts, src: src, dst: dst, bs: bs, chunk: max(chunkSize, bs), ids: ids, inFlight: inFlight,
+		obs: opts.Observer, quick: kind == manifest.Cold && opts.ColdPass == ColdQuick}
+	p.bufs.New = func() any { b := make([]byte, p.chunk); return &b }
 	return p, nil
-}
-
-// dstPath is where rel goes in the copy: below DEST, or below the
-// tablespace's NEW directory, and pg_control held aside until the seal.
-func (p *pass) dstPath(rel string) string {
-	if rel == controlFile {
-		rel = heldControl
-	}
-	if ts, rest := p.src.tablespaceOf(rel); ts != nil {
-		return filepath.Join(ts.new, filepath.FromSlash(rest))
-	}
-	return filepath.Join(p.dst.dir, filepath.FromSlash(rel))
-}
-
-func (p *pass) srcPath(rel string) string {
-	return filepath.Join(p.src.dir, filepath.FromSlash(rel))
-}
-
-func (p *pass) warn(path, format string, args ...any) {
-	p.obs.Event(Event{Kind: Warning, Pass: p.kind, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (p *pass) stats(started time.Time) PassStats {
 	return PassStats{
 		Kind: p.kind, DryRun: p.opts.DryRun, Started: started, Finished: time.Now(),
-		FilesExamined: p.examined.Load(), FilesSkipped: p.skipped.Load(), FilesChanged: p.changed.Load(),
-		FilesDeleted: p.deleted.Load(), BytesRead: p.read.Load(), BytesWritten: p.written.Load(), BlocksWritten: p.blocks.Load(),
+		FilesExamined: p.examined.Load(), BytesRead: p.read.Load(), BytesWritten: p.written.Load(), BlocksWritten: p.blocks.Load(),
 		ReadTime: p.readWall, WriteTime: p.writeWall,
 	}
 }
 
 // run runs the pass. The copy stays unsealed unless a cold pass completes.
-func (p *pass) run(ctx context.Context) (PassStats, error) {
+func (p *pass) run(ctx context.Context) (PassStats, *commitReply, error) {
 	started := time.Now()
 	entries, err := walk(p.src.dir, p.opts.excluder())
 	if err != nil {
-		return p.stats(started), err
+		return p.stats(started), nil, err
 	}
+	p.ids.apply(entries)
 	var total int64
 	for i := range entries {
 		if entries[i].isRegular() {
@@ -102,79 +95,45 @@ func (p *pass) run(ctx context.Context) (PassStats, error) {
 		}
 	}
 	p.obs.Event(Event{Kind: PassStarted, Pass: p.kind, Total: total})
-	if p.opts.DryRun {
-		err = p.dryRun(entries)
-	} else {
-		err = p.copy(ctx, entries, started)
-	}
-	st := p.stats(started)
-	if err == nil {
-		p.obs.Event(Event{Kind: PassFinished, Pass: p.kind, Stats: &st})
-	}
-	return st, err
-}
-
-func (p *pass) copy(ctx context.Context, entries []entry, started time.Time) error {
-	if err := p.unseal(); err != nil {
-		return err
-	}
-	if err := p.deleteExtras(ctx, entries); err != nil {
-		return err
-	}
-	if err := p.makeDirsAndLinks(entries); err != nil {
-		return err
-	}
-	mw, err := manifest.Create(p.dst.manifestPath(), p.bs)
+	req := &passRequest{Kind: p.kind, BlockSize: p.bs, DryRun: p.opts.DryRun, Quick: p.quick,
+		QuickMargin: p.opts.QuickMargin.Nanoseconds(), InFlight: p.inFlight, Quiet: p.quiet, Jobs: p.opts.Jobs}
+	dp, err := p.dst.beginPass(ctx, req, entries)
 	if err != nil {
-		return err
+		return p.stats(started), nil, err
 	}
-	copyStart := time.Now()
-	if err := p.copyFiles(ctx, entries, mw); err != nil {
-		mw.Abort()
-		return err
+	if p.opts.DryRun {
+		err = p.dryRun(ctx, dp, entries)
+	} else {
+		copyStart := time.Now()
+		err = p.copyFiles(ctx, dp, entries)
+		p.splitWall(time.Since(copyStart))
 	}
-	p.splitWall(time.Since(copyStart))
-	if err := p.finishDirs(entries); err != nil {
-		mw.Abort()
-		return err
-	}
-	h := manifest.Header{Created: started.UnixNano()}
-	if p.dst.header != nil {
-		h = *p.dst.header
-	}
-	h.BlockSize = uint32(p.bs)
-	h.SystemIdentifier = p.src.control.SystemIdentifier
-	h.PGVersion = p.src.pgVersion
-	h.Flags = 0
-	if p.kind == manifest.Cold {
-		h.Flags |= manifest.FlagColdComplete
+	if err != nil {
+		dp.abort()
+		return p.stats(started), nil, err
 	}
 	st := p.stats(started)
-	h.AddPass(manifest.Pass{
-		Kind: p.kind, Started: started.UnixNano(), Finished: st.Finished.UnixNano(),
-		BytesRead: st.BytesRead, BytesWritten: st.BytesWritten, FilesChanged: st.FilesChanged, FilesDeleted: st.FilesDeleted,
-		ReadNs: st.ReadTime.Nanoseconds(), WriteNs: st.WriteTime.Nanoseconds(),
-	})
-	if err := mw.Commit(h); err != nil {
-		return err
+	c := &commitRequest{
+		Pass: manifest.Pass{Kind: p.kind, Started: started.UnixNano(), Finished: st.Finished.UnixNano(),
+			BytesRead: st.BytesRead, BytesWritten: st.BytesWritten, ReadNs: st.ReadTime.Nanoseconds(), WriteNs: st.WriteTime.Nanoseconds()},
 	}
-	giveState(p.dst.dir, p.src.owner)
-	if p.kind != manifest.Cold {
-		return nil
+	if p.kind == manifest.Cold && p.opts.BackupManifest {
+		c.BackupManifest = true
+		c.Timeline = p.src.control.Fields["Latest checkpoint's TimeLineID"]
+		c.CheckpointLSN = p.src.control.Fields["Latest checkpoint location"]
 	}
-	if p.opts.BackupManifest {
-		if err := p.writeBackupManifest(); err != nil {
-			return err
+	rep, err := dp.commit(ctx, c)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("%s pass %w", p.kind, ErrInterrupted)
 		}
-		// The new file moved the copy's mtime: give it the source's again.
-		if err := p.setMeta(p.dst.dir, &entries[0], nil); err != nil {
-			return err
-		}
-		if err := manifest.SyncDir(p.dst.dir); err != nil {
-			return err
-		}
+		return p.stats(started), nil, err
 	}
-	return p.seal(entries)
+	st = p.stats(started)
+	st.FilesSkipped, st.FilesChanged, st.FilesDeleted = rep.FilesSkipped, rep.FilesChanged, rep.FilesDeleted
+	st.BytesRead += rep.BytesRead
+	p.obs.Event(Event{Kind: PassFinished, Pass: p.kind, Stats: &st})
+	return st, rep, nil
 }
 
 // splitWall divides the wall time of copying files between reading and
@@ -189,408 +148,341 @@ func (p *pass) splitWall(wall time.Duration) {
 	p.writeWall = wall - p.readWall
 }
 
-// deleteExtras removes from DEST every entry that SRC does not have, or has
-// with another type. Deleting first frees space before anything is written.
-func (p *pass) deleteExtras(ctx context.Context, entries []entry) error {
-	want := make(map[string]fs.FileMode, len(entries))
-	for i := range entries {
-		want[entries[i].rel] = entries[i].mode.Type()
-	}
-	var visit func(rel string) error
-	visit = func(rel string) error {
-		dir := p.dstPath(rel)
-		names, err := readDirNames(dir)
-		if errors.Is(err, fs.ErrNotExist) && rel != "" {
-			return nil // a tablespace's copy not made yet
-		}
-		if err != nil {
-			return fmt.Errorf("failed to list %s: %w", dir, err)
-		}
-		for _, name := range names {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			crel := name
-			if rel != "" {
-				crel = rel + "/" + name
-			}
-			if crel == manifest.DirName || isMarker(crel) {
-				continue
-			}
-			path := filepath.Join(dir, name)
-			typ, ok := want[crel]
-			if ts, _ := p.src.tablespaceOf(crel); ts != nil && ok && isTablespaceLink(crel) {
-				// The link is made by makeDirsAndLinks; the copy is below NEW.
-				if err := visit(crel); err != nil {
-					return err
-				}
-				continue
-			}
-			fi, err := os.Lstat(path)
-			if err != nil {
-				return fmt.Errorf("failed to stat %s: %w", path, err)
-			}
-			if ok && typ == fi.Mode().Type() {
-				if fi.IsDir() {
-					if err := visit(crel); err != nil {
-						return err
-					}
-				}
-				continue
-			}
-			if err := os.RemoveAll(path); err != nil {
-				return fmt.Errorf("failed to delete %s from the copy: %w", path, err)
-			}
-			p.deleted.Add(1)
-			p.obs.Event(Event{Kind: FileDeleted, Pass: p.kind, Path: crel})
-		}
-		return nil
-	}
-	return visit("")
-}
-
-// makeDirsAndLinks creates the missing directories (owner-only until
-// finishDirs gives them their modes) and the symlinks.
-func (p *pass) makeDirsAndLinks(entries []entry) error {
-	for i := range entries {
-		e := &entries[i]
-		path := p.dstPath(e.rel)
-		if ts, rest := p.src.tablespaceOf(e.rel); ts != nil && rest == "" {
-			if err := p.linkTablespace(e, ts); err != nil {
-				return err
-			}
-		}
-		switch {
-		case e.isDir():
-			if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("failed to create directory %s: %w", path, err)
-			}
-		case e.isSymlink():
-			if target, err := os.Readlink(path); err == nil && target == e.target {
-				if err := p.setMeta(path, e, nil); err != nil {
-					return err
-				}
-				continue
-			}
-			os.Remove(path)
-			if err := os.Symlink(e.target, path); err != nil {
-				return fmt.Errorf("failed to create symlink %s: %w", path, err)
-			}
-			if err := p.setMeta(path, e, nil); err != nil {
-				return err
-			}
-			p.changed.Add(1)
-			p.obs.Event(Event{Kind: FileChanged, Pass: p.kind, Path: e.rel})
-		}
-	}
-	return nil
-}
-
-// finishDirs gives every directory its owner, mode and mtime, children
-// before parents (creating entries moves a directory's mtime), then fsyncs
-// them all, so that every entry created or removed is durable.
-func (p *pass) finishDirs(entries []entry) error {
-	for i := len(entries) - 1; i >= 0; i-- {
-		if e := &entries[i]; e.isDir() {
-			if err := p.setMeta(p.dstPath(e.rel), e, nil); err != nil {
-				return err
-			}
-		}
-	}
-	for i := range entries {
-		if e := &entries[i]; e.isDir() {
-			if err := manifest.SyncDir(p.dstPath(e.rel)); err != nil {
-				return err
-			}
-		}
-	}
-	for _, ts := range p.src.tablespaces {
-		if err := manifest.SyncDir(filepath.Dir(ts.new)); err != nil {
+// dryRun counts what the pass would read: the files the destination asks
+// for, by their size.
+func (p *pass) dryRun(ctx context.Context, dp destPass, entries []entry) error {
+	for {
+		b, err := dp.next(ctx)
+		if err != nil || b == nil {
 			return err
 		}
+		if b.Index < 0 || b.Index >= len(entries) || entries[b.Index].rel != b.Rel {
+			return fmt.Errorf("the destination asked for %q, which is not in the walk", b.Rel)
+		}
+		p.examined.Add(1)
+		p.read.Add(entries[b.Index].stat.Size)
+		p.obs.Event(Event{Kind: FileChanged, Pass: p.kind, Path: b.Rel, Msg: "would read"})
 	}
-	return manifest.SyncDir(filepath.Dir(p.dst.dir))
 }
 
-// linkTablespace makes the copy's pg_tblspc/OID a link to the tablespace's
-// NEW directory (created if missing).
-func (p *pass) linkTablespace(e *entry, ts *tablespace) error {
-	link := filepath.Join(p.dst.dir, filepath.FromSlash(e.rel))
-	if target, err := os.Readlink(link); err == nil && target == ts.new {
-		return nil
-	}
-	if err := os.MkdirAll(ts.new, 0o700); err != nil {
-		return fmt.Errorf("failed to create %s: %w", ts.new, err)
-	}
-	os.Remove(link)
-	if err := os.Symlink(ts.new, link); err != nil {
-		return fmt.Errorf("failed to link %s to %s: %w", link, ts.new, err)
-	}
-	if p.asRoot {
-		os.Lchown(link, int(e.uid), int(e.gid))
-	}
-	p.changed.Add(1)
-	p.obs.Event(Event{Kind: FileChanged, Pass: p.kind, Path: e.rel, Msg: "tablespace linked to " + ts.new})
-	return nil
+func (p *pass) srcPath(rel string) string {
+	return filepath.Join(p.src.dir, filepath.FromSlash(rel))
 }
 
-// setMeta gives path e's owner (as root), mode and times, where they
-// differ from fi (nil: lstat path).
-func (p *pass) setMeta(path string, e *entry, fi fs.FileInfo) error {
-	_, err := p.applyMeta(path, e, fi)
-	return err
+// fail records the pass's first error and stops it.
+func (p *pass) fail(err error) {
+	p.errOnce.Do(func() {
+		p.err = err
+		p.cancel()
+	})
 }
 
-// applyMeta is setMeta that reports whether it changed anything.
-func (p *pass) applyMeta(path string, e *entry, fi fs.FileInfo) (bool, error) {
-	if fi == nil {
-		var err error
-		if fi, err = os.Lstat(path); err != nil {
-			return false, fmt.Errorf("failed to stat %s: %w", path, err)
-		}
-	}
-	st := newEntry(e.rel, fi)
-	changed := false
-	if p.asRoot && (st.uid != e.uid || st.gid != e.gid) {
-		if err := os.Lchown(path, int(e.uid), int(e.gid)); err != nil {
-			return changed, fmt.Errorf("failed to set the owner of %s: %w", path, err)
-		}
-		changed = true
-	}
-	if e.isSymlink() {
-		if st.stat.Mtime != e.stat.Mtime {
-			ts := []unixTimespec{nsec(e.atime), nsec(e.stat.Mtime)}
-			if err := lutimes(path, ts); err != nil {
-				return changed, fmt.Errorf("failed to set the times of %s: %w", path, err)
-			}
-			changed = true
-		}
-		return changed, nil
-	}
-	// chown clears set-uid bits: set the mode after the owner.
-	if changed || st.mode.Perm() != e.mode.Perm() || st.mode&modeSpecial != e.mode&modeSpecial {
-		if err := os.Chmod(path, e.mode.Perm()|e.mode&modeSpecial); err != nil {
-			return changed, fmt.Errorf("failed to set the mode of %s: %w", path, err)
-		}
-		changed = true
-	}
-	if st.stat.Mtime != e.stat.Mtime {
-		if err := os.Chtimes(path, time.Unix(0, e.atime), time.Unix(0, e.stat.Mtime)); err != nil {
-			return changed, fmt.Errorf("failed to set the times of %s: %w", path, err)
-		}
-		changed = true
-	}
-	return changed, nil
+// fileCopy is the sender's side of one file: read, hashed and compared by
+// the workers that handle its chunks.
+type fileCopy struct {
+	// config
+	b         *basis
+	e         entry // as fstat saw the source just before reading
+	src       *os.File
+	n         int // chunks
+	readStart int64
+
+	// state
+	hashes    []manifest.Hash
+	crcs      []uint32 // CRC-32C of each chunk, combined when the file completes
+	remaining atomic.Int32
+	mu        stdsync.Mutex
+	err       error
 }
 
-const modeSpecial = fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+type chunk struct {
+	fc  *fileCopy
+	off int64
+	len int
+}
 
-// copyFiles copies every regular file, in parallel across files and across
-// the chunks of large files, and adds their records to mw in walk order.
-func (p *pass) copyFiles(ctx context.Context, entries []entry, mw *manifest.Writer) error {
+func (fc *fileCopy) fail(err error) {
+	fc.mu.Lock()
+	if fc.err == nil {
+		fc.err = err
+	}
+	fc.mu.Unlock()
+}
+
+func (fc *fileCopy) failed() error {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.err
+}
+
+// copyFiles reads every file the destination asks for, in parallel across
+// files and across the chunks of large files.
+func (p *pass) copyFiles(ctx context.Context, dp destPass, entries []entry) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	old := p.openManifest()
-	defer old.close()
-
+	p.cancel = cancel
 	jobs := make(chan chunk, 2*p.opts.Jobs)
-	// ordered bounds the files in flight, and with them the block hashes
-	// held in memory.
-	ordered := make(chan *fileCopy, 2*p.opts.Jobs+2)
-	g, gctx := errgroup.WithContext(ctx)
 	var workers stdsync.WaitGroup
 	for range p.opts.Jobs {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
 			for c := range jobs {
-				p.copyChunk(gctx, c)
+				p.copyChunk(ctx, dp, c)
 			}
 		}()
 	}
-	// The producer: walk order, merged with the old manifest.
-	g.Go(func() error {
-		defer close(ordered)
+	// The producer: the files the destination asks for, in walk order.
+	func() {
 		defer close(jobs)
-		for i := range entries {
-			e := &entries[i]
-			if !e.isRegular() {
-				continue
-			}
-			if err := gctx.Err(); err != nil {
-				return err
-			}
-			fc, err := p.plan(e, old.find(e.rel))
+		for {
+			b, err := dp.next(ctx)
 			if err != nil {
-				return err
+				p.fail(err)
+				return
 			}
-			if fc == nil {
-				continue
+			if b == nil {
+				return
 			}
-			select {
-			case ordered <- fc:
-			case <-gctx.Done():
-				return gctx.Err()
+			if b.Index < 0 || b.Index >= len(entries) || entries[b.Index].rel != b.Rel || !entries[b.Index].isRegular() {
+				p.fail(fmt.Errorf("the destination asked for %q, which is not a file of the walk", b.Rel))
+				return
 			}
-			if fc.src == nil {
-				continue // kept by its stat: nothing to read
+			fc, err := p.open(b)
+			if err != nil {
+				p.fail(err)
+				return
 			}
 			if fc.n == 0 {
-				p.finishFile(fc)
+				p.finishFile(dp, fc)
 				continue
 			}
-			for i, c := range fc.chunks() {
+			for i, c := range fc.chunks(p.chunk) {
 				select {
 				case jobs <- c:
-				case <-gctx.Done():
-					fc.fail(gctx.Err())
+				case <-ctx.Done():
+					fc.fail(ctx.Err())
 					for range fc.n - i {
 						if fc.remaining.Add(-1) == 0 {
-							p.finishFile(fc)
+							p.finishFile(dp, fc)
 						}
 					}
-					return gctx.Err()
+					return
 				}
 			}
 		}
-		return nil
-	})
-	// The manifest writer: records in walk order as files complete.
-	g.Go(func() error {
-		for fc := range ordered {
-			select {
-			case <-fc.done:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			switch {
-			case errors.Is(fc.err, errVanished):
-				continue
-			case fc.err != nil:
-				return fc.err
-			}
-			if err := mw.Add(&fc.rec); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	err := g.Wait()
-	cancel()
+	}()
 	workers.Wait()
-	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+	if p.err == nil && ctx.Err() != nil {
+		p.err = ctx.Err()
+	}
+	if p.err != nil && errors.Is(p.err, context.Canceled) {
 		return fmt.Errorf("%s pass %w", p.kind, ErrInterrupted)
 	}
-	return err
+	return p.err
 }
 
-// oldManifest merges the previous manifest with the walk. A damaged
-// manifest is not trusted from the damage on: the files after it are
-// compared with the copy's own contents.
-type oldManifest struct {
-	p    *pass
-	r    *manifest.Reader
-	next *manifest.File
-}
-
-func (p *pass) openManifest() *oldManifest {
-	om := &oldManifest{p: p}
-	if p.dst.header == nil {
-		if p.dst.manifestErr != nil && !errors.Is(p.dst.manifestErr, fs.ErrNotExist) {
-			p.warn(manifest.DirName, "the manifest cannot be trusted (%v): the copy's contents are read to rebuild it", p.dst.manifestErr)
-		} else if p.dst.exists && p.dst.manifestErr != nil {
-			p.warn(manifest.DirName, "the copy has no manifest: its contents are read to rebuild it")
-		}
-		return om
-	}
-	r, err := manifest.Open(p.dst.manifestPath())
+// open opens a source file for reading. A file that vanished before it
+// could be opened is done at once (live pass only).
+func (p *pass) open(b *basis) (*fileCopy, error) {
+	spath := p.srcPath(b.Rel)
+	// Taken before the stat, so that the stat is no older than ReadStart.
+	readStart := time.Now()
+	src, err := os.Open(spath)
 	if err != nil {
-		p.warn(manifest.DirName, "the manifest cannot be read (%v): the copy's contents are read to rebuild it", err)
-		return om
+		if errors.Is(err, fs.ErrNotExist) && p.kind == manifest.Live {
+			return &fileCopy{b: b, err: errVanished}, nil
+		}
+		return nil, fmt.Errorf("failed to open %s: %w", spath, err)
 	}
-	om.r = r
-	om.advance()
-	return om
+	sfi, err := src.Stat()
+	if err != nil {
+		src.Close()
+		return nil, fmt.Errorf("failed to stat %s: %w", spath, err)
+	}
+	unix.Fadvise(int(src.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
+	if hook := Faults.AfterOpen; hook != nil {
+		hook(spath)
+	}
+	fc := &fileCopy{b: b, e: newEntry(b.Rel, sfi), src: src, readStart: readStart.UnixNano()}
+	p.ids.applyOne(&fc.e)
+	size := fc.e.stat.Size
+	fc.hashes = make([]manifest.Hash, manifest.NumBlocks(size, p.bs))
+	fc.n = int((size + int64(p.chunk) - 1) / int64(p.chunk))
+	fc.crcs = make([]uint32, fc.n)
+	fc.remaining.Store(int32(fc.n))
+	p.examined.Add(1)
+	return fc, nil
 }
 
-func (om *oldManifest) advance() {
-	f, err := om.r.Next()
-	if err != nil {
-		if err != io.EOF {
-			om.p.warn(manifest.DirName, "the manifest is damaged (%v): the copy's contents are read for the files after the damage", err)
+func (fc *fileCopy) chunks(size int) []chunk {
+	cs := make([]chunk, 0, fc.n)
+	for off := int64(0); off < fc.e.stat.Size; off += int64(size) {
+		cs = append(cs, chunk{fc: fc, off: off, len: int(min(int64(size), fc.e.stat.Size-off))})
+	}
+	return cs
+}
+
+// copyChunk reads one chunk of the source, hashes it block by block and
+// writes the runs of blocks whose hashes differ from the basis.
+func (p *pass) copyChunk(ctx context.Context, dp destPass, c chunk) {
+	fc := c.fc
+	defer func() {
+		if fc.remaining.Add(-1) == 0 {
+			p.finishFile(dp, fc)
 		}
-		om.close()
-		om.next = nil
+	}()
+	if fc.failed() != nil {
 		return
 	}
-	om.next = f
-}
-
-// find returns the record of rel, skipping records of files that are gone.
-func (om *oldManifest) find(rel string) *manifest.File {
-	for om.next != nil {
-		switch c := manifest.ComparePaths(om.next.Path, rel); {
-		case c < 0:
-			om.advance()
-		case c == 0:
-			f := om.next
-			om.advance()
-			return f
-		default:
+	if err := ctx.Err(); err != nil {
+		fc.fail(err)
+		return
+	}
+	bp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp)
+	buf := (*bp)[:c.len]
+	if hook := Faults.BeforeRead; hook != nil {
+		if err := hook(p.srcPath(fc.e.rel)); err != nil {
+			fc.fail(fmt.Errorf("failed to read %s: %w", p.srcPath(fc.e.rel), err))
+			return
+		}
+	}
+	readStart := time.Now()
+	defer func() { p.readBusy.Add(int64(time.Since(readStart))) }()
+	n, err := fc.src.ReadAt(buf, c.off)
+	p.read.Add(int64(n))
+	if n < c.len {
+		if errors.Is(err, io.EOF) && p.kind == manifest.Live {
+			fc.fail(errVanished)
+		} else if errors.Is(err, io.EOF) {
+			fc.fail(fmt.Errorf("%s shrank while the cold pass read it: is the server really stopped?", p.srcPath(fc.e.rel)))
+		} else {
+			fc.fail(fmt.Errorf("failed to read %s: %w", p.srcPath(fc.e.rel), err))
+		}
+		return
+	}
+	fc.crcs[c.off/int64(p.chunk)] = crc32c.Checksum(buf)
+	var written int64
+	run := -1 // start of a run of changed blocks
+	flush := func(end int) error {
+		if run < 0 {
 			return nil
 		}
-	}
-	return nil
-}
-
-func (om *oldManifest) close() {
-	if om.r != nil {
-		om.r.Close()
-		om.r = nil
-	}
-}
-
-// dryRun reports what a pass would read and delete, from stats alone.
-func (p *pass) dryRun(entries []entry) error {
-	old := p.openManifest()
-	defer old.close()
-	seen := make(map[string]bool, len(entries))
-	for i := range entries {
-		e := &entries[i]
-		seen[e.rel] = true
-		if !e.isRegular() {
-			continue
-		}
-		rec := old.find(e.rel)
-		fi, _ := os.Lstat(p.dstPath(e.rel))
-		if p.trusted(rec, fi) && sameSource(rec, e) && (p.kind == manifest.Live || p.quick && p.pastHorizon(rec)) {
-			p.skipped.Add(1)
-			continue
-		}
-		p.examined.Add(1)
-		p.read.Add(e.stat.Size)
-		p.obs.Event(Event{Kind: FileChanged, Pass: p.kind, Path: e.rel, Msg: "would read"})
-	}
-	if !p.dst.exists {
-		return nil
-	}
-	return filepath.WalkDir(p.dst.dir, func(path string, d fs.DirEntry, err error) error {
+		t := time.Now()
+		err := dp.write(fc.b.ID, c.off+int64(run), buf[run:end])
+		p.writeBusy.Add(int64(time.Since(t)))
+		readStart = readStart.Add(time.Since(t)) // writing is not reading
 		if err != nil {
-			return nil
+			return err
 		}
-		rel, _ := filepath.Rel(p.dst.dir, path)
-		rel = filepath.ToSlash(rel)
-		switch {
-		case rel == manifest.DirName:
-			return filepath.SkipDir
-		case rel == "." || seen[rel]:
-			return nil
-		}
-		p.deleted.Add(1)
-		p.obs.Event(Event{Kind: FileDeleted, Pass: p.kind, Path: rel, Msg: "would delete"})
-		if d.IsDir() {
-			return filepath.SkipDir
-		}
+		written += int64(end - run)
+		p.blocks.Add(int64(manifest.NumBlocks(int64(end-run), p.bs)))
+		run = -1
 		return nil
-	})
+	}
+	old := fc.b.Hashes
+	first := int(c.off / int64(p.bs))
+	for b, i := 0, first; b < c.len; b, i = b+p.bs, i+1 {
+		end := min(b+p.bs, c.len)
+		h := manifest.HashBlock(buf[b:end])
+		fc.hashes[i] = h
+		if i < len(old) && old[i] == h {
+			if err := flush(b); err != nil {
+				fc.fail(err)
+				return
+			}
+		} else if run < 0 {
+			run = b
+		}
+	}
+	if err := flush(c.len); err != nil {
+		fc.fail(err)
+		return
+	}
+	p.written.Add(written)
+	p.obs.Progress(int64(n), written)
+}
+
+// finishFile ends a file once its chunks are done: the source's stat after
+// the read, the CRC-32C, and the file's end to the destination.
+func (p *pass) finishFile(dp destPass, fc *fileCopy) {
+	if fc.src != nil {
+		defer fc.src.Close()
+	}
+	res, err := p.result(fc)
+	if errors.Is(err, errVanished) {
+		res, err = &fileResult{ID: fc.b.ID, Vanished: true}, nil
+	}
+	if err == nil {
+		t := time.Now()
+		err = dp.done(res)
+		p.writeBusy.Add(int64(time.Since(t)))
+	}
+	if err != nil {
+		p.fail(err)
+	}
+}
+
+func (p *pass) result(fc *fileCopy) (*fileResult, error) {
+	if err := fc.failed(); err != nil {
+		return nil, err
+	}
+	sfi, err := fc.src.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("failed to stat %s: %w", p.srcPath(fc.e.rel), err)
+	}
+	res := &fileResult{ID: fc.b.ID, Entry: fc.e, ReadStart: fc.readStart, Hashes: fc.hashes}
+	if after := statOf(sfi); after != fc.e.stat {
+		if p.kind == manifest.Cold {
+			return nil, fmt.Errorf("%s changed while the cold pass read it: is the server really stopped?", p.srcPath(fc.e.rel))
+		}
+		res.Flags |= manifest.FlagChangedWhileCopied
+	}
+	size := fc.e.stat.Size
+	for i, crc := range fc.crcs {
+		res.CRC32C = crc32c.Combine(res.CRC32C, crc, min(int64(p.chunk), size-int64(i)*int64(p.chunk)))
+	}
+	res.HashesSum = hashesSum(fc.hashes)
+	return res, nil
+}
+
+// hashesSum is the xxh3-64 of a file's block hashes, by which a remote
+// receiver checks the hashes it rebuilt.
+func hashesSum(hs []manifest.Hash) uint64 {
+	h := xxh3.New()
+	for i := range hs {
+		h.Write(hs[i][:])
+	}
+	return h.Sum64()
+}
+
+// idMap gives the copy the owner of the source's name on the
+// destination's host: the source owner's uid and gid become the
+// destination's, every other id is kept as it is.
+type idMap struct {
+	fromUID, toUID uint32
+	fromGID, toGID uint32
+}
+
+func newIDMap(src, dst ownerIDs) idMap {
+	return idMap{fromUID: src.UID, toUID: dst.UID, fromGID: src.GID, toGID: dst.GID}
+}
+
+func (m idMap) applyOne(e *entry) {
+	if e.uid == m.fromUID {
+		e.uid = m.toUID
+	}
+	if e.gid == m.fromGID {
+		e.gid = m.toGID
+	}
+}
+
+func (m idMap) apply(es []entry) {
+	if m.fromUID == m.toUID && m.fromGID == m.toGID {
+		return
+	}
+	for i := range es {
+		m.applyOne(&es[i])
+	}
 }

@@ -69,24 +69,54 @@ func testSource(dir string) *source {
 	return &source{dir: dir, pgVersion: "15", control: pgctl.ControlData{SystemIdentifier: testSysID, State: "shut down"}}
 }
 
+// openDest checks and opens the copy in dst as a job on s would.
+func openDest(t *testing.T, s *source, dst string, o *Options) (*localDest, *openReply, error) {
+	t.Helper()
+	d, err := newLocalDest(dst, nil, o.Observer)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkPaths(s, d); err != nil {
+		return nil, nil, err
+	}
+	rep, err := d.open(context.Background(), &openRequest{SystemIdentifier: s.control.SystemIdentifier, PGVersion: s.pgVersion,
+		BlockSize: o.BlockSize, DryRun: o.DryRun, Quick: o.ColdPass == ColdQuick})
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, rep, nil
+}
+
+// inspectDest reports whether a job on s would refuse dst, touching nothing.
+func inspectDest(s *source, dst string) (*localDest, error) {
+	d, err := newLocalDest(dst, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPaths(s, d); err != nil {
+		return nil, err
+	}
+	_, err = d.open(context.Background(), &openRequest{SystemIdentifier: s.control.SystemIdentifier, PGVersion: s.pgVersion, DryRun: true})
+	return d, err
+}
+
 // runPass runs one pass as Prepare or Finish would, minus PostgreSQL.
 func runPass(t *testing.T, ctx context.Context, kind manifest.PassKind, src, dst string, o Options) (PassStats, error) {
 	t.Helper()
 	o.Source, o.Dest = src, dst
 	must(t, o.validate())
 	s := testSource(src)
-	d, err := inspectDest(s, dst)
+	d, rep, err := openDest(t, s, dst, &o)
 	if err != nil {
 		return PassStats{}, err
 	}
-	unlock, err := lockDest(d.dir)
-	must(t, err)
-	defer unlock()
-	p, err := newPass(kind, &o, s, d)
+	defer d.close()
+	p, err := newPass(kind, &o, s, d, rep.Header, idMap{}, 2*o.Jobs+2)
 	if err != nil {
 		return PassStats{}, err
 	}
-	return p.run(ctx)
+	st, _, err := p.run(ctx)
+	return st, err
 }
 
 func mustPass(t *testing.T, kind manifest.PassKind, src, dst string) PassStats {

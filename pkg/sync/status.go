@@ -1,10 +1,7 @@
 package sync
 
 import (
-	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
+	"context"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
@@ -18,21 +15,27 @@ type CopyStatus struct {
 	Sealed bool
 }
 
-// Status reads the manifest of the copy in dest. It writes nothing.
-func Status(dest string) (*CopyStatus, error) {
-	abs, err := filepath.Abs(dest)
+// Status reads the manifest of the copy in o.Dest, on this host or on
+// another. It writes nothing.
+func Status(ctx context.Context, o Options) (*CopyStatus, error) {
+	d, err := copyOnly(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
-	h, err := manifest.ReadHeader(filepath.Join(abs, manifest.DirName, manifest.FileName))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, inputErr("give the directory of a copy made by pgtwopass prepare, finish or sync",
-			"DEST %s has no pgtwopass manifest", dest)
-	case err != nil:
-		return nil, err
+	defer d.close()
+	return d.status(ctx)
+}
+
+// copyOnly returns the destination of a command that needs no source.
+func copyOnly(ctx context.Context, o *Options) (dest, error) {
+	if o.Dest == "" {
+		return nil, inputErr("give the copy's directory", "missing DEST")
 	}
-	_, installed := os.Lstat(filepath.Join(abs, filepath.FromSlash(controlFile)))
-	_, held := os.Lstat(filepath.Join(abs, filepath.FromSlash(heldControl)))
-	return &CopyStatus{Dest: abs, Header: h, Sealed: h.ColdComplete() && installed == nil && held != nil}, nil
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	if r, ok := ParseRemote(o.Dest); ok {
+		return dialRemote(ctx, r, o, nil)
+	}
+	return newLocalDest(o.Dest, nil, o.Observer)
 }

@@ -1,7 +1,6 @@
 package sync
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,7 +23,7 @@ const tablespaceMarker = ".pgtwopass-tablespace"
 type tablespace struct {
 	oid string
 	old string // the link's target in SRC
-	new string // the copy's directory for it (absolute, symlinks resolved)
+	new string // the copy's directory for it, as given on the command line
 }
 
 // isTablespaceLink reports whether rel is where a tablespace is linked.
@@ -36,7 +35,8 @@ func followed(rel string) bool { return rel == walkedDir || isTablespaceLink(rel
 
 // mapTablespaces finds every tablespace of SRC in the map OLD=NEW given
 // with --tablespace-map, as pg_basebackup -T does. A tablespace without a
-// mapping is refused, naming it.
+// mapping is refused, naming it. NEW is as given: a remote destination
+// resolves it on its host.
 func mapTablespaces(srcDir string, tsmap map[string]string) (map[string]*tablespace, error) {
 	dir := filepath.Join(srcDir, "pg_tblspc")
 	names, err := readDirNames(dir)
@@ -65,11 +65,7 @@ func mapTablespaces(srcDir string, tsmap map[string]string) (map[string]*tablesp
 			unmapped = append(unmapped, fmt.Sprintf("%s (pg_tblspc/%s)", target, oid))
 			continue
 		}
-		real, err := resolve(new)
-		if err != nil {
-			return nil, err
-		}
-		out[oid] = &tablespace{oid: oid, old: target, new: real}
+		out[oid] = &tablespace{oid: oid, old: target, new: filepath.Clean(new)}
 	}
 	if len(unmapped) > 0 {
 		sort.Strings(unmapped)
@@ -95,78 +91,62 @@ func lookupTablespace(tsmap map[string]string, target string) (string, bool) {
 	return "", false
 }
 
-// checkTablespaces refuses a NEW directory that overlaps SRC, DEST, a
-// source tablespace or another NEW, or that holds something other than a
-// pgtwopass copy of the same tablespace of the same cluster.
-func checkTablespaces(src *source, dst *destination) error {
+// tablespaceDirs maps the OID of each tablespace to the directory of its copy.
+func (s *source) tablespaceDirs() map[string]string {
+	m := make(map[string]string, len(s.tablespaces))
+	for oid, ts := range s.tablespaces {
+		m[oid] = ts.new
+	}
+	return m
+}
+
+// checkOverlaps refuses, for a copy on this host, a directory of a
+// tablespace's copy that overlaps SRC, DEST, a source tablespace or the copy
+// of another tablespace.
+func checkOverlaps(src *source, d *localDest) error {
 	const hint = "choose, for each tablespace, a directory of its own outside SRC, DEST and the source's tablespaces"
-	others := []string{src.dir, dst.dir}
+	others := []string{src.dir, d.dir}
 	for _, ts := range src.tablespaces {
 		if real, err := filepath.EvalSymlinks(ts.old); err == nil {
 			others = append(others, real)
 		}
 	}
-	for _, ts := range src.tablespaces {
+	for _, oid := range sortedKeys(d.tsNew) {
+		new := d.tsNew[oid]
 		for _, o := range others {
-			if ts.new == o || within(ts.new, o) || within(o, ts.new) {
-				return inputErr(hint, "--tablespace-map for pg_tblspc/%s: %s overlaps %s", ts.oid, ts.new, o)
+			if new == o || within(new, o) || within(o, new) {
+				return inputErr(hint, "--tablespace-map for pg_tblspc/%s: %s overlaps %s", oid, new, o)
 			}
 		}
-		others = append(others, ts.new)
-		names, err := readDirNames(ts.new)
-		if errors.Is(err, fs.ErrNotExist) || err == nil && len(names) == 0 {
-			continue
-		}
-		if err != nil {
-			return inputErr("check the path and its permissions", "cannot use %s for tablespace %s: %v", ts.new, ts.oid, err)
-		}
-		got, err := os.ReadFile(filepath.Join(ts.new, tablespaceMarker))
-		if err != nil {
-			return inputErr("give an empty or missing directory for the tablespace's copy",
-				"%s (for tablespace %s) is not empty and is not a pgtwopass copy of a tablespace", ts.new, ts.oid)
-		}
-		if !bytes.Equal(got, markerFor(src, ts)) {
-			return inputErr("give another directory: this one holds the copy of another tablespace or cluster",
-				"%s is a copy of another tablespace: %s says %q", ts.new, tablespaceMarker, strings.TrimSpace(string(got)))
-		}
+		others = append(others, new)
 	}
 	return nil
 }
 
-func markerFor(src *source, ts *tablespace) []byte {
-	return fmt.Appendf(nil, "pgtwopass copy of tablespace %s of the cluster with database system identifier %d\n",
-		ts.oid, src.control.SystemIdentifier)
+func markerFor(oid string, sysID uint64) []byte {
+	return fmt.Appendf(nil, "pgtwopass copy of tablespace %s of the cluster with database system identifier %d\n", oid, sysID)
 }
 
 // markTablespaces writes the marker into each tablespace's copy.
-func markTablespaces(src *source) error {
-	for _, ts := range src.tablespaces {
-		if err := os.MkdirAll(ts.new, 0o700); err != nil {
-			return fmt.Errorf("failed to create %s: %w", ts.new, err)
+func (d *localDest) markTablespaces() error {
+	for _, oid := range sortedKeys(d.tsNew) {
+		new := d.tsNew[oid]
+		if err := os.MkdirAll(new, 0o700); err != nil {
+			return fmt.Errorf("failed to create %s: %w", new, err)
 		}
-		p := filepath.Join(ts.new, tablespaceMarker)
-		if err := renameio.WriteFile(p, markerFor(src, ts), 0o600, renameio.WithTempDir(ts.new)); err != nil {
+		p := filepath.Join(new, tablespaceMarker)
+		if err := renameio.WriteFile(p, markerFor(oid, d.sysID), 0o600, renameio.WithTempDir(new)); err != nil {
 			return fmt.Errorf("failed to write %s: %w", p, err)
 		}
-		if os.Geteuid() == 0 {
-			os.Lchown(p, int(src.owner.UID), int(src.owner.GID))
+		if d.asRoot {
+			os.Lchown(p, int(d.owner.UID), int(d.owner.GID))
 		}
-		if err := manifest.SyncDir(ts.new); err != nil {
+		if err := manifest.SyncDir(new); err != nil {
 			return err
 		}
-		if err := manifest.SyncDir(filepath.Dir(ts.new)); err != nil {
+		if err := manifest.SyncDir(filepath.Dir(new)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// tablespaceOf returns the mapped tablespace that rel is in, and rel's path
-// below its directory ("" for the link itself).
-func (s *source) tablespaceOf(rel string) (*tablespace, string) {
-	if !strings.HasPrefix(rel, "pg_tblspc/") {
-		return nil, ""
-	}
-	oid, rest, _ := strings.Cut(strings.TrimPrefix(rel, "pg_tblspc/"), "/")
-	return s.tablespaces[oid], rest
 }

@@ -1,11 +1,8 @@
 package sync
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -27,8 +24,10 @@ type Difference struct {
 func (d Difference) String() string { return d.Path + ": " + d.What }
 
 // Verify reads a stopped source and its copy in full and returns every
-// difference: entries missing or extra, types, modes, owners (as root),
-// symlink targets, sizes and contents, block by block. An unsealed copy
+// difference: entries missing or extra, types, modes, owners (when the
+// copy's side runs as root), symlink targets, sizes and contents, block by
+// block (both sides hash their blocks with xxh3-128, so that a copy on
+// another host is compared without sending its data). An unsealed copy
 // differs in global/pg_control. It writes nothing.
 func Verify(ctx context.Context, o Options) ([]Difference, error) {
 	if err := o.validate(); err != nil {
@@ -42,12 +41,15 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 		return nil, inputErr("stop the server first: a running server changes its files while they are compared",
 			"the server on SRC is running (pid %d)", pm.PID)
 	}
-	dest, err := checkPaths(src, o.Dest)
+	dst, err := newDest(ctx, &o, src)
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(dest); err != nil || !fi.IsDir() {
-		return nil, inputErr("give the copy's directory", "DEST %s is not a directory", o.Dest)
+	defer dst.close()
+	rep, err := dst.open(ctx, &openRequest{ReadOnly: true, SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion,
+		Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces)})
+	if err != nil {
+		return nil, err
 	}
 	bs := o.BlockSize
 	if bs == 0 {
@@ -58,7 +60,8 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 	if err != nil {
 		return nil, err
 	}
-	de, err := walk(dest, ex)
+	newIDMap(src.ownerIDs(), rep.Owner).apply(se)
+	de, err := dst.walkCopy(ctx, ex)
 	if err != nil {
 		return nil, err
 	}
@@ -67,8 +70,8 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 	if !hasEntry(se, backupManifestName) {
 		de = dropEntry(de, backupManifestName)
 	}
-	v := &verifier{src: src.dir, dst: dest, bs: bs, owners: os.Geteuid() == 0, obs: o.Observer}
-	var files [][2]*entry
+	v := &verifier{bs: bs, owners: rep.AsRoot, obs: o.Observer}
+	var files []*entry
 	i, k := 0, 0
 	for i < len(se) || k < len(de) {
 		var c int
@@ -82,32 +85,25 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 		}
 		switch {
 		case c < 0:
-			v.missing(&se[i])
+			v.missing(ctx, dst, &se[i])
 			i++
 		case c > 0:
 			v.add(de[k].rel, "not in the source")
 			k++
 		default:
 			if v.compareMeta(&se[i], &de[k]) {
-				files = append(files, [2]*entry{&se[i], &de[k]})
+				files = append(files, &se[i])
+			}
+			if oid, rest, ok := tablespaceRel(se[i].rel); ok && rest == "" && src.tablespaces[oid] != nil {
+				if want := rep.Tablespaces[oid]; de[k].target != want {
+					v.add(se[i].rel, "the copy's tablespace link points to %q, not to %s", de[k].target, want)
+				}
 			}
 			i++
 			k++
 		}
 	}
-	for _, ts := range src.tablespaces {
-		link := filepath.Join(dest, "pg_tblspc", ts.oid)
-		if target, err := os.Readlink(link); err != nil || target != ts.new {
-			v.add("pg_tblspc/"+ts.oid, "the copy's tablespace link points to %q, not to %s", target, ts.new)
-		}
-	}
-	for _, ts := range src.tablespaces {
-		link := filepath.Join(dest, "pg_tblspc", ts.oid)
-		if target, err := os.Readlink(link); err != nil || target != ts.new {
-			v.add("pg_tblspc/"+ts.oid, "the copy's tablespace link points to %q, not to %s", target, ts.new)
-		}
-	}
-	if err := v.compareContents(ctx, files, o.Jobs); err != nil {
+	if err := v.compareContents(ctx, src.dir, dst, files, o.Jobs); err != nil {
 		return nil, err
 	}
 	sort.Slice(v.diffs, func(a, b int) bool { return manifest.ComparePaths(v.diffs[a].Path, v.diffs[b].Path) < 0 })
@@ -116,10 +112,9 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 
 type verifier struct {
 	// config
-	src, dst string
-	bs       int
-	owners   bool
-	obs      Observer
+	bs     int
+	owners bool
+	obs    Observer
 	// state
 	mu    stdsync.Mutex
 	diffs []Difference
@@ -131,9 +126,9 @@ func (v *verifier) add(path, format string, args ...any) {
 	v.mu.Unlock()
 }
 
-func (v *verifier) missing(e *entry) {
+func (v *verifier) missing(ctx context.Context, dst dest, e *entry) {
 	if e.rel == controlFile {
-		if _, err := os.Stat(filepath.Join(v.dst, filepath.FromSlash(heldControl))); err == nil {
+		if st, err := dst.status(ctx); err == nil && !st.Sealed {
 			v.add(e.rel, "the copy is not sealed: its pg_control is held in %s until a cold pass completes (run finish)", manifest.DirName)
 			return
 		}
@@ -182,55 +177,76 @@ func (v *verifier) compareMeta(s, d *entry) bool {
 	return false
 }
 
-func (v *verifier) compareContents(ctx context.Context, files [][2]*entry, jobs int) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
-	for _, f := range files {
-		g.Go(func() error { return v.compareFile(ctx, f[0], f[1]) })
+// copyHashes is one file's hashes from the copy's side.
+type copyHashes struct {
+	e      *entry
+	hashes []manifest.Hash
+}
+
+// compareContents hashes the source's files while the copy's side hashes
+// its own, and compares them block by block.
+func (v *verifier) compareContents(ctx context.Context, srcDir string, dst dest, files []*entry, jobs int) error {
+	byRel := make(map[string]*entry, len(files))
+	rels := make([]string, len(files))
+	for i, e := range files {
+		byRel[e.rel] = e
+		rels[i] = e.rel
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	work := make(chan copyHashes, jobs)
+	g.Go(func() error {
+		defer close(work)
+		return dst.hashFiles(gctx, rels, v.bs, jobs, func(rel string, size int64, hashes []manifest.Hash, err error) error {
+			if err != nil {
+				return err
+			}
+			e := byRel[rel]
+			if e == nil {
+				return fmt.Errorf("the copy's side hashed %q, which was not asked for", rel)
+			}
+			v.obs.Progress(size, 0)
+			select {
+			case work <- copyHashes{e, hashes}:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
+	})
+	for range jobs {
+		g.Go(func() error {
+			for w := range work {
+				if err := v.compareFile(gctx, srcDir, w); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 	return g.Wait()
 }
 
-func (v *verifier) compareFile(ctx context.Context, s, d *entry) error {
-	sf, err := os.Open(filepath.Join(v.src, filepath.FromSlash(s.rel)))
+func (v *verifier) compareFile(ctx context.Context, srcDir string, w copyHashes) error {
+	f, err := os.Open(filepath.Join(srcDir, filepath.FromSlash(w.e.rel)))
 	if err != nil {
-		return fmt.Errorf("failed to open %s: %w", s.rel, err)
+		return fmt.Errorf("failed to open %s: %w", w.e.rel, err)
 	}
-	defer sf.Close()
-	df, err := os.Open(filepath.Join(v.dst, filepath.FromSlash(d.rel)))
+	defer f.Close()
+	sh, err := hashContents(ctx, f, v.bs, func(n int64) { v.obs.Progress(n, 0) })
 	if err != nil {
-		return fmt.Errorf("failed to open the copy of %s: %w", d.rel, err)
+		return fmt.Errorf("failed to read %s: %w", w.e.rel, err)
 	}
-	defer df.Close()
-	sb, db := make([]byte, chunkSize), make([]byte, chunkSize)
 	var differing, first int64 = 0, -1
-	for off := int64(0); ; off += chunkSize {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		sn, serr := io.ReadFull(sf, sb)
-		dn, derr := io.ReadFull(df, db)
-		for _, err := range []error{serr, derr} {
-			if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("failed to read %s: %w", s.rel, err)
+	for b := range max(len(sh), len(w.hashes)) {
+		if b >= len(sh) || b >= len(w.hashes) || sh[b] != w.hashes[b] {
+			differing++
+			if first < 0 {
+				first = int64(b) * int64(v.bs)
 			}
-		}
-		v.obs.Progress(int64(sn+dn), 0)
-		for b := 0; b < max(sn, dn); b += v.bs {
-			se, de := min(b+v.bs, sn), min(b+v.bs, dn)
-			if b >= sn || b >= dn || !bytes.Equal(sb[b:se], db[b:de]) {
-				differing++
-				if first < 0 {
-					first = off + int64(b)
-				}
-			}
-		}
-		if sn < chunkSize || dn < chunkSize {
-			break
 		}
 	}
 	if differing > 0 {
-		v.add(s.rel, "%d block(s) of %d bytes differ, the first at byte %d", differing, v.bs, first)
+		v.add(w.e.rel, "%d block(s) of %d bytes differ, the first at byte %d", differing, v.bs, first)
 	}
 	return nil
 }
@@ -251,4 +267,50 @@ func dropEntry(es []entry, rel string) []entry {
 		}
 	}
 	return es
+}
+
+// walkCopy lists the copy as walk lists SRC; the tablespace links lead to
+// the tablespaces' copies.
+func (d *localDest) walkCopy(_ context.Context, ex excluder) ([]entry, error) {
+	return walk(d.dir, ex)
+}
+
+// hashFiles hashes the copy's files rels with jobs workers.
+func (d *localDest) hashFiles(ctx context.Context, rels []string, bs, jobs int, fn func(string, int64, []manifest.Hash, error) error) error {
+	var mu stdsync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, rel := range rels {
+		if !validRel(rel) || rel == "" {
+			return fmt.Errorf("refusing to hash %q: not a file below the data directory", rel)
+		}
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			size, hashes, err := d.hashFile(gctx, rel, bs)
+			mu.Lock()
+			defer mu.Unlock()
+			return fn(rel, size, hashes, err)
+		})
+	}
+	return g.Wait()
+}
+
+func (d *localDest) hashFile(ctx context.Context, rel string, bs int) (int64, []manifest.Hash, error) {
+	root, name := d.at(rel, false)
+	if root == nil {
+		return 0, nil, fmt.Errorf("failed to open %s in the copy: %w", rel, fs.ErrNotExist)
+	}
+	f, err := root.Open(name)
+	if err != nil {
+		return 0, nil, fmt.Errorf("failed to open %s in the copy: %w", rel, err)
+	}
+	defer f.Close()
+	var size int64
+	hashes, err := hashContents(ctx, f, bs, func(n int64) { size += n })
+	if err != nil {
+		return 0, nil, fmt.Errorf("failed to read %s in the copy: %w", rel, err)
+	}
+	return size, hashes, nil
 }

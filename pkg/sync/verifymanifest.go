@@ -16,25 +16,34 @@ import (
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
 
-// VerifyManifest reads every file of the copy in o.Dest and compares it with
-// the manifest: block hashes, CRC-32C and size; files the manifest does not
-// know and records whose file is gone are differences too. It needs no
-// source and writes nothing.
+// VerifyManifest reads every file of the copy in o.Dest, on this host or on
+// another, and compares it with the manifest: block hashes, CRC-32C and
+// size; files the manifest does not know and records whose file is gone
+// are differences too. It needs no source and writes nothing.
 func VerifyManifest(ctx context.Context, o Options) ([]Difference, error) {
 	o.Source = "-"
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	st, err := Status(o.Dest)
+	d, err := copyOnly(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
-	r, err := manifest.Open(filepath.Join(st.Dest, manifest.DirName, manifest.FileName))
+	defer d.close()
+	return d.verifyManifest(ctx, o.Jobs, o.excluder())
+}
+
+func (d *localDest) verifyManifest(ctx context.Context, jobs int, ex excluder) ([]Difference, error) {
+	st, err := d.status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := manifest.Open(d.manifestPath())
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	entries, err := walk(st.Dest, o.excluder())
+	entries, err := walk(d.dir, ex)
 	if err != nil {
 		return nil, err
 	}
@@ -44,9 +53,9 @@ func VerifyManifest(ctx context.Context, o Options) ([]Difference, error) {
 			onDisk[e.rel] = true
 		}
 	}
-	v := &verifier{dst: st.Dest, bs: int(st.Header.BlockSize), obs: o.Observer}
+	v := &verifier{bs: int(st.Header.BlockSize), obs: d.obs}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.Jobs)
+	g.SetLimit(jobs)
 	for {
 		f, err := r.Next()
 		if err == io.EOF {

@@ -19,7 +19,7 @@ type entry struct {
 	gid    uint32
 	stat   manifest.Stat
 	atime  int64
-	target string // symlink target
+	target string // symlink target; for a followed link (walkedDir, a tablespace), its target
 }
 
 func (e *entry) isDir() bool     { return e.mode.IsDir() }
@@ -76,12 +76,17 @@ func walk(root string, ex excluder) ([]entry, error) {
 			if err != nil {
 				return fmt.Errorf("failed to stat %s: %w", p, err)
 			}
+			var target string
 			if fi.Mode()&fs.ModeSymlink != 0 && followed(crel) {
+				if target, err = os.Readlink(p); err != nil {
+					return fmt.Errorf("failed to read link %s: %w", p, err)
+				}
 				if fi, err = os.Stat(p); err != nil {
 					return fmt.Errorf("failed to follow %s: %w", p, err)
 				}
 			}
 			e := newEntry(crel, fi)
+			e.target = target // where a followed link leads
 			switch {
 			case e.isSymlink():
 				if e.target, err = os.Readlink(p); err != nil {

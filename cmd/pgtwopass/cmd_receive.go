@@ -1,0 +1,44 @@
+package main
+
+import (
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
+)
+
+func receiveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "receive",
+		Usage:     "the receiving end of a copy to another host (started by pgtwopass over a remote shell)",
+		ArgsUsage: "PATH",
+		Description: `receive holds the copy in PATH for a pgtwopass on another host, which starts it
+through a remote shell (ssh HOST pgtwopass receive PATH) when DEST is [user@]host:PATH,
+and speaks the wire protocol (docs/protocol.md) with it on standard input and output.
+It is not meant to be run by hand. It writes only below PATH, and below the
+directories that --tablespace names, whatever the sender sends; it keeps the copy's
+lock for the session, and a session that ends before the sender's commit leaves the
+copy unsealed.`,
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "tablespace", Usage: "write the copy of tablespace OID below DIR (`OID=DIR`, repeatable)"},
+		},
+		Action: runReceive,
+	}
+}
+
+func runReceive(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usagef("receive needs one argument, PATH; got %d", c.NArg())
+	}
+	ts := map[string]string{}
+	for _, v := range c.StringSlice("tablespace") {
+		oid, dir, ok := strings.Cut(v, "=")
+		if !ok || oid == "" || !strings.HasPrefix(dir, "/") {
+			return &pgsync.InputError{What: "invalid --tablespace " + v, Hint: "give OID=DIR with an absolute DIR"}
+		}
+		ts[oid] = dir
+	}
+	return pgsync.Receive(c.Context, os.Stdin, os.Stdout, pgsync.ReceiveOptions{Dir: c.Args().First(), Tablespaces: ts, Program: program()})
+}

@@ -1,0 +1,457 @@
+package sync
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
+)
+
+// localDest is a copy on this host. Every path that comes from the sender
+// (a remote one may be hostile or broken) is checked by validRel and opened
+// through an os.Root on DEST, or on the directory of a tablespace's copy, so
+// that nothing is ever written outside them: os.Root refuses "..", absolute
+// paths and symlinks that lead out.
+type localDest struct {
+	// config
+	dir   string            // absolute, symlinks resolved
+	given string            // as the user wrote it, for messages
+	tsNew map[string]string // tablespace OID -> the directory of its copy
+	obs   Observer
+
+	// state
+	root   *os.Root            // DEST; nil until it exists
+	tsRoot map[string]*os.Root // OID -> NEW
+	header *manifest.Header
+	// manifestErr says why header is nil for an existing copy.
+	manifestErr error
+	exists      bool
+	owner       ownerIDs // the copy's owner (giveState, tablespace markers)
+	sysID       uint64
+	pgVersion   string
+	asRoot      bool
+	unlock      func()
+}
+
+// newLocalDest returns the copy in dir; tsNew maps the OID of each
+// tablespace to the directory of its copy. Nothing is read or written
+// before open.
+func newLocalDest(dir string, tsNew map[string]string, obs Observer) (*localDest, error) {
+	real, err := resolve(dir)
+	if err != nil {
+		return nil, err
+	}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	d := &localDest{dir: real, given: dir, tsNew: map[string]string{}, obs: obs, tsRoot: map[string]*os.Root{},
+		asRoot: os.Geteuid() == 0, unlock: func() {}}
+	for oid, new := range tsNew {
+		if d.tsNew[oid], err = resolve(new); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+func (d *localDest) String() string { return d.dir }
+
+func (d *localDest) manifestPath() string {
+	return filepath.Join(d.dir, manifest.DirName, manifest.FileName)
+}
+
+// open accepts DEST when it is missing, empty, or a pgtwopass copy of the
+// same cluster, and refuses anything else before anything is written.
+func (d *localDest) open(ctx context.Context, req *openRequest) (*openReply, error) {
+	if req.ReadOnly {
+		// verify: any directory, compared as it is.
+		if fi, err := os.Stat(d.dir); err != nil || !fi.IsDir() {
+			return nil, inputErr("give the copy's directory", "DEST %s is not a directory", d.given)
+		}
+		d.exists = true
+		d.owner = d.localOwner(req.Owner)
+		if err := d.openRoots(); err != nil {
+			return nil, err
+		}
+		return &openReply{Exists: true, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tsNew}, nil
+	}
+	if err := d.inspect(req.SystemIdentifier); err != nil {
+		return nil, err
+	}
+	d.sysID, d.pgVersion = req.SystemIdentifier, req.PGVersion
+	for _, oid := range req.Tablespaces {
+		if _, ok := d.tsNew[oid]; !ok {
+			return nil, inputErr("map each tablespace to a directory for its copy: --tablespace-map OLD=NEW (repeatable)",
+				"the destination has no directory for tablespace %s", oid)
+		}
+	}
+	if err := d.checkTablespaces(); err != nil {
+		return nil, err
+	}
+	if req.Quick {
+		if err := checkQuickFS(existingAncestor(d.dir)); err != nil {
+			return nil, err
+		}
+	}
+	d.owner = d.localOwner(req.Owner)
+	if !req.DryRun {
+		unlock, err := lockDest(d.dir)
+		if err != nil {
+			return nil, err
+		}
+		d.unlock = unlock
+		d.exists = true
+		if err := d.markTablespaces(); err != nil {
+			return nil, err
+		}
+		if d.header == nil && d.manifestErr == nil {
+			// A new copy: record whose copy it is before any data is
+			// written, so that a pass killed before its end leaves an
+			// identifiable copy.
+			if err := d.initManifest(req); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := d.openRoots(); err != nil {
+		return nil, err
+	}
+	rep := &openReply{Header: d.header, Exists: d.exists, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tsNew}
+	return rep, nil
+}
+
+// inspect reads what DEST is, and refuses it unless it is missing, empty or a
+// copy of the cluster with database system identifier want.
+func (d *localDest) inspect(want uint64) error {
+	dest := d.given
+	fi, err := os.Stat(d.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return inputErr("check the path and its permissions", "cannot use DEST %s: %v", dest, err)
+	}
+	if !fi.IsDir() {
+		return inputErr("give a directory: an empty one, a missing one, or an earlier pgtwopass copy", "DEST %s is not a directory", dest)
+	}
+	d.exists = true
+	names, err := readDirNames(d.dir)
+	if err != nil {
+		return inputErr("check the permissions of DEST", "cannot read DEST %s: %v", dest, err)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	if fi, err := os.Stat(filepath.Join(d.dir, manifest.DirName)); err != nil || !fi.IsDir() {
+		return inputErr("give an empty or missing directory; pgtwopass replaces what DEST holds only in a copy it made itself",
+			"DEST %s is not empty and is not a pgtwopass copy (it has no %s directory)", dest, manifest.DirName)
+	}
+	if running, pm, _ := pgctl.ServerRunning(d.dir); running {
+		return inputErr("stop the server that runs on the copy, or choose another DEST",
+			"a PostgreSQL server (pid %d) is running on DEST %s", pm.PID, dest)
+	}
+	h, err := manifest.ReadHeader(d.manifestPath())
+	if err == nil {
+		if h.SystemIdentifier != want {
+			return inputErr("choose another DEST; a copy is only ever refreshed from the cluster it was made of",
+				"DEST %s is a copy of another cluster (database system identifier %d; SRC has %d)", dest, h.SystemIdentifier, want)
+		}
+		d.header = &h
+		return nil
+	}
+	// The manifest is missing or damaged: the copy's own pg_control still
+	// says which cluster it came from. Its contents will be read in full.
+	d.manifestErr = err
+	id, cerr := copyIdentifier(d.dir)
+	switch {
+	case cerr != nil:
+		return inputErr("remove DEST and start a new copy",
+			"DEST %s has a damaged manifest (%v) and no pg_control to tell which cluster it is a copy of", dest, err)
+	case id != want:
+		return inputErr("choose another DEST; a copy is only ever refreshed from the cluster it was made of",
+			"DEST %s is a copy of another cluster (database system identifier %d; SRC has %d)", dest, id, want)
+	}
+	return nil
+}
+
+// copyIdentifier reads the database system identifier from the copy's
+// pg_control, held or installed: it is the first field of the file.
+func copyIdentifier(dest string) (uint64, error) {
+	for _, rel := range []string{heldControl, controlFile} {
+		f, err := os.Open(filepath.Join(dest, filepath.FromSlash(rel)))
+		if err != nil {
+			continue
+		}
+		var b [8]byte
+		_, err = io.ReadFull(f, b[:])
+		f.Close()
+		if err == nil {
+			return binary.NativeEndian.Uint64(b[:]), nil
+		}
+	}
+	return 0, errors.New("no pg_control in the copy")
+}
+
+// localOwner returns the owner the copy's files get on this host: the user
+// and group of the source owner's names when they exist here, else the
+// source's numbers. Only a remote destination can see them differ.
+func (d *localDest) localOwner(o ownerIDs) ownerIDs {
+	out := o
+	if o.User != "" {
+		if u, err := user.Lookup(o.User); err == nil {
+			if n, err := strconv.ParseUint(u.Uid, 10, 32); err == nil {
+				out.UID = uint32(n)
+			}
+		}
+	}
+	if o.Group != "" {
+		if g, err := user.LookupGroup(o.Group); err == nil {
+			if n, err := strconv.ParseUint(g.Gid, 10, 32); err == nil {
+				out.GID = uint32(n)
+			}
+		}
+	}
+	return out
+}
+
+// initManifest writes a manifest with no records: it vouches for no file
+// of the copy, and says which cluster the copy belongs to.
+func (d *localDest) initManifest(req *openRequest) error {
+	h := manifest.Header{
+		BlockSize:        uint32(cmp.Or(req.BlockSize, DefaultBlockSize)),
+		SystemIdentifier: req.SystemIdentifier,
+		PGVersion:        req.PGVersion,
+		Created:          time.Now().UnixNano(),
+	}
+	w, err := manifest.Create(d.manifestPath(), int(h.BlockSize))
+	if err != nil {
+		return err
+	}
+	if err := w.Commit(h); err != nil {
+		return err
+	}
+	d.giveState()
+	d.header = &h
+	return nil
+}
+
+// openRoots opens DEST and the tablespaces' copies as os.Roots, once they
+// exist (a dry run on a missing DEST has none).
+func (d *localDest) openRoots() error {
+	if d.root == nil && d.exists {
+		r, err := os.OpenRoot(d.dir)
+		if err != nil {
+			return fmt.Errorf("failed to open DEST %s: %w", d.dir, err)
+		}
+		d.root = r
+	}
+	for oid, new := range d.tsNew {
+		if d.tsRoot[oid] != nil {
+			continue
+		}
+		r, err := os.OpenRoot(new)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("failed to open %s: %w", new, err)
+		}
+		d.tsRoot[oid] = r
+	}
+	return nil
+}
+
+func (d *localDest) close() error {
+	d.unlock()
+	d.unlock = func() {}
+	if d.root != nil {
+		d.root.Close()
+		d.root = nil
+	}
+	for oid, r := range d.tsRoot {
+		r.Close()
+		delete(d.tsRoot, oid)
+	}
+	return nil
+}
+
+// giveState gives DEST/.pgtwopass and its files to the data directory's
+// owner when running as root, so that the server user can read the whole
+// copy (pg_basebackup of the copy, for one). Failures are harmless.
+func (d *localDest) giveState() {
+	if !d.asRoot {
+		return
+	}
+	for _, name := range []string{"", manifest.FileName, "lock", timingsName} {
+		os.Lchown(filepath.Join(d.dir, manifest.DirName, name), int(d.owner.UID), int(d.owner.GID))
+	}
+}
+
+// validRel reports whether rel, a path that came from the sender, names an
+// entry below the data directory: relative, clean, no "." or "..", and not
+// pgtwopass's own directory.
+func validRel(rel string) bool {
+	if rel == "" {
+		return true // the data directory itself
+	}
+	if strings.ContainsRune(rel, 0) || path.IsAbs(rel) || path.Clean(rel) != rel {
+		return false
+	}
+	for _, c := range strings.Split(rel, "/") {
+		if c == "" || c == "." || c == ".." {
+			return false
+		}
+	}
+	first, _, _ := strings.Cut(rel, "/")
+	return first != manifest.DirName
+}
+
+// at returns the root that holds rel in the copy and rel's name in it:
+// below DEST, or below the directory of a tablespace's copy, and
+// global/pg_control held aside until the seal when held is set. root is
+// nil when the directory does not exist (a dry run on a new copy).
+func (d *localDest) at(rel string, held bool) (*os.Root, string) {
+	if held && rel == controlFile {
+		rel = heldControl
+	}
+	if oid, rest, ok := tablespaceRel(rel); ok {
+		if _, mapped := d.tsNew[oid]; mapped {
+			return d.tsRoot[oid], cmp.Or(rest, ".")
+		}
+	}
+	return d.root, cmp.Or(rel, ".")
+}
+
+// tablespaceRel splits "pg_tblspc/OID/rest" into OID and rest.
+func tablespaceRel(rel string) (oid, rest string, ok bool) {
+	after, ok := strings.CutPrefix(rel, "pg_tblspc/")
+	if !ok {
+		return "", "", false
+	}
+	oid, rest, _ = strings.Cut(after, "/")
+	return oid, rest, true
+}
+
+// lstat is os.Root.Lstat that reports a missing root as a missing file.
+func lstat(root *os.Root, name string) (fs.FileInfo, error) {
+	if root == nil {
+		return nil, fs.ErrNotExist
+	}
+	return root.Lstat(name)
+}
+
+// readRootDir returns the names in a directory of root, in byte order.
+func readRootDir(root *os.Root, name string) ([]string, error) {
+	if root == nil {
+		return nil, fs.ErrNotExist
+	}
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	sort.Strings(names)
+	return names, err
+}
+
+// syncRootDir fsyncs a directory of root.
+func syncRootDir(root *os.Root, name string) error {
+	f, err := root.Open(name)
+	if err != nil {
+		return fmt.Errorf("failed to open directory for fsync: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("failed to fsync directory %s: %w", filepath.Join(root.Name(), name), err)
+	}
+	return nil
+}
+
+// lutimesAt sets the times of a symlink of root, not of its target.
+func lutimesAt(root *os.Root, name string, atime, mtime int64) error {
+	dir, base := path.Split(name)
+	f, err := root.Open(cmp.Or(strings.TrimSuffix(dir, "/"), "."))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ts := []unix.Timespec{unix.NsecToTimespec(atime), unix.NsecToTimespec(mtime)}
+	return unix.UtimesNanoAt(int(f.Fd()), base, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+func (d *localDest) status(context.Context) (*CopyStatus, error) {
+	h, err := manifest.ReadHeader(d.manifestPath())
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, inputErr("give the directory of a copy made by pgtwopass prepare, finish or sync",
+			"DEST %s has no pgtwopass manifest", d.given)
+	case err != nil:
+		return nil, err
+	}
+	_, installed := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(controlFile)))
+	_, held := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(heldControl)))
+	return &CopyStatus{Dest: d.dir, Header: h, Sealed: h.ColdComplete() && installed == nil && held != nil}, nil
+}
+
+func (d *localDest) timings(context.Context) serverTimings { return readTimings(d.dir) }
+
+func (d *localDest) saveTimings(_ context.Context, t serverTimings) error {
+	if err := writeTimings(d.dir, t); err != nil {
+		return err
+	}
+	d.giveState()
+	return nil
+}
+
+// checkTablespaces refuses the directory of a tablespace's copy that holds
+// something other than a pgtwopass copy of the same tablespace of the same
+// cluster.
+func (d *localDest) checkTablespaces() error {
+	for _, oid := range sortedKeys(d.tsNew) {
+		new := d.tsNew[oid]
+		names, err := readDirNames(new)
+		if errors.Is(err, fs.ErrNotExist) || err == nil && len(names) == 0 {
+			continue
+		}
+		if err != nil {
+			return inputErr("check the path and its permissions", "cannot use %s for tablespace %s: %v", new, oid, err)
+		}
+		got, err := os.ReadFile(filepath.Join(new, tablespaceMarker))
+		if err != nil {
+			return inputErr("give an empty or missing directory for the tablespace's copy",
+				"%s (for tablespace %s) is not empty and is not a pgtwopass copy of a tablespace", new, oid)
+		}
+		if !bytes.Equal(got, markerFor(oid, d.sysID)) {
+			return inputErr("give another directory: this one holds the copy of another tablespace or cluster",
+				"%s is a copy of another tablespace: %s says %q", new, tablespaceMarker, strings.TrimSpace(string(got)))
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,818 @@
+package sync
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	stdsync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+)
+
+// localPass is one pass on the destination side of a copy on this host.
+type localPass struct {
+	// config
+	d       *localDest
+	req     passRequest
+	entries []entry
+	bs      int
+	obs     Observer
+
+	// state
+	old     *oldManifest
+	mw      *manifest.Writer
+	idx     int // the next entry next() looks at
+	nextID  uint64
+	mu      stdsync.Mutex
+	files   map[uint64]*destFile // files handed to the sender and not yet done
+	ordered chan *destFile       // every regular file, in walk order, to the manifest writer
+	stop    chan struct{}        // closed by abort: the manifest writer gives up
+	written chan error           // the manifest writer's result
+	closed  bool
+	waited  bool
+	werr    error
+
+	destRead atomic.Int64 // bytes of the copy read to make a basis
+
+	skipped, changed, deleted atomic.Int64
+}
+
+// destFile is one regular file of a pass on the destination side.
+type destFile struct {
+	// config
+	id   uint64
+	e    *entry
+	old  *manifest.File // the trusted record, if any
+	dfi  fs.FileInfo    // the copy's stat before the pass; nil: new file
+	f    *os.File       // the copy, open for writing
+	name string         // in root
+	root *os.Root
+
+	// state
+	wrote atomic.Bool
+	rec   manifest.File // the new record, once done
+	keep  bool          // rec is set and needs nothing more (kept by its stat)
+	skip  bool          // no record (vanished under a live pass)
+	err   error
+	done  chan struct{}
+}
+
+func (d *localDest) beginPass(ctx context.Context, req *passRequest, entries []entry) (destPass, error) {
+	for i := range entries {
+		if !validRel(entries[i].rel) || (i == 0) != (entries[i].rel == "") {
+			return nil, fmt.Errorf("refusing entry %q: not a path below the data directory", entries[i].rel)
+		}
+		if i > 0 && manifest.ComparePaths(entries[i-1].rel, entries[i].rel) >= 0 {
+			return nil, fmt.Errorf("refusing entry %q after %q: entries must come in walk order", entries[i].rel, entries[i-1].rel)
+		}
+	}
+	if len(entries) == 0 || !entries[0].isDir() {
+		return nil, errors.New("the entries of a pass start with the data directory")
+	}
+	if !manifest.ValidBlockSize(req.BlockSize) {
+		return nil, fmt.Errorf("invalid block size %d", req.BlockSize)
+	}
+	lp := &localPass{d: d, req: *req, entries: entries, bs: req.BlockSize, obs: d.obs,
+		files: map[uint64]*destFile{}, stop: make(chan struct{}), written: make(chan error, 1)}
+	if req.Quiet {
+		lp.obs = nopObserver{}
+	}
+	if !req.DryRun {
+		if err := lp.unseal(); err != nil {
+			return nil, err
+		}
+	}
+	if err := lp.deleteExtras(ctx); err != nil {
+		return nil, err
+	}
+	if !req.DryRun {
+		if err := lp.makeDirsAndLinks(); err != nil {
+			return nil, err
+		}
+		if err := d.openRoots(); err != nil {
+			return nil, err
+		}
+	}
+	lp.old = lp.openManifest()
+	if !req.DryRun {
+		mw, err := manifest.Create(d.manifestPath(), lp.bs)
+		if err != nil {
+			lp.old.close()
+			return nil, err
+		}
+		lp.mw = mw
+		lp.ordered = make(chan *destFile, max(req.InFlight, 1))
+		go func() { lp.written <- lp.writeRecords() }()
+	}
+	return lp, nil
+}
+
+func (lp *localPass) warn(path, format string, args ...any) {
+	lp.obs.Event(Event{Kind: Warning, Pass: lp.req.Kind, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// unseal moves an installed pg_control of the copy aside before anything
+// else is written, so that the copy cannot be started until a cold pass
+// completes.
+func (lp *localPass) unseal() error {
+	root := lp.d.root
+	if _, err := lstat(root, controlFile); err != nil {
+		return nil
+	}
+	if err := root.Rename(controlFile, heldControl); err != nil {
+		return fmt.Errorf("failed to unseal the copy: %w", err)
+	}
+	for _, dir := range []string{path.Dir(controlFile), path.Dir(heldControl)} {
+		if err := syncRootDir(root, dir); err != nil {
+			return err
+		}
+	}
+	lp.obs.Event(Event{Kind: Step, Pass: lp.req.Kind, Msg: "unsealed the copy: its pg_control is held in " + manifest.DirName + " until a cold pass completes"})
+	return nil
+}
+
+// deleteExtras removes from the copy every entry that SRC does not have, or
+// has with another type. Deleting first frees space before anything is
+// written. A dry run counts and reports them.
+func (lp *localPass) deleteExtras(ctx context.Context) error {
+	want := make(map[string]fs.FileMode, len(lp.entries))
+	for i := range lp.entries {
+		want[lp.entries[i].rel] = lp.entries[i].mode.Type()
+	}
+	verb := "deleted"
+	if lp.req.DryRun {
+		verb = "would delete"
+	}
+	// visit lists dir of root, the copy of rel. An entry is in the same
+	// root as its directory, but for the copy of a tablespace, below NEW.
+	var visit func(rel string, root *os.Root, dir string) error
+	visit = func(rel string, root *os.Root, dir string) error {
+		names, err := readRootDir(root, dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // a copy, or a tablespace's copy, not made yet
+		}
+		if err != nil {
+			return fmt.Errorf("failed to list %s in the copy: %w", cmp.Or(rel, "."), err)
+		}
+		for _, name := range names {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			crel := path.Join(rel, name)
+			cname := path.Join(dir, name)
+			if crel == manifest.DirName || isMarker(crel) {
+				continue
+			}
+			typ, ok := want[crel]
+			if ok && isTablespaceLink(crel) && lp.d.tsNew[name] != "" {
+				// The link is made by makeDirsAndLinks; the copy is below NEW.
+				if err := visit(crel, lp.d.tsRoot[name], "."); err != nil {
+					return err
+				}
+				continue
+			}
+			fi, err := root.Lstat(cname)
+			if err != nil {
+				return fmt.Errorf("failed to stat %s in the copy: %w", crel, err)
+			}
+			if ok && typ == fi.Mode().Type() {
+				if fi.IsDir() {
+					if err := visit(crel, root, cname); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if !lp.req.DryRun {
+				if err := root.RemoveAll(cname); err != nil {
+					return fmt.Errorf("failed to delete %s from the copy: %w", crel, err)
+				}
+			}
+			lp.deleted.Add(1)
+			lp.obs.Event(Event{Kind: FileDeleted, Pass: lp.req.Kind, Path: crel, Msg: verb})
+		}
+		return nil
+	}
+	return visit("", lp.d.root, ".")
+}
+
+// makeDirsAndLinks creates the missing directories (owner-only until
+// finishDirs gives them their modes) and the symlinks.
+func (lp *localPass) makeDirsAndLinks() error {
+	for i := range lp.entries {
+		e := &lp.entries[i]
+		if oid, rest, ok := tablespaceRel(e.rel); ok && rest == "" && lp.d.tsNew[oid] != "" {
+			if err := lp.linkTablespace(e, oid); err != nil {
+				return err
+			}
+			continue
+		}
+		root, name := lp.d.at(e.rel, true)
+		switch {
+		case e.isDir():
+			if err := root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("failed to create directory %s in the copy: %w", e.rel, err)
+			}
+		case e.isSymlink():
+			if target, err := root.Readlink(name); err == nil && target == e.target {
+				if err := lp.d.setMeta(root, name, e, nil); err != nil {
+					return err
+				}
+				continue
+			}
+			root.Remove(name)
+			if err := root.Symlink(e.target, name); err != nil {
+				return fmt.Errorf("failed to create symlink %s in the copy: %w", e.rel, err)
+			}
+			if err := lp.d.setMeta(root, name, e, nil); err != nil {
+				return err
+			}
+			lp.changed.Add(1)
+			lp.obs.Event(Event{Kind: FileChanged, Pass: lp.req.Kind, Path: e.rel})
+		}
+	}
+	return nil
+}
+
+// linkTablespace makes the copy's pg_tblspc/OID a link to the directory of
+// the tablespace's copy, which open created.
+func (lp *localPass) linkTablespace(e *entry, oid string) error {
+	new := lp.d.tsNew[oid]
+	root := lp.d.root
+	if target, err := root.Readlink(e.rel); err == nil && target == new {
+		return nil
+	}
+	root.Remove(e.rel)
+	if err := root.Symlink(new, e.rel); err != nil {
+		return fmt.Errorf("failed to link %s in the copy to %s: %w", e.rel, new, err)
+	}
+	if lp.d.asRoot {
+		root.Lchown(e.rel, int(e.uid), int(e.gid))
+	}
+	lp.changed.Add(1)
+	lp.obs.Event(Event{Kind: FileChanged, Pass: lp.req.Kind, Path: e.rel, Msg: "tablespace linked to " + new})
+	return nil
+}
+
+// setMeta gives name in root e's owner (as root), mode and times, where
+// they differ from fi (nil: lstat it).
+func (d *localDest) setMeta(root *os.Root, name string, e *entry, fi fs.FileInfo) error {
+	_, err := d.applyMeta(root, name, e, fi)
+	return err
+}
+
+// applyMeta is setMeta that reports whether it changed anything.
+func (d *localDest) applyMeta(root *os.Root, name string, e *entry, fi fs.FileInfo) (bool, error) {
+	if fi == nil {
+		var err error
+		if fi, err = root.Lstat(name); err != nil {
+			return false, fmt.Errorf("failed to stat %s in the copy: %w", e.rel, err)
+		}
+	}
+	st := newEntry(e.rel, fi)
+	changed := false
+	if d.asRoot && (st.uid != e.uid || st.gid != e.gid) {
+		if err := root.Lchown(name, int(e.uid), int(e.gid)); err != nil {
+			return changed, fmt.Errorf("failed to set the owner of %s in the copy: %w", e.rel, err)
+		}
+		changed = true
+	}
+	if e.isSymlink() {
+		if st.stat.Mtime != e.stat.Mtime {
+			if err := lutimesAt(root, name, e.atime, e.stat.Mtime); err != nil {
+				return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.rel, err)
+			}
+			changed = true
+		}
+		return changed, nil
+	}
+	// chown clears set-uid bits: set the mode after the owner.
+	if changed || st.mode.Perm() != e.mode.Perm() || st.mode&modeSpecial != e.mode&modeSpecial {
+		if err := root.Chmod(name, e.mode.Perm()|e.mode&modeSpecial); err != nil {
+			return changed, fmt.Errorf("failed to set the mode of %s in the copy: %w", e.rel, err)
+		}
+		changed = true
+	}
+	if st.stat.Mtime != e.stat.Mtime {
+		if err := root.Chtimes(name, time.Unix(0, e.atime), time.Unix(0, e.stat.Mtime)); err != nil {
+			return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.rel, err)
+		}
+		changed = true
+	}
+	return changed, nil
+}
+
+const modeSpecial = fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+
+// oldManifest merges the previous manifest with the walk. A damaged
+// manifest is not trusted from the damage on: the files after it are
+// compared with the copy's own contents.
+type oldManifest struct {
+	lp   *localPass
+	r    *manifest.Reader
+	next *manifest.File
+}
+
+func (lp *localPass) openManifest() *oldManifest {
+	om := &oldManifest{lp: lp}
+	d := lp.d
+	if d.header == nil {
+		if d.manifestErr != nil && !errors.Is(d.manifestErr, fs.ErrNotExist) {
+			lp.warn(manifest.DirName, "the manifest cannot be trusted (%v): the copy's contents are read to rebuild it", d.manifestErr)
+		} else if d.exists && d.manifestErr != nil {
+			lp.warn(manifest.DirName, "the copy has no manifest: its contents are read to rebuild it")
+		}
+		return om
+	}
+	r, err := manifest.Open(d.manifestPath())
+	if err != nil {
+		lp.warn(manifest.DirName, "the manifest cannot be read (%v): the copy's contents are read to rebuild it", err)
+		return om
+	}
+	om.r = r
+	om.advance()
+	return om
+}
+
+func (om *oldManifest) advance() {
+	f, err := om.r.Next()
+	if err != nil {
+		if err != io.EOF {
+			om.lp.warn(manifest.DirName, "the manifest is damaged (%v): the copy's contents are read for the files after the damage", err)
+		}
+		om.close()
+		om.next = nil
+		return
+	}
+	om.next = f
+}
+
+// find returns the record of rel, skipping records of files that are gone.
+func (om *oldManifest) find(rel string) *manifest.File {
+	for om.next != nil {
+		switch c := manifest.ComparePaths(om.next.Path, rel); {
+		case c < 0:
+			om.advance()
+		case c == 0:
+			f := om.next
+			om.advance()
+			return f
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+func (om *oldManifest) close() {
+	if om.r != nil {
+		om.r.Close()
+		om.r = nil
+	}
+}
+
+// trusted reports whether rec still describes the copy's contents: the
+// copy's stat is what it was after pgtwopass last wrote it. pg_control is
+// never trusted: it moves at every seal, and is one block.
+func trusted(rec *manifest.File, fi fs.FileInfo) bool {
+	return rec != nil && fi != nil && fi.Mode().IsRegular() && rec.Path != controlFile && statOf(fi) == rec.Dest
+}
+
+// sameSource reports whether the source's stat is what it was when rec's
+// contents were read: size, mtime, ctime and inode.
+func sameSource(rec *manifest.File, e *entry) bool {
+	return rec.Flags&manifest.FlagChangedWhileCopied == 0 && rec.Source == e.stat
+}
+
+// pastHorizon reports whether rec's source stat was already old when the
+// read that produced rec began: no write can hide behind the same stat.
+func pastHorizon(rec *manifest.File, margin int64) bool {
+	return rec.ReadStart > 0 && rec.Source.Ctime < rec.ReadStart-margin
+}
+
+// next merges the walk with the old manifest up to the next file the sender
+// must read. A file the pass may trust by its stat keeps its record.
+func (lp *localPass) next(ctx context.Context) (*basis, error) {
+	for lp.idx < len(lp.entries) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		i := lp.idx
+		e := &lp.entries[i]
+		lp.idx++
+		if !e.isRegular() {
+			continue
+		}
+		rec := lp.old.find(e.rel)
+		root, name := lp.d.at(e.rel, true)
+		dfi, err := lstat(root, name)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("failed to stat %s in the copy: %w", e.rel, err)
+			}
+			dfi = nil
+		}
+		trust := trusted(rec, dfi)
+		if trust && sameSource(rec, e) && (lp.req.Kind == manifest.Live || lp.req.Quick && pastHorizon(rec, lp.req.QuickMargin)) {
+			lp.skipped.Add(1)
+			if lp.req.DryRun {
+				continue
+			}
+			df, err := lp.keep(e, rec, root, name, dfi)
+			if err != nil {
+				return nil, err
+			}
+			if err := lp.enqueue(ctx, df); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		lp.nextID++
+		b := &basis{ID: lp.nextID, Rel: e.rel, Index: i, Size: -1}
+		if dfi != nil {
+			b.Size = dfi.Size()
+		}
+		if lp.req.DryRun {
+			return b, nil
+		}
+		df := &destFile{id: b.ID, e: e, dfi: dfi, root: root, name: name, done: make(chan struct{})}
+		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+		if dfi != nil {
+			flags = os.O_RDWR
+		}
+		if df.f, err = root.OpenFile(name, flags, 0o600); err != nil {
+			return nil, fmt.Errorf("failed to open %s in the copy for writing: %w", e.rel, err)
+		}
+		switch {
+		case trust:
+			df.old = rec
+			b.Hashes = rec.Hashes
+		case dfi != nil:
+			// No record vouches for the copy: its own contents are the basis,
+			// so that nothing unchanged is rewritten.
+			if b.Hashes, err = hashContents(ctx, df.f, lp.bs, func(n int64) { lp.destRead.Add(n) }); err != nil {
+				df.f.Close()
+				return nil, fmt.Errorf("failed to read %s in the copy: %w", e.rel, err)
+			}
+		}
+		lp.mu.Lock()
+		lp.files[df.id] = df
+		lp.mu.Unlock()
+		if err := lp.enqueue(ctx, df); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return nil, nil
+}
+
+// enqueue hands df to the manifest writer, in walk order. It blocks while
+// the files in flight fill the queue: that bounds the memory and the open
+// files of a pass.
+func (lp *localPass) enqueue(ctx context.Context, df *destFile) error {
+	select {
+	case lp.ordered <- df:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-lp.stop:
+		return errors.New("pass aborted")
+	}
+}
+
+// hashContents returns the block hashes of what f holds, reading it in
+// chunks; progress, if set, is told the bytes read.
+func hashContents(ctx context.Context, f *os.File, bs int, progress func(int64)) ([]manifest.Hash, error) {
+	buf := make([]byte, max(chunkSize, bs))
+	var hashes []manifest.Hash
+	for off := int64(0); ; {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n, err := f.ReadAt(buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		for b := 0; b < n; b += bs {
+			hashes = append(hashes, manifest.HashBlock(buf[b:min(b+bs, n)]))
+		}
+		if progress != nil {
+			progress(int64(n))
+		}
+		off += int64(n)
+		if n < len(buf) {
+			return hashes, nil
+		}
+	}
+}
+
+// keep carries the record of a file the pass trusts by its stat, fixing the
+// copy's owner and mode if someone changed them.
+func (lp *localPass) keep(e *entry, rec *manifest.File, root *os.Root, name string, dfi fs.FileInfo) (*destFile, error) {
+	df := &destFile{e: e, rec: *rec, keep: true, done: closedDone}
+	changed, err := lp.d.applyMeta(root, name, e, dfi)
+	if err != nil || !changed {
+		return df, err
+	}
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("failed to fsync %s in the copy: %w", e.rel, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	df.rec.Dest = statOf(fi)
+	lp.changed.Add(1)
+	lp.obs.Event(Event{Kind: FileChanged, Pass: lp.req.Kind, Path: e.rel, Msg: "owner or mode"})
+	return df, nil
+}
+
+var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (lp *localPass) file(id uint64) (*destFile, error) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	df := lp.files[id]
+	if df == nil {
+		return nil, fmt.Errorf("no file %d in flight", id)
+	}
+	return df, nil
+}
+
+func (lp *localPass) write(id uint64, off int64, data []byte) error {
+	df, err := lp.file(id)
+	if err != nil {
+		return err
+	}
+	if off < 0 || off%int64(lp.bs) != 0 {
+		return fmt.Errorf("write to %s at offset %d: not at a block boundary", df.e.rel, off)
+	}
+	if hook := Faults.BeforeWrite; hook != nil {
+		if err := hook(filepath.Join(lp.d.dir, df.e.rel), int64(manifest.NumBlocks(int64(len(data)), lp.bs))); err != nil {
+			return fmt.Errorf("failed to write %s: %w", filepath.Join(lp.d.dir, df.e.rel), err)
+		}
+	}
+	if _, err := df.f.WriteAt(data, off); err != nil {
+		return fmt.Errorf("failed to write %s: %w", filepath.Join(lp.d.dir, df.e.rel), err)
+	}
+	df.wrote.Store(true)
+	return nil
+}
+
+// done completes a file once all its writes are in: size, metadata, fsync,
+// and the copy's stat for the record.
+func (lp *localPass) done(res *fileResult) error {
+	df, err := lp.file(res.ID)
+	if err != nil {
+		return err
+	}
+	lp.mu.Lock()
+	delete(lp.files, res.ID)
+	lp.mu.Unlock()
+	defer close(df.done)
+	defer df.f.Close()
+	if res.Vanished {
+		df.skip = true
+		return nil
+	}
+	if err := lp.complete(df, res); err != nil {
+		df.err = err
+		return err
+	}
+	return nil
+}
+
+func (lp *localPass) complete(df *destFile, res *fileResult) error {
+	e := &res.Entry
+	if e.rel != df.e.rel || !e.isRegular() {
+		return fmt.Errorf("file %d: the end of %q for %q", res.ID, e.rel, df.e.rel)
+	}
+	size := e.stat.Size
+	if len(res.Hashes) != manifest.NumBlocks(size, lp.bs) {
+		return fmt.Errorf("%s: %d hashes for %d bytes", e.rel, len(res.Hashes), size)
+	}
+	changed := df.wrote.Load() || df.dfi == nil
+	if df.dfi == nil || df.dfi.Size() != size {
+		if err := df.f.Truncate(size); err != nil {
+			return fmt.Errorf("failed to set the size of %s: %w", filepath.Join(lp.d.dir, e.rel), err)
+		}
+		changed = true
+	}
+	metaChanged, err := lp.d.applyMeta(df.root, df.name, e, nil)
+	if err != nil {
+		return err
+	}
+	if changed || metaChanged {
+		if err := df.f.Sync(); err != nil {
+			return fmt.Errorf("failed to fsync %s: %w", filepath.Join(lp.d.dir, e.rel), err)
+		}
+		lp.changed.Add(1)
+		lp.obs.Event(Event{Kind: FileChanged, Pass: lp.req.Kind, Path: e.rel})
+	}
+	dfi, err := df.f.Stat()
+	if err != nil {
+		return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.rel), err)
+	}
+	df.rec = manifest.File{Path: e.rel, Flags: res.Flags, CRC32C: res.CRC32C, Source: e.stat, Dest: statOf(dfi),
+		ReadStart: res.ReadStart, Hashes: res.Hashes}
+	if hook := Faults.AfterFile; hook != nil {
+		hook(e.rel)
+	}
+	return nil
+}
+
+// writeRecords adds the records to the new manifest in walk order as the
+// files complete.
+func (lp *localPass) writeRecords() error {
+	for df := range lp.ordered {
+		select {
+		case <-df.done:
+		case <-lp.stop:
+			return errors.New("pass aborted")
+		}
+		switch {
+		case df.err != nil:
+			return df.err
+		case df.skip:
+			continue
+		}
+		if err := lp.mw.Add(&df.rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit makes the pass durable: the records, the directories, the
+// manifest; after a cold pass, the backup_manifest and the seal.
+func (lp *localPass) commit(ctx context.Context, c *commitRequest) (*commitReply, error) {
+	rep := &commitReply{FilesSkipped: lp.skipped.Load(), FilesDeleted: lp.deleted.Load()}
+	if lp.req.DryRun {
+		lp.old.close()
+		rep.FilesChanged = lp.changed.Load()
+		return rep, nil
+	}
+	lp.closeQueue()
+	if err := lp.waitWriter(); err != nil {
+		lp.abort()
+		return nil, err
+	}
+	lp.old.close()
+	if err := ctx.Err(); err != nil {
+		lp.abort()
+		return nil, err
+	}
+	if err := lp.finishDirs(); err != nil {
+		lp.abort()
+		return nil, err
+	}
+	d := lp.d
+	h := manifest.Header{Created: c.Pass.Started}
+	if d.header != nil {
+		h = *d.header
+	}
+	h.BlockSize = uint32(lp.bs)
+	h.SystemIdentifier = d.sysID
+	h.PGVersion = d.pgVersion
+	h.Flags = 0
+	if lp.req.Kind == manifest.Cold {
+		h.Flags |= manifest.FlagColdComplete
+	}
+	pass := c.Pass
+	pass.Kind = lp.req.Kind
+	pass.FilesChanged = lp.changed.Load()
+	pass.FilesDeleted = lp.deleted.Load()
+	h.AddPass(pass)
+	err := lp.mw.Commit(h)
+	lp.mw = nil
+	if err != nil {
+		return nil, err
+	}
+	d.giveState()
+	d.header, d.manifestErr, d.exists = &h, nil, true
+	rep.Header = &h
+	rep.FilesChanged = lp.changed.Load()
+	rep.BytesRead = lp.destRead.Load()
+	if lp.req.Kind != manifest.Cold {
+		return rep, nil
+	}
+	if c.BackupManifest {
+		if err := lp.writeBackupManifest(c.Timeline, c.CheckpointLSN); err != nil {
+			return nil, err
+		}
+		// The new file moved the copy's mtime: give it the source's again.
+		if err := d.setMeta(d.root, ".", &lp.entries[0], nil); err != nil {
+			return nil, err
+		}
+		if err := syncRootDir(d.root, "."); err != nil {
+			return nil, err
+		}
+	}
+	return rep, lp.seal()
+}
+
+// waitWriter returns the manifest writer's result, once it has ended.
+func (lp *localPass) waitWriter() error {
+	if !lp.waited {
+		lp.waited = true
+		lp.werr = <-lp.written
+	}
+	return lp.werr
+}
+
+func (lp *localPass) closeQueue() {
+	if !lp.closed && lp.ordered != nil {
+		lp.closed = true
+		close(lp.ordered)
+	}
+}
+
+// abort ends the pass without a new manifest: the old one stays, and
+// vouches for no file this pass wrote (their stat moved).
+func (lp *localPass) abort() {
+	select {
+	case <-lp.stop:
+		return
+	default:
+	}
+	close(lp.stop)
+	lp.closeQueue()
+	if lp.mw != nil {
+		lp.waitWriter()
+		lp.mw.Abort()
+		lp.mw = nil
+	}
+	lp.old.close()
+	lp.mu.Lock()
+	for id, df := range lp.files {
+		df.f.Close()
+		delete(lp.files, id)
+	}
+	lp.mu.Unlock()
+}
+
+// finishDirs gives every directory its owner, mode and mtime, children
+// before parents (creating entries moves a directory's mtime), then fsyncs
+// them all, so that every entry created or removed is durable.
+func (lp *localPass) finishDirs() error {
+	for i := len(lp.entries) - 1; i >= 0; i-- {
+		if e := &lp.entries[i]; e.isDir() {
+			root, name := lp.d.at(e.rel, true)
+			if err := lp.d.setMeta(root, name, e, nil); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range lp.entries {
+		if e := &lp.entries[i]; e.isDir() {
+			root, name := lp.d.at(e.rel, true)
+			if err := syncRootDir(root, name); err != nil {
+				return err
+			}
+		}
+	}
+	for _, new := range lp.d.tsNew {
+		if err := manifest.SyncDir(filepath.Dir(new)); err != nil {
+			return err
+		}
+	}
+	return manifest.SyncDir(filepath.Dir(lp.d.dir))
+}
+
+// seal installs global/pg_control, the last file, once everything else and
+// the manifest are durable.
+func (lp *localPass) seal() error {
+	root := lp.d.root
+	if err := root.Rename(heldControl, controlFile); err != nil {
+		return fmt.Errorf("failed to seal the copy: %w", err)
+	}
+	if err := syncRootDir(root, path.Dir(heldControl)); err != nil {
+		return err
+	}
+	// The rename moved global's mtime: give it the source's again.
+	for i := range lp.entries {
+		if e := &lp.entries[i]; e.rel == path.Dir(controlFile) {
+			if err := lp.d.setMeta(root, e.rel, e, nil); err != nil {
+				return err
+			}
+		}
+	}
+	if err := syncRootDir(root, path.Dir(controlFile)); err != nil {
+		return err
+	}
+	lp.obs.Event(Event{Kind: Step, Pass: lp.req.Kind, Msg: "sealed the copy: global/pg_control installed"})
+	return nil
+}
