@@ -30,6 +30,16 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(fakeRshEnv) != "" {
+		// pgtwopass started this binary as its remote shell (--rsh).
+		os.Exit(fakeRsh(os.Args[1:]))
+	}
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		// Started as a remote shell without the environment that makes it
+		// one: running the tests again would recurse.
+		fmt.Fprintf(os.Stderr, "integration.test: started with %q without %s set\n", os.Args[1:], fakeRshEnv)
+		os.Exit(255)
+	}
 	os.Exit(testMain(m))
 }
 

@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Installs what pgtwopass's tests, demo and benchmarks need, when it is
 # missing: PostgreSQL's server programs (initdb, pg_ctl, pgbench,
-# pg_checksums, ...) and rsync. Debian/Ubuntu with apt-get; as root.
+# pg_checksums, ...), and with --with-rsync rsync, with --with-ssh OpenSSH's
+# server and client (the copy to another host is tested through a real sshd
+# on 127.0.0.1). Debian/Ubuntu with apt-get; as root.
 set -euo pipefail
 
 need=()
 if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v initdb >/dev/null; then
 	need+=(postgresql)
 fi
-if [ "${1:-}" = "--with-rsync" ] && ! command -v rsync >/dev/null; then
-	need+=(rsync)
-fi
+for arg in "$@"; do
+	case "$arg" in
+	--with-rsync) command -v rsync >/dev/null || need+=(rsync) ;;
+	--with-ssh)
+		[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+		command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || need+=(openssh-client)
+		;;
+	*) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
+	esac
+done
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
@@ -21,8 +30,8 @@ echo "installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# Debian's package creates and starts a default cluster; the tests make
-# their own and do not need it running.
+# Debian's packages create and start a default cluster and an sshd; the
+# tests make their own and do not need them running.
 if command -v pg_lsclusters >/dev/null; then
 	pg_lsclusters -h 2>/dev/null | while read -r ver name _; do
 		pg_ctlcluster "$ver" "$name" stop 2>/dev/null || true

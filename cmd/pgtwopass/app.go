@@ -123,9 +123,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if !errors.Is(err, pgsync.ErrDifferences) {
-		fmt.Fprintf(stderr, "pgtwopass: error: %v\n", err)
+		name := "pgtwopass"
+		if len(args) > 1 && args[1] == "receive" {
+			// Its stderr reaches the user through the sender's: say whose.
+			name = "pgtwopass receive"
+		}
+		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
 		if hint := hintFor(err); hint != "" {
-			fmt.Fprintf(stderr, "pgtwopass: hint: %s\n", hint)
+			fmt.Fprintf(stderr, "%s: hint: %s\n", name, hint)
 		}
 	}
 	return exitCode(err)

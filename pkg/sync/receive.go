@@ -92,7 +92,9 @@ func (s *server) serve(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("failed to read from the sender: %w", err)
+			err = fmt.Errorf("failed to read from the sender: %w", err)
+			s.sendError(err)
+			return err
 		}
 		if f.Type == wire.TBye {
 			return nil

@@ -107,7 +107,9 @@ func (s *testSender) open() {
 	s.expect(wire.TOpenReply)
 }
 
-func dirEntry(rel string) wire.Entry { return wire.Entry{Rel: rel, Kind: wire.EntryDir, Mode: 0o700, Mtime: 1e18} }
+func dirEntry(rel string) wire.Entry {
+	return wire.Entry{Rel: rel, Kind: wire.EntryDir, Mode: 0o700, Mtime: 1e18}
+}
 func fileEntry(rel string, size int64) wire.Entry {
 	return wire.Entry{Rel: rel, Kind: wire.EntryFile, Mode: 0o600, Size: size, Mtime: 1e18, Inode: 1}
 }

@@ -334,18 +334,70 @@ func (d *remoteDest) deliver(b *basis) error {
 			return fmt.Errorf("%w: the end of the files to read, twice", wire.ErrCorrupt)
 		}
 		p.ended = true
-		close(p.bases)
+		p.bases.close()
 		return nil
 	}
 	if p.ended {
 		return fmt.Errorf("%w: a file to read after their end", wire.ErrCorrupt)
 	}
+	return p.bases.push(b)
+}
+
+// basisQueue holds the bases the receiver sent and the pass did not take
+// yet. It never blocks the reader: a pass bounds the files in flight (a dry
+// run does not, but its bases carry no hashes).
+type basisQueue struct {
+	mu     stdsync.Mutex
+	q      []*basis
+	closed bool
+	ready  chan struct{} // holds a token while q is not empty or closed
+}
+
+// maxQueued bounds the bases queued, against a broken receiver.
+const maxQueued = 1 << 22
+
+func newBasisQueue() *basisQueue { return &basisQueue{ready: make(chan struct{}, 1)} }
+
+func (bq *basisQueue) signal() {
 	select {
-	case p.bases <- b:
-		return nil
+	case bq.ready <- struct{}{}:
 	default:
-		return fmt.Errorf("%w: the receiver sent more files than the pass takes in flight", wire.ErrCorrupt)
 	}
+}
+
+func (bq *basisQueue) push(b *basis) error {
+	bq.mu.Lock()
+	defer bq.mu.Unlock()
+	if len(bq.q) >= maxQueued {
+		return fmt.Errorf("%w: the receiver sent more than %d files ahead", wire.ErrCorrupt, maxQueued)
+	}
+	bq.q = append(bq.q, b)
+	bq.signal()
+	return nil
+}
+
+func (bq *basisQueue) close() {
+	bq.mu.Lock()
+	bq.closed = true
+	bq.signal()
+	bq.mu.Unlock()
+}
+
+// pop returns the next basis, nil and true at the end, or false while there
+// is none yet.
+func (bq *basisQueue) pop() (*basis, bool) {
+	bq.mu.Lock()
+	defer bq.mu.Unlock()
+	if len(bq.q) > 0 {
+		b := bq.q[0]
+		bq.q[0] = nil
+		bq.q = bq.q[1:]
+		if len(bq.q) > 0 || bq.closed {
+			bq.signal()
+		}
+		return b, true
+	}
+	return nil, bq.closed
 }
 
 // lost records why the connection ended, once the remote shell exited.
@@ -419,14 +471,20 @@ func (d *remoteDest) call(ctx context.Context, m wire.Message, want wire.Type) (
 
 func (d *remoteDest) send(m wire.Message) error {
 	if err := d.conn.Send(m); err != nil {
-		select {
-		case <-d.dead:
-			return d.err
-		case <-time.After(2 * time.Second):
-			return fmt.Errorf("failed to send to the receiver on %s: %w", d.r.Host, err)
-		}
+		return d.sendFailed(err)
 	}
 	return nil
+}
+
+// sendFailed explains a failed write: most often the receiver is gone, and
+// the reader is about to say why.
+func (d *remoteDest) sendFailed(err error) error {
+	select {
+	case <-d.dead:
+		return d.err
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("failed to send to the receiver on %s: %w", d.r.Host, err)
+	}
 }
 
 func (d *remoteDest) open(ctx context.Context, req *openRequest) (*openReply, error) {
@@ -634,9 +692,9 @@ func (d *remoteDest) traffic() (sent, received int64) { return d.conn.Sent(), d.
 // beginPass sends the entries and starts the pass.
 func (d *remoteDest) beginPass(ctx context.Context, req *passRequest, entries []entry) (destPass, error) {
 	if err := sendEntries(d.conn, entries); err != nil {
-		return nil, d.sendErr(err)
+		return nil, d.sendFailed(err)
 	}
-	p := &remotePass{d: d, req: *req, bases: make(chan *basis, req.InFlight+1), failed: make(chan struct{})}
+	p := &remotePass{d: d, req: *req, bases: newBasisQueue(), failed: make(chan struct{})}
 	d.curMu.Lock()
 	d.cur = p
 	d.curMu.Unlock()
@@ -647,15 +705,6 @@ func (d *remoteDest) beginPass(ctx context.Context, req *passRequest, entries []
 		return nil, err
 	}
 	return p, nil
-}
-
-func (d *remoteDest) sendErr(err error) error {
-	select {
-	case <-d.dead:
-		return d.err
-	default:
-		return err
-	}
 }
 
 func (d *remoteDest) endPass() {
@@ -671,7 +720,7 @@ type remotePass struct {
 	req passRequest
 
 	// state
-	bases   chan *basis
+	bases   *basisQueue
 	ended   bool // under d.curMu: the receiver sent the end of the bases
 	failed  chan struct{}
 	errOnce stdsync.Once
@@ -698,16 +747,17 @@ func (p *remotePass) failure() error {
 }
 
 func (p *remotePass) next(ctx context.Context) (*basis, error) {
-	select {
-	case b, ok := <-p.bases:
-		if !ok {
-			return nil, nil
+	for {
+		if b, ok := p.bases.pop(); ok {
+			return b, nil
 		}
-		return b, nil
-	case <-p.failed:
-		return nil, p.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		select {
+		case <-p.bases.ready:
+		case <-p.failed:
+			return nil, p.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
 
