@@ -77,8 +77,10 @@ func (m *metricsFile) write(res *pgsync.Result, code int, now time.Time) error {
 	dir := filepath.Dir(m.path)
 	// renameio: a temporary file in the same directory (its name starts
 	// with a dot and does not end in .prom, so the collector skips it),
-	// fsync, rename over the old file; then fsync the directory.
-	if err := renameio.WriteFile(m.path, b.Bytes(), 0o644, renameio.WithTempDir(dir)); err != nil {
+	// fsync, rename over the old file; then fsync the directory. Mode 0644
+	// whatever the umask (the units in contrib/systemd set 0077): the
+	// collector runs as another user.
+	if err := renameio.WriteFile(m.path, b.Bytes(), 0o644, renameio.WithTempDir(dir), renameio.WithStaticPermissions(0o644)); err != nil {
 		return fmt.Errorf("failed to write the metrics file: %w", err)
 	}
 	d, err := os.Open(dir)

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,6 +53,7 @@ func value(fams map[string]*dto.MetricFamily, name string, want map[string]strin
 // but keeps the last success time of the run before it, and of other
 // commands writing the same file.
 func TestMetricsKeepLastSuccessAcrossFailures(t *testing.T) {
+	defer syscall.Umask(syscall.Umask(0o077)) // as under the systemd unit
 	path := filepath.Join(t.TempDir(), "pgtwopass.prom")
 	t0 := time.Unix(1_800_000_000, 0)
 	res := &pgsync.Result{Started: t0, Finished: t0.Add(3 * time.Second), Passes: []pgsync.PassStats{
@@ -103,6 +105,9 @@ func TestMetricsKeepLastSuccessAcrossFailures(t *testing.T) {
 	}
 	if v, ok := value(fams, metricPassWritten, map[string]string{"pass": "1", "kind": "live"}); !ok || v != 500 {
 		t.Errorf("bytes written per pass, labelled with the pass's index and kind: got %v (present %v), want 500", v, ok)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("the metrics file is readable by node_exporter's user whatever the umask: mode %v (%v)", st.Mode().Perm(), err)
 	}
 	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
 		t.Errorf("the atomic write leaves no temporary file beside the metrics file: %v", entries)
