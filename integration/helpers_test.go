@@ -99,16 +99,20 @@ type passJSON struct {
 }
 
 type summaryJSON struct {
-	Command         string     `json:"command"`
-	BytesRead       int64      `json:"bytes_read"`
-	BytesWritten    int64      `json:"bytes_written"`
-	FilesChanged    int64      `json:"files_changed"`
-	FilesDeleted    int64      `json:"files_deleted"`
-	DurationSeconds float64    `json:"duration_seconds"`
-	DowntimeSeconds *float64   `json:"downtime_seconds"`
-	Stopped         *bool      `json:"stopped"`
-	Restarted       *bool      `json:"restarted"`
-	Passes          []passJSON `json:"passes"`
+	Command         string   `json:"command"`
+	OK              *bool    `json:"ok"`
+	Error           string   `json:"error"`
+	BytesRead       int64    `json:"bytes_read"`
+	BytesWritten    int64    `json:"bytes_written"`
+	FilesChanged    int64    `json:"files_changed"`
+	FilesDeleted    int64    `json:"files_deleted"`
+	DurationSeconds float64  `json:"duration_seconds"`
+	DowntimeSeconds *float64 `json:"downtime_seconds"`
+	// PredictedDowntimeSeconds is the prediction made before the stop.
+	PredictedDowntimeSeconds *float64   `json:"predicted_downtime_seconds"`
+	Stopped                  *bool      `json:"stopped"`
+	Restarted                *bool      `json:"restarted"`
+	Passes                   []passJSON `json:"passes"`
 }
 
 type verifyJSON struct {

@@ -130,6 +130,9 @@ func TestBadInput(t *testing.T) {
 		{"status of a directory that is no copy", []string{"status", foreign}, []string{foreign}},
 		{"bad --log-format", []string{"prepare", "--log-format", "xml", src.Dir, missing}, []string{missing}},
 		{"bad --exclude", []string{"prepare", "--exclude", "/abs/*", src.Dir, missing}, []string{missing}},
+		{"--progress with --no-progress", []string{"prepare", "--progress", "--no-progress", src.Dir, missing}, []string{missing}},
+		{"--progress with --no-progress, finish", []string{"finish", "--no-stop", "--progress", "--no-progress", src.Dir, missing}, []string{missing}},
+		{"--metrics-file in a missing directory", []string{"prepare", "--metrics-file", filepath.Join(base, "no-such-dir", "m.prom"), src.Dir, missing}, []string{missing}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

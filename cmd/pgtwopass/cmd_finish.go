@@ -18,7 +18,14 @@ compared with the manifest, and only changed blocks are written. Everything is
 fsynced, then global/pg_control is installed last: the copy is sealed and can be
 started. The downtime is one read of the source plus the changed blocks.
 DEST may be missing or empty (a full cold copy). With --restart the server is
-started again afterwards, also when the cold pass failed.`,
+started again afterwards, also when the cold pass failed.
+
+Before the stop it runs one more live pass and predicts the downtime from the
+rates the passes measured; with --max-downtime it refuses to stop the server when
+the prediction exceeds the budget (exit status 3; the copy stays unsealed). On a
+terminal it draws a bar per pass and, while the server is down, a line that counts
+the downtime (--progress, --no-progress); --metrics-file records the run for
+Prometheus, also when it failed.`,
 		Flags:  append(passFlags(), serverFlags()...),
 		Action: runFinish,
 	}

@@ -11,9 +11,11 @@ func syncCommand() *cli.Command {
 		Name:      "sync",
 		Usage:     "prepare, then finish",
 		ArgsUsage: "SRC DEST",
-		Description: `sync runs a live pass while the server runs, then finish: CHECKPOINT, stop, cold
-pass, seal (and with --restart, start the server again). The live pass leaves little
-for the cold pass, so the downtime is short. It takes the flags of prepare and finish.`,
+		Description: `sync runs live passes while the server runs (as prepare: while each writes less
+than the one before, at most --max-passes), then finish: CHECKPOINT, one more live
+pass, the downtime prediction (and --max-downtime), stop, cold pass, seal (and with
+--restart, start the server again). The live passes leave little for the cold pass,
+so the downtime is short. It takes the flags of prepare and finish.`,
 		Flags:  append(append(passFlags(), liveFlags()...), serverFlags()...),
 		Action: runSync,
 	}

@@ -91,9 +91,18 @@ func tablespaceMap(c *cli.Context) (map[string]string, error) {
 }
 
 func passFlags() []cli.Flag {
-	return append(append(commonFlags(), treeFlags()...),
+	return append(append(append(commonFlags(), treeFlags()...),
 		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "check everything and report what would be read and deleted, from file stats alone; change nothing, stop nothing"},
-	)
+	), reportFlags()...)
+}
+
+// reportFlags say how a run of prepare, finish or sync is shown and recorded.
+func reportFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "progress", Usage: "draw the progress of each pass (bytes, rate, ETA) and the downtime while the server is down on stderr also when it is not a terminal; without it, only on a terminal"},
+		&cli.BoolFlag{Name: "no-progress", Usage: "draw no progress, also on a terminal (log lines only)"},
+		&cli.StringFlag{Name: "metrics-file", Usage: "after the run, also a failed one, write its results to `FILE` in Prometheus's text format, atomically, for node_exporter's textfile collector (e.g. /var/lib/prometheus/node-exporter/pgtwopass.prom)"},
+	}
 }
 
 // liveFlags are the flags of commands that run live passes.

@@ -17,9 +17,10 @@ import (
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
-// newLogger logs to stderr: human-readable on a terminal, JSON otherwise
+// newLogger logs to sink (stderr, or the progress display that prints
+// above its bars): human-readable when stderr is a terminal, JSON otherwise
 // (journald and log shippers keep it), or as --log-format says.
-func newLogger(c *cli.Context) (*zap.Logger, error) {
+func newLogger(c *cli.Context, sink io.Writer) (*zap.Logger, error) {
 	format := c.String("log-format")
 	if format == "" {
 		format = "json"
@@ -47,13 +48,15 @@ func newLogger(c *cli.Context) (*zap.Logger, error) {
 	default:
 		return nil, usagef("--log-format must be console or json, not %q", format)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(c.App.ErrWriter), level)), nil
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(sink), level)), nil
 }
 
-// logObserver renders the engine's events as log lines, and its progress as
-// a log line every progressEvery while a pass runs.
+// logObserver renders the engine's events as log lines, and its progress
+// on the progress display (ui), or without one as a log line every
+// progressEvery while a pass runs.
 type logObserver struct {
 	log           *zap.Logger
+	ui            *progressUI // nil: no progress display
 	read, written atomic.Int64
 	stop          chan struct{}
 	downSince     atomic.Int64 // Unix ns when the server went down; 0 while up
@@ -61,24 +64,32 @@ type logObserver struct {
 
 const progressEvery = 10 * time.Second
 
-func newLogObserver(log *zap.Logger) *logObserver {
-	return &logObserver{log: log}
+func newLogObserver(log *zap.Logger, ui *progressUI) *logObserver {
+	return &logObserver{log: log, ui: ui}
 }
 
 func (o *logObserver) Progress(read, written int64) {
 	o.read.Add(read)
 	o.written.Add(written)
+	if o.ui != nil {
+		o.ui.progress(read, written)
+	}
 }
 
 func (o *logObserver) Event(e pgsync.Event) {
+	if o.ui != nil {
+		o.ui.event(e)
+	}
 	switch e.Kind {
 	case pgsync.PassStarted:
 		o.read.Store(0)
 		o.written.Store(0)
 		o.log.Info(e.Pass.String()+" pass started", zap.Int64("source_bytes", e.Total))
 		o.stopTicker()
-		o.stop = make(chan struct{})
-		go o.tick(e.Pass, e.Total, o.stop)
+		if o.ui == nil {
+			o.stop = make(chan struct{})
+			go o.tick(e.Pass, e.Total, o.stop)
+		}
 	case pgsync.PassFinished:
 		o.stopTicker()
 		s := e.Stats
@@ -89,10 +100,10 @@ func (o *logObserver) Event(e pgsync.Event) {
 			zap.Int64("files_changed", s.FilesChanged), zap.Int64("files_deleted", s.FilesDeleted),
 			zap.Bool("dry_run", s.DryRun))
 	case pgsync.Step:
-		switch e.Msg {
-		case "server stopped":
+		switch e.Server {
+		case pgsync.ServerStopping:
 			o.downSince.Store(time.Now().UnixNano())
-		case "server started":
+		case pgsync.ServerStarted:
 			o.downSince.Store(0)
 		}
 		o.log.Info(e.Msg)
@@ -267,20 +278,47 @@ type output struct {
 	stdout  io.Writer
 	log     *zap.Logger
 	obs     *logObserver
+	ui      *progressUI // nil: no progress display
+	metrics *metricsFile
 }
 
 func newOutput(c *cli.Context) (*output, error) {
-	log, err := newLogger(c)
+	ui, err := newProgressUI(c)
 	if err != nil {
 		return nil, err
 	}
-	return &output{command: c.Command.Name, json: c.Bool("json"), stdout: c.App.Writer, log: log, obs: newLogObserver(log)}, nil
+	var sink io.Writer = c.App.ErrWriter
+	if ui != nil {
+		sink = ui
+	}
+	log, err := newLogger(c, sink)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetricsFile(c)
+	if err != nil {
+		return nil, err
+	}
+	return &output{command: c.Command.Name, json: c.Bool("json"), stdout: c.App.Writer, log: log,
+		obs: newLogObserver(log, ui), ui: ui, metrics: m}, nil
 }
 
-// done reports the result and returns err for the exit status.
+// done reports the result and returns err for the exit status: it ends
+// the progress display, writes the metrics file (also after a failure),
+// then the summary on stdout.
 func (o *output) done(res *pgsync.Result, err error) error {
 	o.obs.stopTicker()
+	o.ui.close()
 	defer o.log.Sync()
+	if o.metrics != nil {
+		if merr := o.metrics.write(res, exitCode(err), time.Now()); merr != nil {
+			if err == nil {
+				err = merr
+			} else {
+				o.log.Error("could not write the metrics file", zap.Error(merr))
+			}
+		}
+	}
 	if o.json {
 		if werr := writeJSON(o.stdout, newSummary(o.command, res, err)); werr != nil && err == nil {
 			err = werr

@@ -187,7 +187,7 @@ func (d *demo) run(ctx context.Context) error {
 	if !res.Stopped || !res.Restarted {
 		return fmt.Errorf("sync: the engine reported stopped=%v restarted=%v; want both", res.Stopped, res.Restarted)
 	}
-	d.say("sync: done, downtime %.2f s", res.Downtime.Seconds())
+	d.say("sync: done, downtime %.2f s%s", res.Downtime.Seconds(), predicted(res))
 
 	// 4. The load saw the server go away.
 	n, err := d.load.Stop()
@@ -362,7 +362,7 @@ func (d *demo) summary() {
 			humanBytes(p.BytesRead), humanBytes(p.BytesWritten), p.FilesChanged)
 	}
 	tw.Flush()
-	d.say("downtime: %.2f s (from the stop of the source to the end of its restart)", rep.Result.Downtime.Seconds())
+	d.say("downtime: %.2f s%s (from the stop of the source to the end of its restart)", rep.Result.Downtime.Seconds(), predicted(rep.Result))
 	d.say("source: %s", rep.SourceQuery)
 	d.say("copy:   %s", rep.CopyQuery)
 	if rep.Same {
@@ -370,6 +370,25 @@ func (d *demo) summary() {
 	} else {
 		d.say("FAILURE: source and copy hold different data")
 	}
+}
+
+// predicted is the prediction made before the stop, beside the downtime:
+// ", predicted 0.52 s (error +4%)", or "" when there was none.
+func predicted(res *pgsync.Result) string {
+	p := res.Prediction
+	if p == nil || res.Downtime <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", predicted %.2f s (error %+.0f%%)", p.Downtime.Seconds(), PredictionError(res)*100)
+}
+
+// PredictionError is (predicted - actual) / actual downtime: +0.1 means
+// the prediction was 10% too long. 0 when nothing was predicted.
+func PredictionError(res *pgsync.Result) float64 {
+	if res == nil || res.Prediction == nil || res.Downtime <= 0 {
+		return 0
+	}
+	return (res.Prediction.Downtime.Seconds() - res.Downtime.Seconds()) / res.Downtime.Seconds()
 }
 
 // printObserver writes the engine's steps as "sync: ..." lines.

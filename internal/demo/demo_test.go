@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -90,6 +91,15 @@ func TestRun(t *testing.T) {
 	for _, want := range []string{"write load running (2 clients)", "source and copy hold the same data", "downtime:"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
+		}
+	}
+	// The demo shows the prediction made before the stop beside the downtime.
+	if res.Prediction == nil || res.Prediction.Downtime <= 0 {
+		t.Errorf("sync predicts the downtime before it stops the server: Prediction = %+v", res.Prediction)
+	} else {
+		want := fmt.Sprintf("downtime: %.2f s, predicted %.2f s (error ", res.Downtime.Seconds(), res.Prediction.Downtime.Seconds())
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the demo's summary shows the predicted downtime beside the actual one: output lacks %q", want)
 		}
 	}
 }

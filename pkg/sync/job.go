@@ -320,7 +320,7 @@ func (j *job) finish(ctx context.Context, s *ServerOptions) (err error) {
 		if err := j.predictDowntime(ctx, s); err != nil {
 			return err
 		}
-		j.step("stopping the server with %s", ctl)
+		j.serverStep(ServerStopping, "stopping the server with %s", ctl)
 		stoppedAt = time.Now()
 		if err := ctl.Stop(ctx); err != nil {
 			if up, _, _ := pgctl.ServerRunning(j.src.dir); up {
@@ -330,7 +330,7 @@ func (j *job) finish(ctx context.Context, s *ServerOptions) (err error) {
 		}
 		j.timings.StopSeconds = time.Since(stoppedAt).Seconds()
 		j.res.Stopped = true
-		j.step("server stopped")
+		j.serverStep(ServerStopped, "server stopped")
 	} else {
 		j.step("the server on SRC is not running")
 	}
@@ -346,14 +346,14 @@ func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt tim
 		// A cancelled job must still bring the server back.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
-		j.step("starting the server with %s", ctl)
+		j.serverStep(ServerStarting, "starting the server with %s", ctl)
 		t := time.Now()
 		if serr := ctl.Start(ctx); serr != nil {
 			err = errors.Join(err, fmt.Errorf("failed to start the server again: %w", serr))
 		} else {
 			j.timings.StartSeconds = time.Since(t).Seconds()
 			j.res.Restarted = true
-			j.step("server started")
+			j.serverStep(ServerStarted, "server started")
 		}
 	} else if err != nil && j.res.Stopped {
 		err = fmt.Errorf("%w (the source server is stopped: start it yourself, or use --restart)", err)

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
@@ -43,6 +44,30 @@ type Event struct {
 	Path  string
 	Total int64 // PassStarted: bytes the pass will read at most
 	Stats *PassStats
+	// Server is set on the Steps that stop and start the source server.
+	Server ServerPhase
+}
+
+// ServerPhase says where a Step leaves the source server, for renderers
+// that show the downtime while it runs.
+type ServerPhase int
+
+const (
+	// ServerUnchanged: the Step is not about stopping or starting the server.
+	ServerUnchanged ServerPhase = iota
+	// ServerStopping: the stop command was issued; the downtime counts from here.
+	ServerStopping
+	// ServerStopped: the server is down.
+	ServerStopped
+	// ServerStarting: the start command was issued.
+	ServerStarting
+	// ServerStarted: the server runs again; the downtime ends here.
+	ServerStarted
+)
+
+// serverStep reports a Step that moves the source server to phase.
+func (j *job) serverStep(phase ServerPhase, format string, args ...any) {
+	j.opts.Observer.Event(Event{Kind: Step, Server: phase, Msg: fmt.Sprintf(format, args...)})
 }
 
 // PassStats is what one pass did.

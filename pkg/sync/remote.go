@@ -15,7 +15,7 @@ import (
 
 	"github.com/kballard/go-shellquote"
 	"github.com/klauspost/compress/zstd"
-	"golang.org/x/time/rate"
+	ratelimit "golang.org/x/time/rate"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/wire"
@@ -167,7 +167,7 @@ func dialRemote(ctx context.Context, r Remote, o *Options, tsNew map[string]stri
 	d.conn = wire.NewConn(stdout, d.stdin)
 	if ro.BWLimit > 0 {
 		burst := 256 << 10
-		lim := rate.NewLimiter(rate.Limit(ro.BWLimit), burst)
+		lim := ratelimit.NewLimiter(ratelimit.Limit(ro.BWLimit), burst)
 		d.conn.Throttle = func(n int) {
 			for n > 0 {
 				k := min(n, burst)
