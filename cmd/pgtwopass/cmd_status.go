@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pgtwopass/pgtwopass/internal/human"
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
@@ -80,7 +81,7 @@ func runStatus(c *cli.Context) error {
 	fmt.Fprintf(w, "database system identifier: %s\n", v.SystemIdentifier)
 	fmt.Fprintf(w, "PostgreSQL version:        %s\n", v.PGVersion)
 	fmt.Fprintf(w, "block size:                %d\n", v.BlockSize)
-	fmt.Fprintf(w, "files:                     %d (%s)\n", v.Files, bytesHuman(int64(v.Bytes)))
+	fmt.Fprintf(w, "files:                     %d (%s)\n", v.Files, human.Bytes(int64(v.Bytes)))
 	fmt.Fprintf(w, "first pass:                %s\n", v.Created.Local().Format(time.RFC3339))
 	if v.Sealed {
 		fmt.Fprintln(w, "sealed:                    yes: finished by a cold pass, the copy can be started")
@@ -91,7 +92,7 @@ func runStatus(c *cli.Context) error {
 	for _, p := range v.Passes {
 		fmt.Fprintf(w, "  %-4s  %s  %7.1fs  read %s, wrote %s, %d changed, %d deleted\n",
 			p.Kind, p.Started.Local().Format(time.RFC3339), p.Finished.Sub(p.Started).Seconds(),
-			bytesHuman(p.BytesRead), bytesHuman(p.BytesWritten), p.FilesChanged, p.FilesDeleted)
+			human.Bytes(p.BytesRead), human.Bytes(p.BytesWritten), p.FilesChanged, p.FilesDeleted)
 	}
 	return nil
 }

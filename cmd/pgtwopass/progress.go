@@ -13,6 +13,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
 
+	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
@@ -258,12 +259,12 @@ func (pb *passBar) text(now time.Time) string {
 	if pb.upperBound {
 		bound = "≤"
 	}
-	s := fmt.Sprintf("%s / %s%s", bytesHuman(read), bound, bytesHuman(total))
+	s := fmt.Sprintf("%s / %s%s", human.Bytes(read), bound, human.Bytes(total))
 	rate := 0.0
 	if secs := elapsed.Seconds(); secs > 0 {
 		rate = float64(read) / secs
 	}
-	s += fmt.Sprintf("  %s/s  wrote %s", bytesHuman(int64(rate)), bytesHuman(written))
+	s += fmt.Sprintf("  %s/s  wrote %s", human.Bytes(int64(rate)), human.Bytes(written))
 	switch {
 	case pb.finished.Load():
 		s += "  done in " + shortDuration(elapsed)

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
 
+	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
@@ -237,7 +238,10 @@ func printSummary(w io.Writer, command string, res *pgsync.Result) {
 			verb = "would read"
 		}
 		fmt.Fprintf(w, "%s pass: %s %s, wrote %s in %.1fs (%d files changed, %d deleted, %d trusted by their stat)\n",
-			p.Kind, verb, bytesHuman(p.BytesRead), bytesHuman(p.BytesWritten), p.Duration().Seconds(), p.FilesChanged, p.FilesDeleted, p.FilesSkipped)
+			p.Kind, verb, human.Bytes(p.BytesRead), human.Bytes(p.BytesWritten), p.Duration().Seconds(), p.FilesChanged, p.FilesDeleted, p.FilesSkipped)
+	}
+	if res.BytesSent > 0 {
+		fmt.Fprintf(w, "to the other host: sent %s, received %s\n", human.Bytes(res.BytesSent), human.Bytes(res.BytesReceived))
 	}
 	if res.Stopped {
 		fmt.Fprintf(w, "downtime: %.2fs", res.Downtime.Seconds())
@@ -256,19 +260,6 @@ func printSummary(w io.Writer, command string, res *pgsync.Result) {
 	} else if command == "prepare" && len(res.Passes) > 0 && !res.Passes[0].DryRun {
 		fmt.Fprintln(w, "the copy is not sealed: run finish to complete it")
 	}
-}
-
-func bytesHuman(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // output is what a pass command needs to report.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
 )
@@ -220,7 +221,7 @@ func (j *job) livePasses(ctx context.Context) error {
 		case j.opts.DryRun || w == 0:
 			return nil
 		case last >= 0 && w >= last:
-			j.step("live passes stopped converging (%s written, %s the pass before)", humanBytes(w), humanBytes(last))
+			j.step("live passes stopped converging (%s written, %s the pass before)", human.Bytes(w), human.Bytes(last))
 			return nil
 		}
 		last = w

@@ -565,3 +565,38 @@ func TestLeftoverTemporaryFilesAreRemoved(t *testing.T) {
 		t.Errorf("the next run must remove a killed run's temporary manifest (%v)", err)
 	}
 }
+
+// TestBlockLargerThanAChunk: with blocks larger than the 4 MiB read chunk,
+// every block's hash covers the whole block, so the manifest describes the
+// copy and a change in the second half of a block is still written.
+func TestBlockLargerThanAChunk(t *testing.T) {
+	src := fakeCluster(t)
+	big := filepath.Join(src, "base", "1", "big")
+	data := make([]byte, 3*chunkSize+100) // two 8 MiB blocks, the second partial
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	must(t, os.WriteFile(big, data, 0o600))
+	dst := filepath.Join(t.TempDir(), "copy")
+	o := Options{Jobs: 2, BlockSize: 2 * chunkSize}
+	if _, err := runPass(t, context.Background(), manifest.Cold, src, dst, o); err != nil {
+		t.Fatal(err)
+	}
+	d, _, err := openDest(t, testSource(src), dst, &Options{DryRun: true})
+	must(t, err)
+	diffs, err := d.verifyManifest(context.Background(), 2, newExcluder(nil))
+	d.close()
+	must(t, err)
+	if len(diffs) != 0 {
+		t.Fatalf("with 8 MiB blocks the manifest must hash whole blocks and match the copy: %v", diffs)
+	}
+	// A change in the second 4 MiB of the first block.
+	data[chunkSize+17] ^= 0xff
+	must(t, os.WriteFile(big, data, 0o600))
+	st, err := runPass(t, context.Background(), manifest.Cold, src, dst, o)
+	must(t, err)
+	if st.BlocksWritten != 1 {
+		t.Errorf("one changed byte in an 8 MiB block writes that block, wrote %d blocks", st.BlocksWritten)
+	}
+	sameTree(t, src, dst)
+}

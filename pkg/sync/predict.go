@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/renameio/v2"
 
+	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
 
@@ -35,7 +36,7 @@ type Prediction struct {
 
 func (p *Prediction) String() string {
 	s := fmt.Sprintf("%.2fs: read %s at %s/s, write about %s at %s/s", p.Downtime.Seconds(),
-		humanBytes(p.ReadBytes), humanBytes(int64(p.ReadRate)), humanBytes(p.WriteBytes), humanBytes(int64(p.WriteRate)))
+		human.Bytes(p.ReadBytes), human.Bytes(int64(p.ReadRate)), human.Bytes(p.WriteBytes), human.Bytes(int64(p.WriteRate)))
 	if p.Stop > 0 {
 		s += fmt.Sprintf(", stop %.2fs", p.Stop.Seconds())
 	}
@@ -231,17 +232,4 @@ func writeTimings(dest string, t serverTimings) error {
 		return err
 	}
 	return manifest.SyncDir(dir)
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -439,13 +439,9 @@ func (d *remoteDest) lost(err error) {
 // reply waits for the next reply; a TError is returned as the error it
 // reports.
 func (d *remoteDest) reply(ctx context.Context, want wire.Type) (*wire.Decoder, error) {
-	var f wire.Frame
-	select {
-	case f = <-d.replies:
-	case <-d.dead:
-		return nil, d.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	f, err := d.nextReply(ctx)
+	if err != nil {
+		return nil, err
 	}
 	dec := wire.NewDecoder(f.Payload)
 	switch f.Type {
@@ -459,6 +455,19 @@ func (d *remoteDest) reply(ctx context.Context, want wire.Type) (*wire.Decoder, 
 		return nil, fromWireError(d.r, &m)
 	}
 	return nil, fmt.Errorf("%w: message type %d where %d was expected", wire.ErrCorrupt, f.Type, want)
+}
+
+// nextReply waits for the receiver's next frame that is not an event or a
+// basis.
+func (d *remoteDest) nextReply(ctx context.Context) (wire.Frame, error) {
+	select {
+	case f := <-d.replies:
+		return f, nil
+	case <-d.dead:
+		return wire.Frame{}, d.err
+	case <-ctx.Done():
+		return wire.Frame{}, ctx.Err()
+	}
 }
 
 // call sends m and returns the decoder of its reply.
@@ -564,13 +573,9 @@ func (d *remoteDest) walkCopy(ctx context.Context, ex excluder) ([]entry, error)
 	}
 	var out []entry
 	for {
-		var f wire.Frame
-		select {
-		case f = <-d.replies:
-		case <-d.dead:
-			return nil, d.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		f, err := d.nextReply(ctx)
+		if err != nil {
+			return nil, err
 		}
 		dec := wire.NewDecoder(f.Payload)
 		switch f.Type {
@@ -606,13 +611,9 @@ func (d *remoteDest) hashFiles(ctx context.Context, rels []string, bs, jobs int,
 	}
 	var pending *wire.HashReply
 	for {
-		var f wire.Frame
-		select {
-		case f = <-d.replies:
-		case <-d.dead:
-			return d.err
-		case <-ctx.Done():
-			return ctx.Err()
+		f, err := d.nextReply(ctx)
+		if err != nil {
+			return err
 		}
 		dec := wire.NewDecoder(f.Payload)
 		switch f.Type {

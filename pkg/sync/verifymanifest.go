@@ -92,7 +92,7 @@ func (v *verifier) checkRecord(ctx context.Context, rec *manifest.File, path str
 		return fmt.Errorf("failed to open %s: %w", path, err)
 	}
 	defer f.Close()
-	buf := make([]byte, chunkSize)
+	buf := make([]byte, max(chunkSize, v.bs))
 	var size int64
 	var crc uint32
 	var differing, first int64 = 0, -1
