@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,9 +15,40 @@ import (
 // TestTablespaceSyncUnderLoad copies a cluster whose busiest table lives in
 // a tablespace: the tablespace goes to its mapped directory with the same
 // passes and seal, the copy's pg_tblspc link points there, and the started
-// copy reads the same data.
+// copy reads the same data. The same again to "another host": the receiver
+// gets the tablespace's directory on its command line.
 func TestTablespaceSyncUnderLoad(t *testing.T) {
-	t.Parallel()
+	for _, remote := range []bool{false, true} {
+		name := "on this host"
+		if remote {
+			name = "to another host"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			tablespaceSync(t, remote)
+		})
+	}
+}
+
+func tablespaceSync(t *testing.T, remote bool) {
+	// pg runs pgtwopass with DEST (the last argument) on this host, or on
+	// "another" through the stand-in remote shell.
+	pg := func(args ...string) procResult {
+		t.Helper()
+		if !remote {
+			return runWith(t, runOpts{}, args...)
+		}
+		args = append(append([]string{}, args[:len(args)-1]...), "h:"+args[len(args)-1])
+		return runWith(t, runOpts{env: fakeRshEnvFor()}, viaRsh(args[0], args[1:]...)...)
+	}
+	mustPG := func(args ...string) procResult {
+		t.Helper()
+		r := pg(args...)
+		if r.code != 0 {
+			t.Fatalf("pgtwopass %s: want exit 0, got %s", strings.Join(args, " "), r)
+		}
+		return r
+	}
 	src := newCluster(t, 2)
 	base := t.TempDir()
 	if err := scratch.MakeTraversable(base); err != nil {
@@ -41,9 +73,8 @@ func TestTablespaceSyncUnderLoad(t *testing.T) {
 	oid := query(t, src, "SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
 	dest := filepath.Join(base, "copy")
 
-	_, stderr, code := run(t, "prepare", src.Dir, dest)
-	if code != 2 || !strings.Contains(stderr, tsOld) || !strings.Contains(stderr, "hint:") {
-		t.Errorf("a tablespace without --tablespace-map is refused with exit 2, naming it and with a hint: exit %d\n%s", code, stderr)
+	if r := pg("prepare", src.Dir, dest); r.code != 2 || !strings.Contains(r.stderr, tsOld) || !strings.Contains(r.stderr, "hint:") {
+		t.Errorf("a tablespace without --tablespace-map is refused with exit 2, naming it and with a hint: %s", r)
 	}
 	if _, err := os.Lstat(dest); !os.IsNotExist(err) {
 		t.Errorf("the refusal must not create DEST (%v)", err)
@@ -55,10 +86,12 @@ func TestTablespaceSyncUnderLoad(t *testing.T) {
 	}
 	t.Cleanup(func() { load.Stop() })
 	tsmap := tsOld + "=" + tsNew
-	mustRun(t, "prepare", "--tablespace-map", tsmap, src.Dir, dest)
+	mustPG("prepare", "--tablespace-map", tsmap, src.Dir, dest)
 	time.Sleep(time.Second)
 	var res summaryJSON
-	runJSON(t, &res, "sync", "--json", "--restart", "--tablespace-map", tsmap, src.Dir, dest)
+	if err := json.Unmarshal([]byte(mustPG("sync", "--json", "--restart", "--tablespace-map", tsmap, src.Dir, dest).stdout), &res); err != nil {
+		t.Fatalf("sync --json: %v", err)
+	}
 	if n, err := load.Stop(); err != nil || n == 0 {
 		t.Errorf("the load ran during the copy (%d transactions, %v)", n, err)
 	}
@@ -71,7 +104,7 @@ func TestTablespaceSyncUnderLoad(t *testing.T) {
 	}
 
 	stopCluster(t, src)
-	mustRun(t, "finish", "--no-stop", "--tablespace-map", tsmap, src.Dir, dest)
+	mustPG("finish", "--no-stop", "--tablespace-map", tsmap, src.Dir, dest)
 	notTablespaceLink := func(rel string) bool { return skipForCopy(rel) || rel == "pg_tblspc/"+oid }
 	diffs, err := scratch.CompareTrees(src.Dir, dest, scratch.CompareOptions{Skip: notTablespaceLink, Owners: true, Mtimes: true})
 	if err != nil || len(diffs) > 0 {
@@ -84,8 +117,8 @@ func TestTablespaceSyncUnderLoad(t *testing.T) {
 	if out, err := scratch.Checksums(ctxFor(t, 2*time.Minute), dest, scratch.Options{BinDir: pgBinDir}); err != nil {
 		t.Errorf("pg_checksums --check passes on the copy, tablespace included: %v\n%s", err, out)
 	}
-	if _, stderr, code := run(t, "verify", "--tablespace-map", tsmap, src.Dir, dest); code != 0 {
-		t.Errorf("verify with the tablespace map finds the copy identical: exit %d\n%s", code, stderr)
+	if r := pg("verify", "--tablespace-map", tsmap, src.Dir, dest); r.code != 0 {
+		t.Errorf("verify with the tablespace map finds the copy identical: %s", r)
 	}
 
 	cp := openCopy(t, dest)
