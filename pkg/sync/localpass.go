@@ -637,7 +637,17 @@ func (lp *localPass) complete(df *destFile, res *fileResult) error {
 // writeRecords adds the records to the new manifest in walk order as the
 // files complete.
 func (lp *localPass) writeRecords() error {
-	for df := range lp.ordered {
+	for {
+		var df *destFile
+		select {
+		case f, ok := <-lp.ordered:
+			if !ok {
+				return nil
+			}
+			df = f
+		case <-lp.stop:
+			return errors.New("pass aborted")
+		}
 		select {
 		case <-df.done:
 		case <-lp.stop:
@@ -653,7 +663,6 @@ func (lp *localPass) writeRecords() error {
 			return err
 		}
 	}
-	return nil
 }
 
 // commit makes the pass durable: the records, the directories, the
@@ -741,7 +750,9 @@ func (lp *localPass) closeQueue() {
 }
 
 // abort ends the pass without a new manifest: the old one stays, and
-// vouches for no file this pass wrote (their stat moved).
+// vouches for no file this pass wrote (their stat moved). The queue to the
+// manifest writer is left open: next may still be sending to it, and gives
+// up when it sees stop.
 func (lp *localPass) abort() {
 	select {
 	case <-lp.stop:
@@ -749,7 +760,6 @@ func (lp *localPass) abort() {
 	default:
 	}
 	close(lp.stop)
-	lp.closeQueue()
 	if lp.mw != nil {
 		lp.waitWriter()
 		lp.mw.Abort()

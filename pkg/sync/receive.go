@@ -574,14 +574,14 @@ func (sp *serverPass) commit(ctx context.Context, m *wire.Commit) (*commitReply,
 	}
 	sp.stopWorkers()
 	if err := sp.failed(); err != nil {
-		sp.lp.abort()
+		sp.abort()
 		return nil, err
 	}
 	sp.mu.Lock()
 	left := len(sp.hashes)
 	sp.mu.Unlock()
 	if left > 0 {
-		sp.lp.abort()
+		sp.abort()
 		return nil, fmt.Errorf("%w: commit with %d files not done", wire.ErrCorrupt, left)
 	}
 	rep, err := sp.lp.commit(ctx, &commitRequest{Pass: fromWirePass(&m.Pass), BackupManifest: m.BackupManifest,
@@ -604,10 +604,11 @@ func (sp *serverPass) stopWorkers() {
 	sp.workers.Wait()
 }
 
-// abort ends the pass without committing it.
+// abort ends the pass without committing it: the generator and the workers
+// stop first, so that nothing uses the pass while it is taken apart.
 func (sp *serverPass) abort() {
 	sp.aborting.Store(true)
 	sp.cancel()
-	sp.lp.abort()
 	sp.stopWorkers()
+	sp.lp.abort()
 }
