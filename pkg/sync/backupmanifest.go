@@ -28,10 +28,22 @@ const backupManifestName = "backup_manifest"
 // that `pg_verifybackup -n DEST` checks the copy independently of
 // pgtwopass. The checksums come from the manifest just committed: CRC-32C
 // of the bytes the pass read anyway. pg_wal is left out, as pg_basebackup
-// does; DEST/.pgtwopass is listed, since pg_verifybackup reports files it
-// does not know.
+// does; pgtwopass's own files (DEST/.pgtwopass, the markers in the copies of
+// tablespaces) are listed, since pg_verifybackup reports files it does not
+// know.
 func (p *pass) writeBackupManifest() error {
-	r, err := manifest.Open(p.dst.manifestPath())
+	if err := writeBackupManifest(p.dst.dir, p.src); err != nil {
+		return err
+	}
+	p.obs.Event(Event{Kind: Step, Pass: p.kind, Msg: "wrote backup_manifest: check the copy with pg_verifybackup -n"})
+	return nil
+}
+
+// writeBackupManifest writes DEST/backup_manifest from the copy's manifest
+// and pgtwopass's own files as they are now. It keeps DEST's mtime (the
+// source's), which renaming the new file into DEST moves.
+func writeBackupManifest(dest string, src *source) error {
+	r, err := manifest.Open(filepath.Join(dest, manifest.DirName, manifest.FileName))
 	if err != nil {
 		return fmt.Errorf("failed to read back the manifest: %w", err)
 	}
@@ -67,19 +79,22 @@ func (p *pass) writeBackupManifest() error {
 		}
 		add(f.Path, f.Dest.Size, time.Unix(0, f.Dest.Mtime), f.CRC32C)
 	}
-	for _, name := range []string{"lock", manifest.FileName} {
-		rel := manifest.DirName + "/" + name
-		data, err := os.ReadFile(filepath.Join(p.dst.dir, filepath.FromSlash(rel)))
+	own, err := ownFiles(dest, src)
+	if err != nil {
+		return err
+	}
+	for _, rel := range own {
+		data, err := os.ReadFile(filepath.Join(dest, filepath.FromSlash(rel)))
 		if err != nil {
 			return err
 		}
-		fi, err := os.Stat(filepath.Join(p.dst.dir, filepath.FromSlash(rel)))
+		fi, err := os.Stat(filepath.Join(dest, filepath.FromSlash(rel)))
 		if err != nil {
 			return err
 		}
 		add(rel, int64(len(data)), fi.ModTime(), crc32c.Checksum(data))
 	}
-	cd := p.src.control.Fields
+	cd := src.control.Fields
 	tli := cd["Latest checkpoint's TimeLineID"]
 	lsn := cd["Latest checkpoint location"]
 	if tli == "" || lsn == "" {
@@ -89,13 +104,57 @@ func (p *pass) writeBackupManifest() error {
 	sum := sha256.Sum256(b.Bytes())
 	fmt.Fprintf(&b, "\"Manifest-Checksum\": \"%x\"}\n", sum)
 
-	path := filepath.Join(p.dst.dir, backupManifestName)
-	if err := renameio.WriteFile(path, b.Bytes(), 0o600, renameio.WithTempDir(p.dst.dir)); err != nil {
+	root, err := os.Stat(dest)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dest, backupManifestName)
+	if err := renameio.WriteFile(path, b.Bytes(), 0o600, renameio.WithTempDir(dest)); err != nil {
 		return fmt.Errorf("failed to write %s: %w", path, err)
 	}
-	if p.asRoot {
-		os.Lchown(path, int(p.src.owner.UID), int(p.src.owner.GID))
+	if os.Geteuid() == 0 {
+		os.Lchown(path, int(src.owner.UID), int(src.owner.GID))
 	}
-	p.obs.Event(Event{Kind: Step, Pass: p.kind, Msg: "wrote backup_manifest: check the copy with pg_verifybackup -n"})
-	return manifest.SyncDir(p.dst.dir)
+	if err := os.Chtimes(dest, time.Time{}, root.ModTime()); err != nil {
+		return fmt.Errorf("failed to set the times of %s: %w", dest, err)
+	}
+	return manifest.SyncDir(dest)
+}
+
+// ownFiles lists, relative to DEST, the files pgtwopass keeps in the copy
+// for itself once it is sealed: those of DEST/.pgtwopass (but the held
+// pg_control, which the seal moves to global/, and temporary files) and the
+// marker in the copy of each tablespace.
+func ownFiles(dest string, src *source) ([]string, error) {
+	var out []string
+	names, err := readDirNames(filepath.Join(dest, manifest.DirName))
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		rel := manifest.DirName + "/" + name
+		if rel == heldControl || strings.HasPrefix(name, ".") {
+			continue
+		}
+		out = append(out, rel)
+	}
+	for _, ts := range src.tablespaces {
+		if _, err := os.Stat(filepath.Join(ts.new, tablespaceMarker)); err == nil {
+			out = append(out, "pg_tblspc/"+ts.oid+"/"+tablespaceMarker)
+		}
+	}
+	return out, nil
+}
+
+// refreshBackupManifest rewrites the backup_manifest that the cold pass
+// wrote, after pgtwopass changed its own files in the sealed copy (the
+// server timings recorded after the restart).
+func refreshBackupManifest(dest string, src *source) error {
+	if _, err := os.Lstat(filepath.Join(dest, backupManifestName)); err != nil {
+		return nil // not asked for, or a dry run
+	}
+	if err := writeBackupManifest(dest, src); err != nil {
+		return fmt.Errorf("failed to rewrite backup_manifest (pg_verifybackup will report %s/%s): %w", manifest.DirName, timingsName, err)
+	}
+	return nil
 }

@@ -367,8 +367,8 @@ func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt tim
 			j.timings.StartSeconds = old.StartSeconds
 		}
 		j.timings.When = time.Now()
-		if werr := writeTimings(j.dst.dir, j.timings); werr != nil {
-			j.warn("could not record the server's stop and start times: %v", werr)
+		if werr := j.recordTimings(); werr != nil {
+			j.warn("%v", werr)
 		}
 	}
 	return err

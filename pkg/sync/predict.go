@@ -149,6 +149,23 @@ func writeTimings(dest string, t serverTimings) error {
 	return manifest.SyncDir(dir)
 }
 
+// recordTimings keeps this job's server timings for the next prediction.
+// server.json is one of pgtwopass's own files in the copy: it goes to the
+// data directory's owner, and a backup_manifest written by the cold pass is
+// rewritten to list it as it now is.
+func (j *job) recordTimings() error {
+	if err := writeTimings(j.dst.dir, j.timings); err != nil {
+		return fmt.Errorf("could not record the server's stop and start times: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		os.Lchown(filepath.Join(j.dst.dir, manifest.DirName, timingsName), int(j.src.owner.UID), int(j.src.owner.GID))
+	}
+	if j.opts.BackupManifest && !j.opts.DryRun {
+		return refreshBackupManifest(j.dst.dir, j.src)
+	}
+	return nil
+}
+
 func humanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {

@@ -49,6 +49,10 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 	if fi, err := os.Stat(dest); err != nil || !fi.IsDir() {
 		return nil, inputErr("give the copy's directory", "DEST %s is not a directory", o.Dest)
 	}
+	if !isCopy(dest) {
+		return nil, inputErr("give the directory of a copy of SRC: one made by pgtwopass, or any copy of a data directory (it holds PG_VERSION)",
+			"DEST %s is neither a pgtwopass copy nor a data directory (no %s, no PG_VERSION)", o.Dest, manifest.DirName)
+	}
 	bs := o.BlockSize
 	if bs == 0 {
 		bs = DefaultBlockSize
@@ -93,12 +97,6 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 			}
 			i++
 			k++
-		}
-	}
-	for _, ts := range src.tablespaces {
-		link := filepath.Join(dest, "pg_tblspc", ts.oid)
-		if target, err := os.Readlink(link); err != nil || target != ts.new {
-			v.add("pg_tblspc/"+ts.oid, "the copy's tablespace link points to %q, not to %s", target, ts.new)
 		}
 	}
 	for _, ts := range src.tablespaces {
@@ -233,6 +231,19 @@ func (v *verifier) compareFile(ctx context.Context, s, d *entry) error {
 		v.add(s.rel, "%d block(s) of %d bytes differ, the first at byte %d", differing, v.bs, first)
 	}
 	return nil
+}
+
+// isCopy reports whether dir looks like a copy of a data directory: a copy
+// made by pgtwopass (it has DEST/.pgtwopass), or one made otherwise (it has
+// PG_VERSION). Comparing SRC with anything else prints every file of SRC as
+// missing, which is a mistyped path rather than a finding.
+func isCopy(dir string) bool {
+	for _, name := range []string{manifest.DirName, "PG_VERSION"} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func hasEntry(es []entry, rel string) bool {
