@@ -116,7 +116,8 @@ func checkPaths(src *source, dest string) (string, error) {
 	case within(real, src.dir):
 		return "", inputErr(hint, "DEST %s is inside SRC %s", dest, src.dir)
 	case within(src.dir, real):
-		return "", inputErr(hint, "SRC %s is inside DEST %s", src.dir, dest)
+		return "", inputErr("choose a DEST that does not contain the source data directory, e.g. a new directory beside it",
+			"SRC %s is inside DEST %s", src.dir, dest)
 	}
 	return real, nil
 }
