@@ -184,28 +184,45 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-// TestSourceNeverWritten: no command writes to the source: not a file, not
-// an mtime, not a directory entry.
+// TestSourceNeverWritten: no command writes to the source, with its server
+// stopped: not a byte, not a mode, not an owner, not an mtime (of a file or
+// of a directory), not a directory entry. Every command runs, in each of
+// its modes: dry runs, live passes, cold passes (checksum and quick), with
+// --backup-manifest, verify in full and against the manifest, status.
 func TestSourceNeverWritten(t *testing.T) {
 	t.Parallel()
 	src := newCluster(t, 1)
 	dest := filepath.Join(t.TempDir(), "copy")
+	quick := []string{"PGTWOPASS_FAULT_QUICK_MARGIN=1ms"}
 	want := hashTree(t, src.Dir)
-	for _, args := range [][]string{
-		{"prepare", "--dry-run", src.Dir, dest},
-		{"prepare", src.Dir, dest},
-		{"prepare", "--dry-run", src.Dir, dest},
-		{"finish", "--no-stop", "--dry-run", src.Dir, dest},
-		{"finish", "--no-stop", src.Dir, dest},
-		{"verify", src.Dir, dest},
-		{"verify", "--json", src.Dir, dest},
-		{"status", dest},
-		{"status", "--json", dest},
-		{"sync", "--no-stop", src.Dir, dest},
+	for _, c := range []struct {
+		args []string
+		env  []string
+	}{
+		{args: []string{"prepare", "--dry-run", src.Dir, dest}},
+		{args: []string{"prepare", src.Dir, dest}},
+		{args: []string{"prepare", "--dry-run", src.Dir, dest}},
+		{args: []string{"prepare", "--jobs", "1", "--block-size", "8192", src.Dir, dest}},
+		{args: []string{"finish", "--no-stop", "--dry-run", src.Dir, dest}},
+		{args: []string{"finish", "--no-stop", "--dry-run", "--cold-pass=quick", src.Dir, dest}, env: quick},
+		{args: []string{"finish", "--no-stop", src.Dir, dest}},
+		{args: []string{"finish", "--no-stop", "--backup-manifest", src.Dir, dest}},
+		{args: []string{"finish", "--no-stop", "--cold-pass=quick", src.Dir, dest}, env: quick},
+		{args: []string{"finish", "--no-stop", "--cold-pass=quick", "--backup-manifest", src.Dir, dest}, env: quick},
+		{args: []string{"verify", src.Dir, dest}},
+		{args: []string{"verify", "--json", src.Dir, dest}},
+		{args: []string{"verify", "--manifest-only", dest}},
+		{args: []string{"status", dest}},
+		{args: []string{"status", "--json", dest}},
+		{args: []string{"sync", "--no-stop", src.Dir, dest}},
+		{args: []string{"sync", "--no-stop", "--dry-run", src.Dir, dest}},
+		{args: []string{"sync", "--no-stop", "--cold-pass=quick", "--backup-manifest", src.Dir, dest}, env: quick},
 	} {
-		mustRun(t, args...)
+		if r := runWith(t, runOpts{env: c.env}, c.args...); r.code != 0 {
+			t.Fatalf("pgtwopass %s: %s", strings.Join(c.args, " "), r)
+		}
 		if got := hashTree(t, src.Dir); got != want {
-			t.Errorf("pgtwopass %s writes nothing in SRC, but its tree hash changed", strings.Join(args, " "))
+			t.Errorf("pgtwopass %s writes nothing in SRC (contents, modes, owners, mtimes), but its tree hash changed", strings.Join(c.args, " "))
 			want = got
 		}
 	}
