@@ -855,6 +855,9 @@ func checkFailure(t *testing.T, r procResult, fault, dest, where, what string) {
 	} else if !strings.Contains(lines[0], where) || !strings.Contains(lines[0], what) {
 		t.Errorf("%s: the error names the file (under %s) and the error (%q), got %q", fault, where, what, lines[0])
 	}
+	if h := stderrLines(r.stderr, "pgtwopass: hint:"); len(h) != 1 || !strings.Contains(h[0], "run the same command again") {
+		t.Errorf("%s: a failed pass says how to recover on one 'pgtwopass: hint:' line (run the same command again), got %q", fault, h)
+	}
 	if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
 		t.Errorf("%s: a failed pass reports an error, not a panic:\n%s", fault, r.stderr)
 	}

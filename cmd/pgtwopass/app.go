@@ -38,6 +38,15 @@ type usageError struct {
 
 func (e *usageError) Error() string { return e.err.Error() }
 
+// hintedError is a failure with the hint to print after it.
+type hintedError struct {
+	err  error
+	hint string
+}
+
+func (e *hintedError) Error() string { return e.err.Error() }
+func (e *hintedError) Unwrap() error { return e.err }
+
 func usagef(format string, args ...any) error {
 	return &usageError{err: fmt.Errorf(format, args...)}
 }
@@ -64,7 +73,10 @@ func hintFor(err error) string {
 	var usage *usageError
 	var input *pgsync.InputError
 	var budget *pgsync.BudgetError
+	var hinted *hintedError
 	switch {
+	case errors.As(err, &hinted):
+		return hinted.hint
 	case errors.As(err, &input):
 		return input.Hint
 	case errors.As(err, &budget):

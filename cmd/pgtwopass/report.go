@@ -276,6 +276,9 @@ func newOutput(c *cli.Context) (*output, error) {
 func (o *output) done(res *pgsync.Result, err error) error {
 	o.obs.stopTicker()
 	defer o.log.Sync()
+	if err != nil && exitCode(err) == exitFailure && hintFor(err) == "" {
+		err = &hintedError{err, "fix the cause and run the same command again; 'pgtwopass status DEST' says whether the copy is sealed (only a sealed copy can be started)"}
+	}
 	if o.json {
 		if werr := writeJSON(o.stdout, newSummary(o.command, res, err)); werr != nil && err == nil {
 			err = werr
