@@ -28,7 +28,7 @@ import (
 
 // TestKilledPassesConverge kills prepare and finish with SIGKILL after K
 // blocks written or K files completed, for many K, on a copy with real
-// changes to copy (a pgbench load since its last pass). A killed pass has no
+// changes to copy (updates of every pgbench table since its last pass). A killed pass has no
 // chance to clean up: the copy must be left unsealed, and the next finish
 // must converge. Each kill point starts from the same snapshot of the copy:
 // an ext4 image, loop-mounted, so that the copy keeps the inodes and ctimes
@@ -48,11 +48,19 @@ func TestKilledPassesConverge(t *testing.T) {
 	// left by prepare. Then changes since their last pass.
 	mustRun(t, "finish", "--no-stop", src.Dir, filepath.Join(snap, "sealed"))
 	mustRun(t, "prepare", src.Dir, filepath.Join(snap, "prepared"))
-	// Changes since both passes, the same on every run (a timed pgbench
-	// load leaves less to do on a busy machine): every page of
-	// pgbench_accounts, its index, WAL, pg_xact.
+	// The same changes on every run, whatever the machine's speed (a timed
+	// pgbench load on a busy machine left too little work for the kill
+	// points): every page of pgbench_accounts, the other pgbench tables,
+	// the commit log and the WAL.
 	startCluster(t, src)
-	execSQL(t, src, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 5 = 0")
+	for _, sql := range []string{
+		"UPDATE pgbench_accounts SET abalance = abalance + 1",
+		"UPDATE pgbench_branches SET bbalance = bbalance + 1",
+		"UPDATE pgbench_tellers SET tbalance = tbalance + 1",
+		"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) SELECT 1 + g % 10, 1, g, 1, now() FROM generate_series(1, 20000) g",
+	} {
+		execSQL(t, src, sql)
+	}
 	stopCluster(t, src)
 	unmount()
 
@@ -69,6 +77,7 @@ func TestKilledPassesConverge(t *testing.T) {
 		cmd  string // prepare or finish
 		snap string // prepared or sealed
 		what string // blocks, files, external
+		at   string // where it kills, for the subtest's name
 		k    func(t *testing.T) int64
 	}
 	fixed := func(n int64) func(*testing.T) int64 { return func(*testing.T) int64 { return n } }
@@ -81,31 +90,31 @@ func TestKilledPassesConverge(t *testing.T) {
 	const beyond = 1 << 40
 	var points []killPoint
 	for _, cmd := range []string{"finish", "prepare"} {
-		points = append(points, killPoint{cmd, "prepared", "blocks", fixed(beyond)})
+		points = append(points, killPoint{cmd, "prepared", "blocks", "never", fixed(beyond)})
 	}
 	for _, cmd := range []string{"prepare", "finish"} {
-		for _, k := range []int64{0, 1, 10, 100, 1000} {
-			points = append(points, killPoint{cmd, "prepared", "blocks", fixed(k)})
+		for _, k := range []int64{0, 1, 10, 100, 1000, 5000} {
+			points = append(points, killPoint{cmd, "prepared", "blocks", itoa(k), fixed(k)})
 		}
-		points = append(points, killPoint{cmd, "prepared", "blocks", lastRun(cmd)})
+		points = append(points, killPoint{cmd, "prepared", "blocks", "last run", lastRun(cmd)})
 		for _, k := range []int64{1, 5, 50} {
-			points = append(points, killPoint{cmd, "prepared", "files", fixed(k)})
+			points = append(points, killPoint{cmd, "prepared", "files", itoa(k), fixed(k)})
 		}
-		points = append(points, killPoint{cmd, "prepared", "files", lastFile(cmd)})
+		points = append(points, killPoint{cmd, "prepared", "files", "last", lastFile(cmd)})
 	}
 	points = append(points,
-		killPoint{"finish", "sealed", "blocks", fixed(0)},
-		killPoint{"finish", "sealed", "blocks", fixed(100)},
-		killPoint{"finish", "sealed", "files", lastFile("finish")},
-		killPoint{"prepare", "sealed", "blocks", fixed(10)},
-		killPoint{"prepare", "sealed", "files", fixed(1)},
-		killPoint{"finish", "prepared", "external", fixed(300)},
-		killPoint{"prepare", "sealed", "external", fixed(300)},
+		killPoint{"finish", "sealed", "blocks", "0", fixed(0)},
+		killPoint{"finish", "sealed", "blocks", "100", fixed(100)},
+		killPoint{"finish", "sealed", "files", "last", lastFile("finish")},
+		killPoint{"prepare", "sealed", "blocks", "10", fixed(10)},
+		killPoint{"prepare", "sealed", "files", "1", fixed(1)},
+		killPoint{"finish", "prepared", "external", "300ms", fixed(300)},
+		killPoint{"prepare", "sealed", "external", "300ms", fixed(300)},
 	)
 
 	var debris []string
 	for _, p := range points {
-		t.Run(fmt.Sprintf("%s %s copy %s", p.cmd, p.snap, p.what), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s %s copy %s %s", p.cmd, p.snap, p.what, p.at), func(t *testing.T) {
 			k := p.k(t)
 			dest := filepath.Join(pointImage(t, base, snapImg), p.snap)
 			// One live pass: the kill points count blocks and files of one pass.
@@ -397,6 +406,89 @@ func TestColdPassFailures(t *testing.T) {
 		}
 		converges(t, "a read error", src.Dir, dest)
 	})
+
+	t.Run("unreadable source file", func(t *testing.T) {
+		// A root-owned file in the postgres-owned cluster, and pgtwopass run
+		// as postgres: a real permission error, no injected fault.
+		asPostgres := runOpts{cred: postgresCred(t)}
+		odd := filepath.Join(src.Dir, "root-only.conf")
+		if err := os.WriteFile(odd, []byte("secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(odd)
+		destBase := pgTempDir(t)
+		if err := scratch.Chown(destBase, scratch.Options{BinDir: pgBinDir}); err != nil {
+			t.Fatal(err)
+		}
+		dest := filepath.Join(destBase, "copy")
+
+		before := hashTree(t, src.Dir)
+		r := runWith(t, asPostgres, "finish", "--no-stop", "--log-format", "json", src.Dir, dest)
+		checkFailure(t, r, "an unreadable source file in the cold pass", dest, odd, "permission denied")
+		if hashTree(t, src.Dir) != before {
+			t.Errorf("a cold pass that cannot read a source file writes nothing in SRC, but its tree hash changed")
+		}
+
+		// The server running: the live pass before the stop meets the file,
+		// and the server is never stopped.
+		startCluster(t, src)
+		r = runWith(t, asPostgres, "finish", "--restart", "--start-log", startLog, "--log-format", "json", src.Dir, dest)
+		checkFailure(t, r, "an unreadable source file, finish --restart", dest, odd, "permission denied")
+		if !src.Running() {
+			t.Fatalf("after finish --restart fails on an unreadable source file, the source server runs, but it is down\n%s", r.stderr)
+		}
+		stopCluster(t, src)
+		removeFile(t, odd)
+		converges(t, "an unreadable source file, then removed", src.Dir, dest)
+	})
+}
+
+// TestCrashStoppedSource: a source whose server died without a clean
+// shutdown (pg_ctl stop -m immediate here, as after a kill -9 of the
+// postmaster or a power loss) is refused by finish without --allow-crashed
+// (TestBadInput). With --allow-crashed, finish copies it with a warning; the
+// copy, like the source, runs crash recovery when it starts, replays the
+// changes that only the WAL holds, and holds the same data.
+func TestCrashStoppedSource(t *testing.T) {
+	t.Parallel()
+	src := newCluster(t, 0)
+	startCluster(t, src)
+	execSQL(t, src, "CREATE TABLE t AS SELECT g AS id, 0 AS v FROM generate_series(1, 50000) g")
+	execSQL(t, src, "CHECKPOINT")
+	execSQL(t, src, "UPDATE t SET v = v + 7 WHERE id % 11 = 0")
+	if err := src.Stop(ctxFor(t, time.Minute), "immediate"); err != nil {
+		t.Fatalf("stop the source with -m immediate: %v", err)
+	}
+	dest := filepath.Join(pgTempDir(t), "copy")
+	r := runWith(t, runOpts{}, "finish", "--no-stop", "--allow-crashed", "--log-format", "json", src.Dir, dest)
+	if r.code != 0 {
+		t.Fatalf("finish --allow-crashed copies a crash-stopped source: %s", r)
+	}
+	if w := strings.Join(warnings(t, r.stderr), "\n"); !strings.Contains(w, "not shut down cleanly") {
+		t.Errorf("finish --allow-crashed warns that the source was not shut down cleanly; warnings: %q", w)
+	}
+	if !sealed(t, dest) {
+		t.Errorf("finish --allow-crashed seals the copy")
+	}
+	sameTree(t, "finish --allow-crashed of a crash-stopped source", src.Dir, dest)
+
+	cp := openCopy(t, dest)
+	if err := cp.Start(ctxFor(t, 3*time.Minute)); err != nil {
+		t.Fatalf("the copy of a crash-stopped source starts (crash recovery): %v", err)
+	}
+	startCluster(t, src)
+	const q = "SELECT count(*) || ' rows, sum ' || sum(v) || ', md5 ' || md5(string_agg(id || ':' || v, ',' ORDER BY id)) FROM t"
+	want := query(t, src, q)
+	if !strings.Contains(want, "50000 rows, sum 31815,") {
+		t.Fatalf("test premise: the source's recovery replays the update that only the WAL held (4545 rows + 7), got %s", want)
+	}
+	if got := query(t, cp, q); got != want {
+		t.Errorf("the copy of a crash-stopped source recovers to the source's data:\n  source: %s\n  copy:   %s", want, got)
+	}
+	if err := cp.Stop(ctxFor(t, time.Minute), "fast"); err != nil {
+		t.Fatal(err)
+	}
+	checksumsOK(t, "the copy of a crash-stopped source, after its recovery", dest)
 }
 
 // TestDamagedManifest: a manifest truncated, with a bit flipped in a
@@ -442,18 +534,18 @@ func TestDamagedManifest(t *testing.T) {
 
 			if tc.name != "missing" {
 				r := runWith(t, runOpts{}, "verify", "--manifest-only", "--log-format", "json", dest)
-				if r.code == 0 || strings.Contains(r.stdout, "matches") {
-					t.Errorf("verify --manifest-only never vouches for a copy with a damaged manifest (%s), got %s", tc.name, r)
+				if r.code != 1 || strings.Contains(r.stdout, "matches") {
+					t.Errorf("verify --manifest-only never vouches for a copy with a damaged manifest (%s): exit 1, got %s", tc.name, r)
+				}
+				if h := stderrLines(r.stderr, "pgtwopass: hint:"); len(h) != 1 {
+					t.Errorf("verify --manifest-only of a copy with a damaged manifest (%s) says what to do on a 'pgtwopass: hint:' line, got %q", tc.name, h)
 				}
 			}
 
 			before := hashTree(t, dest)
 			r := runWith(t, runOpts{}, "finish", "--no-stop", "--log-format", "json", src.Dir, dest)
 			if tc.refuse {
-				checkBadInput(t, r.stdout, r.stderr, r.code, []string{"finish", "--no-stop", src.Dir, dest})
-				if !strings.Contains(r.stderr, "damaged manifest") {
-					t.Errorf("refusing a copy with a damaged manifest and no pg_control says 'damaged manifest':\n%s", r.stderr)
-				}
+				checkBadInput(t, r, []string{"finish", "--no-stop", src.Dir, dest}, "damaged manifest")
 				if hashTree(t, dest) != before {
 					t.Errorf("a refused copy is left untouched, but its tree hash changed")
 				}
@@ -471,6 +563,161 @@ func TestDamagedManifest(t *testing.T) {
 				t.Errorf("after finish rebuilt a damaged manifest, the copy matches it: %s", out)
 			}
 		})
+	}
+}
+
+// TestDestinationDrift: a file of a finished copy changed behind
+// pgtwopass's back with its size and mtime kept (a disk error, a restore
+// from elsewhere, an editor that keeps times) no longer matches the stat its
+// manifest record holds (ctime, inode), so the record is never trusted: the
+// next finish compares the file with the copy's own bytes and repairs it, in
+// the default cold pass (which would otherwise trust the record's hashes)
+// and in the quick one (which would otherwise skip the file). Changes of
+// mode or owner alone, a removed file and a stray file are repaired too.
+// The repaired copy equals the source in every byte, mode, owner and mtime,
+// passes pg_checksums, starts, and answers queries as the source does.
+func TestDestinationDrift(t *testing.T) {
+	t.Parallel()
+	src := newCluster(t, 1)
+	startCluster(t, src)
+	accounts := relationFile(t, src, "pgbench_accounts")
+	branches := relationFile(t, src, "pgbench_branches")
+	tellers := relationFile(t, src, "pgbench_tellers")
+	stopCluster(t, src)
+	dest := filepath.Join(pgTempDir(t), "copy")
+	mustRun(t, "finish", "--no-stop", src.Dir, dest)
+	in := func(rel string) string { return filepath.Join(dest, filepath.FromSlash(rel)) }
+	quick := []string{"PGTWOPASS_FAULT_QUICK_MARGIN=1ms"}
+
+	type drift struct {
+		name  string
+		quick bool // finish with --cold-pass=quick
+		file  string
+		make  func(t *testing.T)
+		root  bool // needs root
+	}
+	drifts := []drift{
+		{name: "a block zeroed, size and times kept", file: accounts, make: func(t *testing.T) { zeroBlock(t, in(accounts), 3) }},
+		{name: "a block zeroed, size and times kept, quick cold pass", quick: true, file: accounts, make: func(t *testing.T) { zeroBlock(t, in(accounts), 11) }},
+		{name: "the file replaced by another of the same size and times", file: branches, make: func(t *testing.T) { replaceKeepingStat(t, in(branches), 100) }},
+		{name: "the file replaced by another of the same size and times, quick cold pass", quick: true, file: tellers, make: func(t *testing.T) { replaceKeepingStat(t, in(tellers), 200) }},
+		{name: "the mode changed", file: accounts, make: func(t *testing.T) { chmod(t, in(accounts), 0o644) }},
+		{name: "the mode changed, quick cold pass", quick: true, file: "PG_VERSION", make: func(t *testing.T) { chmod(t, in("PG_VERSION"), 0o666) }},
+		{name: "a directory's mode changed", file: "base", make: func(t *testing.T) { chmod(t, in("base"), 0o755) }},
+		{name: "the owner changed", root: true, file: branches, make: func(t *testing.T) { chownKeepingTimes(t, in(branches), 0, 0) }},
+		{name: "the owner changed, quick cold pass", root: true, quick: true, file: "postgresql.conf", make: func(t *testing.T) { chownKeepingTimes(t, in("postgresql.conf"), 0, 0) }},
+		{name: "a file removed", file: tellers, make: func(t *testing.T) { removeFile(t, in(tellers)) }},
+		{name: "a stray file added", file: "base/1/99999", make: func(t *testing.T) {
+			if err := os.WriteFile(in("base/1/99999"), make([]byte, 8192), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, d := range drifts {
+		t.Run(d.name, func(t *testing.T) {
+			if d.root && os.Geteuid() != 0 {
+				t.Skip("needs root to change an owner")
+			}
+			d.make(t)
+			// The premise, on the drifted entry alone.
+			onlyFile := func(rel string) bool {
+				return skipForCopy(rel) || rel != "." && rel != d.file && !strings.HasPrefix(d.file, rel+"/")
+			}
+			diffs, err := scratch.CompareTrees(src.Dir, dest, scratch.CompareOptions{Skip: onlyFile, Owners: true, Mtimes: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(diffs) == 0 || !strings.HasPrefix(diffs[0], d.file+": ") {
+				t.Fatalf("test premise: the drift makes the copy differ from the source in %s, CompareTrees says %q", d.file, diffs)
+			}
+			for _, l := range diffs {
+				if strings.Contains(l, "mtime") || strings.Contains(l, "size") {
+					t.Fatalf("test premise: the drift keeps size and mtime, CompareTrees says %q", l)
+				}
+			}
+			args := []string{"finish", "--no-stop", "--json", "--log-format", "json"}
+			var env []string
+			if d.quick {
+				args, env = append(args, "--cold-pass=quick"), quick
+			}
+			r := runWith(t, runOpts{env: env}, append(args, src.Dir, dest)...)
+			if r.code != 0 {
+				t.Fatalf("finish after the copy drifted (%s) completes, got %s", d.name, r)
+			}
+			var s summaryJSON
+			if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || len(s.Passes) != 1 {
+				t.Fatalf("finish --no-stop --json prints one cold pass: %v\n%s", err, r.stdout)
+			}
+			if p := s.Passes[0]; d.quick && p.FilesSkipped < 100 {
+				t.Fatalf("test premise: the quick cold pass skips the files whose stat it trusts (past a 1 ms horizon), but it skipped %d", p.FilesSkipped)
+			}
+			diffs, err = scratch.CompareTrees(src.Dir, dest, scratch.CompareOptions{Skip: skipForCopy, Owners: true, Mtimes: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(diffs) > 0 {
+				t.Errorf("a copy that drifted (%s) is never trusted by its manifest record: the next finish repairs it, but the copy still differs from the source:\n%s", d.name, strings.Join(diffs, "\n"))
+			}
+		})
+	}
+
+	if out, _, code := run(t, "verify", "--manifest-only", dest); code != 0 {
+		t.Errorf("after the repairs the copy matches its manifest: verify --manifest-only exits %d\n%s", code, out)
+	}
+	checksumsOK(t, "the copy repaired after drifts", dest)
+	cp := openCopy(t, dest)
+	if err := cp.Start(ctxFor(t, 3*time.Minute)); err != nil {
+		t.Fatalf("the copy repaired after drifts starts: %v", err)
+	}
+	startCluster(t, src)
+	sameData(t, src, cp)
+}
+
+// replaceKeepingStat replaces file with a new file (another inode) whose
+// byte at off differs, with the same size, mode, owner, atime and mtime: a
+// restore of the file from elsewhere.
+func replaceKeepingStat(t *testing.T, file string, off int64) {
+	t.Helper()
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[off] ^= 0x5a
+	tmp := file + ".restored"
+	if err := os.WriteFile(tmp, b, st.Mode().Perm()); err != nil {
+		t.Fatal(err)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if os.Geteuid() == 0 {
+		if err := os.Chown(tmp, int(sys.Uid), int(sys.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(tmp, time.Unix(sys.Atim.Sec, sys.Atim.Nsec), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// chmod changes path's mode; the mtime stays (only the ctime moves).
+func chmod(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// chownKeepingTimes changes path's owner; the mtime stays.
+func chownKeepingTimes(t *testing.T, path string, uid, gid int) {
+	t.Helper()
+	if err := os.Lchown(path, uid, gid); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -598,6 +845,7 @@ func serverLogFile(t *testing.T) string {
 // what, no panic, and the copy left unsealed.
 func checkFailure(t *testing.T, r procResult, fault, dest, where, what string) {
 	t.Helper()
+	t.Logf("%s: exit %d: %s", fault, r.code, strings.Join(append(stderrLines(r.stderr, "pgtwopass: error:"), stderrLines(r.stderr, "pgtwopass: hint:")...), " | "))
 	if r.code != 1 {
 		t.Errorf("%s: exit 1 (failure), got %s", fault, r)
 	}
@@ -606,6 +854,9 @@ func checkFailure(t *testing.T, r procResult, fault, dest, where, what string) {
 		t.Errorf("%s: one 'pgtwopass: error:' line, got %d:\n%s", fault, len(lines), r.stderr)
 	} else if !strings.Contains(lines[0], where) || !strings.Contains(lines[0], what) {
 		t.Errorf("%s: the error names the file (under %s) and the error (%q), got %q", fault, where, what, lines[0])
+	}
+	if h := stderrLines(r.stderr, "pgtwopass: hint:"); len(h) != 1 || !strings.Contains(h[0], "run the same command again") {
+		t.Errorf("%s: a failed pass says how to recover on one 'pgtwopass: hint:' line (run the same command again), got %q", fault, h)
 	}
 	if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
 		t.Errorf("%s: a failed pass reports an error, not a panic:\n%s", fault, r.stderr)

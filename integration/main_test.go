@@ -82,6 +82,11 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	// Other OS users run the binary too (an unreadable SRC, as nobody).
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		return 1
+	}
 	binary = filepath.Join(tmp, "pgtwopass")
 	build := exec.Command(goBin, "build", "-o", binary, "./cmd/pgtwopass")
 	build.Dir = root

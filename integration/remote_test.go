@@ -243,10 +243,7 @@ func TestRemoteRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runWith(t, runOpts{env: fakeRshEnvFor()}, tc.args...)
-			checkBadInput(t, r.stdout, r.stderr, r.code, tc.args)
-			if !strings.Contains(r.stderr, tc.want) {
-				t.Errorf("%s: the error says %q:\n%s", tc.name, tc.want, r.stderr)
-			}
+			checkBadInput(t, r, tc.args, tc.want)
 		})
 	}
 	if hashTree(t, foreign) != before {

@@ -104,8 +104,8 @@ func tablespaceSync(t *testing.T, remote bool) {
 	}
 
 	stopCluster(t, src)
-	mustPG("finish", "--no-stop", "--tablespace-map", tsmap, src.Dir, dest)
-	notTablespaceLink := func(rel string) bool { return skipForCopy(rel) || rel == "pg_tblspc/"+oid }
+	mustPG("finish", "--no-stop", "--backup-manifest", "--tablespace-map", tsmap, src.Dir, dest)
+	notTablespaceLink := func(rel string) bool { return skipForCopy(rel) || rel == "pg_tblspc/"+oid || rel == "backup_manifest" }
 	diffs, err := scratch.CompareTrees(src.Dir, dest, scratch.CompareOptions{Skip: notTablespaceLink, Owners: true, Mtimes: true})
 	if err != nil || len(diffs) > 0 {
 		t.Errorf("the data directory's copy equals the source (but for the tablespace link): %v %v", diffs, err)
@@ -117,9 +117,33 @@ func tablespaceSync(t *testing.T, remote bool) {
 	if out, err := scratch.Checksums(ctxFor(t, 2*time.Minute), dest, scratch.Options{BinDir: pgBinDir}); err != nil {
 		t.Errorf("pg_checksums --check passes on the copy, tablespace included: %v\n%s", err, out)
 	}
+	if out, err := pgProgram(t, "pg_verifybackup", "-n", dest); err != nil {
+		t.Errorf("pg_verifybackup -n accepts a copy with a tablespace made by finish --backup-manifest (pgtwopass's marker in the tablespace's copy is listed): %v\n%s", err, out)
+	}
 	if r := pg("verify", "--tablespace-map", tsmap, src.Dir, dest); r.code != 0 {
 		t.Errorf("verify with the tablespace map finds the copy identical: %s", r)
 	}
+
+	// The copy's link points elsewhere (to an identical tree): verify
+	// reports that one difference, once.
+	tsElsewhere := filepath.Join(base, "ts-elsewhere")
+	cpA(t, tsNew, tsElsewhere)
+	relink := func(target string) {
+		t.Helper()
+		if err := os.Remove(link); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	relink(tsElsewhere)
+	r := pg("verify", "--tablespace-map", tsmap, src.Dir, dest)
+	stdout, code := r.stdout, r.code
+	if lines := strings.Split(strings.TrimSpace(stdout), "\n"); code != 4 || len(lines) != 1 || !strings.HasPrefix(lines[0], "pg_tblspc/"+oid+": ") || !strings.Contains(lines[0], tsElsewhere) {
+		t.Errorf("verify reports a tablespace link of the copy that points to %s instead of %s once, as the one difference: exit %d\n%s", tsElsewhere, tsNew, code, stdout)
+	}
+	relink(tsNew)
 
 	cp := openCopy(t, dest)
 	if err := cp.Start(ctxFor(t, 3*time.Minute)); err != nil {

@@ -184,28 +184,45 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-// TestSourceNeverWritten: no command writes to the source: not a file, not
-// an mtime, not a directory entry.
+// TestSourceNeverWritten: no command writes to the source, with its server
+// stopped: not a byte, not a mode, not an owner, not an mtime (of a file or
+// of a directory), not a directory entry. Every command runs, in each of
+// its modes: dry runs, live passes, cold passes (checksum and quick), with
+// --backup-manifest, verify in full and against the manifest, status.
 func TestSourceNeverWritten(t *testing.T) {
 	t.Parallel()
 	src := newCluster(t, 1)
 	dest := filepath.Join(t.TempDir(), "copy")
+	quick := []string{"PGTWOPASS_FAULT_QUICK_MARGIN=1ms"}
 	want := hashTree(t, src.Dir)
-	for _, args := range [][]string{
-		{"prepare", "--dry-run", src.Dir, dest},
-		{"prepare", src.Dir, dest},
-		{"prepare", "--dry-run", src.Dir, dest},
-		{"finish", "--no-stop", "--dry-run", src.Dir, dest},
-		{"finish", "--no-stop", src.Dir, dest},
-		{"verify", src.Dir, dest},
-		{"verify", "--json", src.Dir, dest},
-		{"status", dest},
-		{"status", "--json", dest},
-		{"sync", "--no-stop", src.Dir, dest},
+	for _, c := range []struct {
+		args []string
+		env  []string
+	}{
+		{args: []string{"prepare", "--dry-run", src.Dir, dest}},
+		{args: []string{"prepare", src.Dir, dest}},
+		{args: []string{"prepare", "--dry-run", src.Dir, dest}},
+		{args: []string{"prepare", "--jobs", "1", "--block-size", "8192", src.Dir, dest}},
+		{args: []string{"finish", "--no-stop", "--dry-run", src.Dir, dest}},
+		{args: []string{"finish", "--no-stop", "--dry-run", "--cold-pass=quick", src.Dir, dest}, env: quick},
+		{args: []string{"finish", "--no-stop", src.Dir, dest}},
+		{args: []string{"finish", "--no-stop", "--backup-manifest", src.Dir, dest}},
+		{args: []string{"finish", "--no-stop", "--cold-pass=quick", src.Dir, dest}, env: quick},
+		{args: []string{"finish", "--no-stop", "--cold-pass=quick", "--backup-manifest", src.Dir, dest}, env: quick},
+		{args: []string{"verify", src.Dir, dest}},
+		{args: []string{"verify", "--json", src.Dir, dest}},
+		{args: []string{"verify", "--manifest-only", dest}},
+		{args: []string{"status", dest}},
+		{args: []string{"status", "--json", dest}},
+		{args: []string{"sync", "--no-stop", src.Dir, dest}},
+		{args: []string{"sync", "--no-stop", "--dry-run", src.Dir, dest}},
+		{args: []string{"sync", "--no-stop", "--cold-pass=quick", "--backup-manifest", src.Dir, dest}, env: quick},
 	} {
-		mustRun(t, args...)
+		if r := runWith(t, runOpts{env: c.env}, c.args...); r.code != 0 {
+			t.Fatalf("pgtwopass %s: %s", strings.Join(c.args, " "), r)
+		}
 		if got := hashTree(t, src.Dir); got != want {
-			t.Errorf("pgtwopass %s writes nothing in SRC, but its tree hash changed", strings.Join(args, " "))
+			t.Errorf("pgtwopass %s writes nothing in SRC (contents, modes, owners, mtimes), but its tree hash changed", strings.Join(c.args, " "))
 			want = got
 		}
 	}
@@ -297,4 +314,126 @@ func onlyLive(passes []statusPassJSON) bool {
 		}
 	}
 	return true
+}
+
+// TestVerifyManifestOnly: verify --manifest-only needs no source: with SRC
+// gone it exits 0 on a good copy (sealed or not) and 4 when one block of
+// the copy changed (size and mtime kept), a file is missing or a stray file
+// appears, naming each on stdout.
+func TestVerifyManifestOnly(t *testing.T) {
+	t.Parallel()
+	src := newCluster(t, 0)
+	// pg_attribute of template1: a mapped catalog, whose file keeps its name.
+	catalog := "base/1/1249"
+	base := t.TempDir()
+	dest := filepath.Join(base, "copy")
+	prepared := filepath.Join(base, "prepared")
+	mustRun(t, "finish", "--no-stop", src.Dir, dest)
+	mustRun(t, "prepare", src.Dir, prepared)
+
+	// No source needed: it is moved out of reach.
+	away := src.Dir + ".away"
+	if err := os.Rename(src.Dir, away); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Rename(away, src.Dir)
+
+	for _, c := range []struct{ what, dir string }{{"a finished copy", dest}, {"a prepared (unsealed) copy", prepared}} {
+		stdout, stderr, code := run(t, "verify", "--manifest-only", c.dir)
+		if code != 0 || !strings.Contains(stdout, "the copy matches its manifest") {
+			t.Errorf("verify --manifest-only of %s, without the source, exits 0 and says the copy matches its manifest: exit %d\nstdout:\n%s\nstderr:\n%s", c.what, code, stdout, stderr)
+		}
+	}
+
+	const blk = 5
+	zeroBlock(t, filepath.Join(dest, filepath.FromSlash(catalog)), blk)
+	stdout, stderr, code := run(t, "verify", "--manifest-only", dest)
+	if code != 4 {
+		t.Errorf("verify --manifest-only exits 4 when one block of the copy changed (size and mtime kept), got %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], catalog+": ") || !strings.Contains(lines[0], "at byte "+itoa(blk*scratch.BlockSize)) {
+		t.Errorf("verify --manifest-only names the one changed file %s and its block at byte %d, got:\n%s", catalog, blk*scratch.BlockSize, stdout)
+	}
+
+	stray := "base/1/99999"
+	if err := os.WriteFile(filepath.Join(dest, filepath.FromSlash(stray)), []byte("stray\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	removeFile(t, filepath.Join(dest, "PG_VERSION"))
+	var v verifyJSON
+	stdout, _, code = run(t, "verify", "--manifest-only", "--json", dest)
+	if code != 4 {
+		t.Errorf("verify --manifest-only --json exits 4 on differences, got %d", code)
+	}
+	if err := json.Unmarshal([]byte(stdout), &v); err != nil {
+		t.Fatalf("verify --manifest-only --json prints one JSON object: %v\n%s", err, stdout)
+	}
+	got := map[string]string{}
+	for _, d := range v.Differences {
+		got[d.Path] = d.What
+	}
+	for path, what := range map[string]string{catalog: "differ", stray: "not in the manifest", "PG_VERSION": "missing from the copy"} {
+		if !strings.Contains(got[path], what) {
+			t.Errorf("verify --manifest-only --json lists %s as %q, got %q (all: %+v)", path, what, got[path], v.Differences)
+		}
+	}
+	if v.Identical == nil || *v.Identical || len(v.Differences) != 3 {
+		t.Errorf("verify --manifest-only --json: identical = %v with exactly the 3 differences, got %+v", v.Identical, v.Differences)
+	}
+}
+
+// TestBackupManifestPgVerifybackup: finish --backup-manifest, run as a DBA
+// runs it (the server running, stopped and started again by finish), writes
+// a backup_manifest with which PostgreSQL's own pg_verifybackup -n accepts
+// the copy: an independent verifier. It is one: after one byte of the copy
+// changes, pg_verifybackup fails and names the file. A quick cold pass,
+// which does not read the files whose stat it trusts and takes their
+// CRC-32C from the manifest, writes a backup_manifest that pg_verifybackup
+// accepts too, and repairs the changed byte.
+func TestBackupManifestPgVerifybackup(t *testing.T) {
+	t.Parallel()
+	src := newCluster(t, 1)
+	startCluster(t, src)
+	accounts := relationFile(t, src, "pgbench_accounts")
+	dest := filepath.Join(pgTempDir(t), "copy")
+	startLog := serverLogFile(t)
+	mustRun(t, "prepare", src.Dir, dest)
+	execSQL(t, src, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 97 = 0")
+	mustRun(t, "finish", "--restart", "--backup-manifest", "--start-log", startLog, src.Dir, dest)
+	if !src.Running() {
+		t.Fatalf("finish --restart starts the source again")
+	}
+	if out, err := pgProgram(t, "pg_verifybackup", "-n", dest); err != nil {
+		t.Errorf("pg_verifybackup -n accepts a copy made by finish --restart --backup-manifest: %v\n%s", err, out)
+	}
+
+	flipByte(t, filepath.Join(dest, accounts), 7*scratch.BlockSize+123)
+	out, err := pgProgram(t, "pg_verifybackup", "-n", dest)
+	if err == nil || !strings.Contains(out, accounts) {
+		t.Errorf("pg_verifybackup -n rejects a copy changed by one byte and names the file %s (it verifies the copy independently of pgtwopass): %v\n%s", accounts, err, out)
+	}
+
+	execSQL(t, src, "UPDATE pgbench_branches SET bbalance = bbalance + 1")
+	stopCluster(t, src)
+	r := runWith(t, runOpts{env: []string{"PGTWOPASS_FAULT_QUICK_MARGIN=1ms"}},
+		"finish", "--no-stop", "--cold-pass=quick", "--backup-manifest", "--json", "--log-format", "json", src.Dir, dest)
+	if r.code != 0 {
+		t.Fatalf("finish --cold-pass=quick --backup-manifest completes: %s", r)
+	}
+	var s summaryJSON
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || len(s.Passes) != 1 {
+		t.Fatalf("finish --no-stop --json prints one cold pass: %v\n%s", err, r.stdout)
+	}
+	if p := s.Passes[0]; p.FilesSkipped < 100 || p.FilesExamined == 0 {
+		t.Fatalf("test premise: the quick cold pass skips most files (their CRC-32C comes from the manifest) and reads the changed ones: %d skipped, %d read", p.FilesSkipped, p.FilesExamined)
+	}
+	if out, err := pgProgram(t, "pg_verifybackup", "-n", dest); err != nil {
+		t.Errorf("pg_verifybackup -n accepts a copy finished by a quick cold pass with --backup-manifest (the CRC-32C of the files it did not read come from the manifest): %v\n%s", err, out)
+	}
+	notBackupManifest := func(rel string) bool { return skipForCopy(rel) || rel == "backup_manifest" }
+	diffs, err := scratch.CompareTrees(src.Dir, dest, scratch.CompareOptions{Skip: notBackupManifest, Owners: true, Mtimes: true})
+	if err != nil || len(diffs) > 0 {
+		t.Errorf("finish --cold-pass=quick --backup-manifest repairs the one-byte drift: the copy equals the source but for its backup_manifest, got %q %v", diffs, err)
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
@@ -28,13 +29,26 @@ const exitStatusHelp = `EXIT STATUS:
    3  the downtime budget cannot be met: the server was not stopped
    4  verify found differences between SRC and DEST`
 
-// usageError is a command line that does not parse.
-type usageError struct{ err error }
+// usageError is a command line that does not parse. hint, when set, says
+// more than the default hint.
+type usageError struct {
+	err  error
+	hint string
+}
 
 func (e *usageError) Error() string { return e.err.Error() }
 
+// hintedError is a failure with the hint to print after it.
+type hintedError struct {
+	err  error
+	hint string
+}
+
+func (e *hintedError) Error() string { return e.err.Error() }
+func (e *hintedError) Unwrap() error { return e.err }
+
 func usagef(format string, args ...any) error {
-	return &usageError{fmt.Errorf(format, args...)}
+	return &usageError{err: fmt.Errorf(format, args...)}
 }
 
 // exitCode maps an error to the process's exit status: the one table.
@@ -59,15 +73,22 @@ func hintFor(err error) string {
 	var usage *usageError
 	var input *pgsync.InputError
 	var budget *pgsync.BudgetError
+	var hinted *hintedError
 	switch {
+	case errors.As(err, &hinted):
+		return hinted.hint
 	case errors.As(err, &input):
 		return input.Hint
 	case errors.As(err, &budget):
 		return budget.Hint()
+	case errors.As(err, &usage) && usage.hint != "":
+		return usage.hint
 	case errors.As(err, &usage):
 		return "see 'pgtwopass --help' and 'pgtwopass COMMAND --help'"
 	case errors.Is(err, pgsync.ErrInterrupted):
 		return "the copy is left unsealed and cannot be started; run the same command again to finish it"
+	case errors.Is(err, manifest.ErrCorrupt):
+		return "the copy's manifest is damaged and is not trusted: finish rebuilds it from the copy's contents; verify SRC DEST compares the copy with the source"
 	}
 	return ""
 }
@@ -103,6 +124,7 @@ A maintenance window:
 			prepareCommand(), finishCommand(), syncCommand(), verifyCommand(), statusCommand(), demoCommand(), receiveCommand(),
 		},
 		OnUsageError: onUsageError,
+		Action:       unknownCommand,
 		ExitErrHandler: func(*cli.Context, error) {
 			// run() reports errors and picks the exit status.
 		},
@@ -114,7 +136,31 @@ A maintenance window:
 	return app
 }
 
-func onUsageError(_ *cli.Context, err error, _ bool) error { return &usageError{err} }
+func onUsageError(_ *cli.Context, err error, _ bool) error { return &usageError{err: err} }
+
+// unknownCommand runs when no command matches: without arguments (or with
+// "help [COMMAND]") it shows the help, otherwise the first argument is a
+// command that does not exist.
+func unknownCommand(c *cli.Context) error {
+	switch {
+	case c.NArg() == 0, c.NArg() == 1 && c.Args().First() == "help":
+		return cli.ShowAppHelp(c)
+	case c.NArg() == 2 && c.Args().First() == "help" && c.App.Command(c.Args().Get(1)) != nil:
+		return cli.ShowCommandHelp(c, c.Args().Get(1))
+	}
+	name := c.Args().First()
+	if name == "help" {
+		name = c.Args().Get(1)
+	}
+	var names []string
+	for _, cmd := range c.App.VisibleCommands() {
+		names = append(names, cmd.Name)
+	}
+	return &usageError{
+		err:  fmt.Errorf("unknown command %q", name),
+		hint: "the commands are " + strings.Join(names, ", ") + "; see 'pgtwopass --help'",
+	}
+}
 
 // run runs the command line and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

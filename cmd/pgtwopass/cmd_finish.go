@@ -40,6 +40,10 @@ func runFinish(c *cli.Context) error {
 	if err != nil {
 		return out.done(nil, err)
 	}
-	res, err := pgsync.Finish(c.Context, o, serverOptions(c))
+	so, err := serverOptions(c)
+	if err != nil {
+		return out.done(nil, err)
+	}
+	res, err := pgsync.Finish(c.Context, o, so)
 	return out.done(res, err)
 }

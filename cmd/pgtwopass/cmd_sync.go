@@ -30,6 +30,10 @@ func runSync(c *cli.Context) error {
 	if err != nil {
 		return out.done(nil, err)
 	}
-	res, err := pgsync.Sync(c.Context, o, serverOptions(c))
+	so, err := serverOptions(c)
+	if err != nil {
+		return out.done(nil, err)
+	}
+	res, err := pgsync.Sync(c.Context, o, so)
 	return out.done(res, err)
 }

@@ -139,6 +139,9 @@ func passOptions(c *cli.Context, obs pgsync.Observer) (pgsync.Options, error) {
 	if c.IsSet("block-size") && c.Int("block-size") == 0 {
 		return pgsync.Options{}, &pgsync.InputError{What: "invalid block size 0", Hint: "use a power of two from 4096 to 16777216, e.g. --block-size 8192"}
 	}
+	if c.IsSet("max-passes") && c.Int("max-passes") < 1 {
+		return pgsync.Options{}, &pgsync.InputError{What: "invalid --max-passes " + c.String("max-passes"), Hint: "use --max-passes 1 or more"}
+	}
 	tsmap, err := tablespaceMap(c)
 	if err != nil {
 		return pgsync.Options{}, err
@@ -160,13 +163,16 @@ func passOptions(c *cli.Context, obs pgsync.Observer) (pgsync.Options, error) {
 		AllowCrashed:      c.Bool("allow-crashed"),
 		BackupManifest:    c.Bool("backup-manifest"),
 		ColdPass:          c.String("cold-pass"),
-		MaxPasses:         maxPasses(c),
+		MaxPasses:         c.Int("max-passes"),
 		QuickMargin:       quickMargin,
 		Observer:          obs,
 	}, nil
 }
 
-func serverOptions(c *cli.Context) pgsync.ServerOptions {
+func serverOptions(c *cli.Context) (pgsync.ServerOptions, error) {
+	if d := c.Duration("max-downtime"); d < 0 {
+		return pgsync.ServerOptions{}, &pgsync.InputError{What: "invalid --max-downtime " + d.String(), Hint: "give a positive duration, e.g. --max-downtime 30s, or leave it out for no budget"}
+	}
 	return pgsync.ServerOptions{
 		NoStop:       c.Bool("no-stop"),
 		StopCommand:  c.String("stop-command"),
@@ -176,12 +182,5 @@ func serverOptions(c *cli.Context) pgsync.ServerOptions {
 		DSN:          c.String("dsn"),
 		StartLog:     c.String("start-log"),
 		MaxDowntime:  c.Duration("max-downtime"),
-	}
-}
-
-func maxPasses(c *cli.Context) int {
-	if c.IsSet("max-passes") && c.Int("max-passes") < 1 {
-		return -1 // refused by the engine, with a hint
-	}
-	return c.Int("max-passes")
+	}, nil
 }

@@ -301,6 +301,9 @@ func (o *output) done(res *pgsync.Result, err error) error {
 	o.obs.stopTicker()
 	o.ui.close()
 	defer o.log.Sync()
+	if err != nil && exitCode(err) == exitFailure && hintFor(err) == "" {
+		err = &hintedError{err, "fix the cause and run the same command again; 'pgtwopass status DEST' says whether the copy is sealed (only a sealed copy can be started)"}
+	}
 	if o.metrics != nil {
 		if merr := o.metrics.write(res, exitCode(err), time.Now()); merr != nil {
 			if err == nil {

@@ -20,6 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/internal/scratch"
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
@@ -359,7 +360,7 @@ func (d *demo) summary() {
 	fmt.Fprintln(tw, "pass\tseconds\tbytes read\tbytes written\tfiles changed\t")
 	for _, p := range rep.Result.Passes {
 		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%d\t\n", p.Kind, p.Duration().Seconds(),
-			humanBytes(p.BytesRead), humanBytes(p.BytesWritten), p.FilesChanged)
+			human.Bytes(p.BytesRead), human.Bytes(p.BytesWritten), p.FilesChanged)
 	}
 	tw.Flush()
 	d.say("downtime: %.2f s%s (from the stop of the source to the end of its restart)", rep.Result.Downtime.Seconds(), predicted(rep.Result))
@@ -397,11 +398,11 @@ type printObserver struct{ w *lockedWriter }
 func (p printObserver) Event(e pgsync.Event) {
 	switch e.Kind {
 	case pgsync.PassStarted:
-		p.w.printf("sync: %s pass started (at most %s to read)\n", e.Pass, humanBytes(e.Total))
+		p.w.printf("sync: %s pass started (at most %s to read)\n", e.Pass, human.Bytes(e.Total))
 	case pgsync.PassFinished:
 		if s := e.Stats; s != nil {
 			p.w.printf("sync: %s pass done in %.2f s: read %s, wrote %s, %d files changed, %d deleted\n",
-				s.Kind, s.Duration().Seconds(), humanBytes(s.BytesRead), humanBytes(s.BytesWritten), s.FilesChanged, s.FilesDeleted)
+				s.Kind, s.Duration().Seconds(), human.Bytes(s.BytesRead), human.Bytes(s.BytesWritten), s.FilesChanged, s.FilesDeleted)
 		}
 	case pgsync.Step:
 		p.w.printf("sync: %s\n", e.Msg)
@@ -448,17 +449,4 @@ func approxSize(scale int) string {
 		return strconv.FormatFloat(float64(mb)/1024, 'f', 1, 64) + " GB"
 	}
 	return strconv.Itoa(mb) + " MB"
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/google/renameio/v2"
 	"github.com/zeebo/xxh3"
@@ -342,19 +343,29 @@ func (r *Reader) Close() error {
 	return nil
 }
 
+// readStep bounds what read allocates ahead of the bytes actually read: a
+// damaged record length (up to maxBodyLen) in a short file must not cost
+// an allocation of that size.
+const readStep = 1 << 20
+
 // read returns the next n bytes, added to the running checksum. The slice is
 // valid until the next call.
 func (r *Reader) read(n int) ([]byte, error) {
-	if cap(r.buf) < n {
-		r.buf = make([]byte, n)
-	}
-	b := r.buf[:n]
-	if _, err := io.ReadFull(r.br, b); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, corrupt("truncated after %d records", r.count)
+	b := r.buf[:0]
+	for len(b) < n {
+		step := min(n-len(b), readStep)
+		b = slices.Grow(b, step)
+		m, err := io.ReadFull(r.br, b[len(b):len(b)+step])
+		b = b[:len(b)+m]
+		if err != nil {
+			r.buf = b[:0]
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, corrupt("truncated after %d records", r.count)
+			}
+			return nil, fmt.Errorf("failed to read manifest: %w", err)
 		}
-		return nil, fmt.Errorf("failed to read manifest: %w", err)
 	}
+	r.buf = b
 	r.sum.Write(b)
 	return b, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -57,6 +58,11 @@ func parsePostmasterPID(text string) (*Postmaster, error) {
 	if pid < 0 { // very old releases wrote -PID for a standalone backend
 		pid = -pid
 	}
+	// ServerRunning signals the PID: one that a pid_t cannot hold would
+	// name another process, or (negative) a process group.
+	if pid < 0 || pid > math.MaxInt32 {
+		return nil, fmt.Errorf("bad PID line %q: out of range", line(0))
+	}
 	pm := &Postmaster{PID: pid, DataDir: line(1), SocketDir: line(4), ListenAddr: line(5), Status: line(7)}
 	if s := line(2); s != "" {
 		if pm.StartTime, err = strconv.ParseInt(s, 10, 64); err != nil {
@@ -66,6 +72,9 @@ func parsePostmasterPID(text string) (*Postmaster, error) {
 	if s := line(3); s != "" {
 		if pm.Port, err = strconv.Atoi(s); err != nil {
 			return nil, fmt.Errorf("bad port %q: %w", s, err)
+		}
+		if pm.Port < 0 || pm.Port > 65535 {
+			return nil, fmt.Errorf("bad port %q: out of range", s)
 		}
 	}
 	return pm, nil

@@ -34,10 +34,26 @@ const backupManifestName = "backup_manifest"
 // that `pg_verifybackup -n DEST` checks the copy independently of
 // pgtwopass. The checksums come from the manifest just committed: CRC-32C
 // of the bytes the pass read anyway. pg_wal is left out, as pg_basebackup
-// does; DEST/.pgtwopass is listed, since pg_verifybackup reports files it
-// does not know.
+// does; pgtwopass's own files (DEST/.pgtwopass, the markers in the copies of
+// tablespaces) are listed, since pg_verifybackup reports files it does not
+// know.
 func (lp *localPass) writeBackupManifest(tli, lsn string) error {
-	d := lp.d
+	if err := lp.d.writeBackupManifest(tli, lsn); err != nil {
+		return err
+	}
+	lp.obs.Event(Event{Kind: Step, Pass: lp.req.Kind, Msg: "wrote backup_manifest: check the copy with pg_verifybackup -n"})
+	return nil
+}
+
+// writeBackupManifest writes DEST/backup_manifest from the copy's manifest
+// and pgtwopass's own files as they are now; tli and lsn are the source's
+// checkpoint, the WAL range of the copy. It keeps DEST's mtime (the
+// source's), which renaming the new file into DEST moves.
+func (d *localDest) writeBackupManifest(tli, lsn string) error {
+	if !timelineRE.MatchString(tli) || !lsnRE.MatchString(lsn) {
+		return fmt.Errorf("no checkpoint timeline and location for the backup_manifest's WAL-Ranges (got %q and %q from pg_controldata)", tli, lsn)
+	}
+	dest := d.dir
 	r, err := manifest.Open(d.manifestPath())
 	if err != nil {
 		return fmt.Errorf("failed to read back the manifest: %w", err)
@@ -74,32 +90,76 @@ func (lp *localPass) writeBackupManifest(tli, lsn string) error {
 		}
 		add(f.Path, f.Dest.Size, time.Unix(0, f.Dest.Mtime), f.CRC32C)
 	}
-	for _, name := range []string{"lock", manifest.FileName} {
-		rel := manifest.DirName + "/" + name
-		data, err := os.ReadFile(filepath.Join(d.dir, filepath.FromSlash(rel)))
+	own, err := d.ownFiles()
+	if err != nil {
+		return err
+	}
+	for _, rel := range own {
+		data, err := os.ReadFile(filepath.Join(dest, filepath.FromSlash(rel)))
 		if err != nil {
 			return err
 		}
-		fi, err := os.Stat(filepath.Join(d.dir, filepath.FromSlash(rel)))
+		fi, err := os.Stat(filepath.Join(dest, filepath.FromSlash(rel)))
 		if err != nil {
 			return err
 		}
 		add(rel, int64(len(data)), fi.ModTime(), crc32c.Checksum(data))
 	}
-	if !timelineRE.MatchString(tli) || !lsnRE.MatchString(lsn) {
-		return fmt.Errorf("no checkpoint timeline and location for the backup_manifest's WAL-Ranges (got %q and %q from pg_controldata)", tli, lsn)
-	}
 	fmt.Fprintf(&b, "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": %s, \"Start-LSN\": \"%s\", \"End-LSN\": \"%s\" }\n],\n", tli, lsn, lsn)
 	sum := sha256.Sum256(b.Bytes())
 	fmt.Fprintf(&b, "\"Manifest-Checksum\": \"%x\"}\n", sum)
 
-	path := filepath.Join(d.dir, backupManifestName)
-	if err := renameio.WriteFile(path, b.Bytes(), 0o600, renameio.WithTempDir(d.dir)); err != nil {
+	root, err := os.Stat(dest)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dest, backupManifestName)
+	if err := renameio.WriteFile(path, b.Bytes(), 0o600, renameio.WithTempDir(dest)); err != nil {
 		return fmt.Errorf("failed to write %s: %w", path, err)
 	}
 	if d.asRoot {
 		os.Lchown(path, int(d.owner.UID), int(d.owner.GID))
 	}
-	lp.obs.Event(Event{Kind: Step, Pass: lp.req.Kind, Msg: "wrote backup_manifest: check the copy with pg_verifybackup -n"})
-	return manifest.SyncDir(d.dir)
+	if err := os.Chtimes(dest, time.Time{}, root.ModTime()); err != nil {
+		return fmt.Errorf("failed to set the times of %s: %w", dest, err)
+	}
+	return manifest.SyncDir(dest)
+}
+
+// ownFiles lists, relative to DEST, the files pgtwopass keeps in the copy
+// for itself once it is sealed: those of DEST/.pgtwopass (but the held
+// pg_control, which the seal moves to global/, and temporary files) and the
+// marker in the copy of each tablespace.
+func (d *localDest) ownFiles() ([]string, error) {
+	var out []string
+	names, err := readDirNames(filepath.Join(d.dir, manifest.DirName))
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		rel := manifest.DirName + "/" + name
+		if rel == heldControl || strings.HasPrefix(name, ".") {
+			continue
+		}
+		out = append(out, rel)
+	}
+	for _, oid := range sortedKeys(d.tsNew) {
+		if _, err := os.Stat(filepath.Join(d.tsNew[oid], tablespaceMarker)); err == nil {
+			out = append(out, "pg_tblspc/"+oid+"/"+tablespaceMarker)
+		}
+	}
+	return out, nil
+}
+
+// refreshBackupManifest rewrites the backup_manifest that the cold pass of
+// this session wrote, after pgtwopass changed its own files in the sealed
+// copy (the server timings recorded after the restart).
+func (d *localDest) refreshBackupManifest() error {
+	if d.backupTLI == "" {
+		return nil // not asked for in this session
+	}
+	if err := d.writeBackupManifest(d.backupTLI, d.backupLSN); err != nil {
+		return fmt.Errorf("failed to rewrite backup_manifest (pg_verifybackup will report %s/%s): %w", manifest.DirName, timingsName, err)
+	}
+	return nil
 }

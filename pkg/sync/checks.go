@@ -114,7 +114,8 @@ func checkPaths(src *source, d *localDest) error {
 	case within(real, src.dir):
 		return inputErr(hint, "DEST %s is inside SRC %s", d.given, src.dir)
 	case within(src.dir, real):
-		return inputErr(hint, "SRC %s is inside DEST %s", src.dir, d.given)
+		return inputErr("choose a DEST that does not contain the source data directory, e.g. a new directory beside it",
+			"SRC %s is inside DEST %s", src.dir, d.given)
 	}
 	return nil
 }

@@ -260,12 +260,23 @@ func Sync(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	return j.res, j.finish(ctx, &s)
 }
 
-// checkNoStop refuses --no-stop while the server runs.
+// checkNoStop refuses --no-stop while the server runs, and a stopped source
+// that was not shut down cleanly (unless AllowCrashed), before DEST is
+// created or locked.
 func (s *ServerOptions) checkNoStop(j *job) error {
-	if running, _, _ := pgctl.ServerRunning(j.src.dir); running && s.NoStop {
+	running, _, _ := pgctl.ServerRunning(j.src.dir)
+	if running && s.NoStop {
 		return errNoStopRunning(j.src)
 	}
+	if !running && !j.opts.AllowCrashed && !j.src.control.CleanlyShutDown() {
+		return errCrashed(j.src.control)
+	}
 	return nil
+}
+
+func errCrashed(cd pgctl.ControlData) error {
+	return inputErr("start the server and stop it cleanly, or pass --allow-crashed to copy it as it is (PostgreSQL then runs crash recovery on the copy)",
+		"the cluster in SRC was not shut down cleanly (pg_controldata: %q)", cd.State)
 }
 
 func errNoStopRunning(src *source) error {
@@ -432,8 +443,7 @@ func (j *job) coldPass(ctx context.Context) error {
 	}
 	if !cd.CleanlyShutDown() {
 		if !j.opts.AllowCrashed {
-			return inputErr("start the server and stop it cleanly, or pass --allow-crashed to copy it as it is (PostgreSQL then runs crash recovery on the copy)",
-				"the cluster in SRC was not shut down cleanly (pg_controldata: %q)", cd.State)
+			return errCrashed(cd)
 		}
 		j.warn("copying a cluster that was not shut down cleanly (pg_controldata: %q): the copy will run crash recovery when it starts", cd.State)
 	}

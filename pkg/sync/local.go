@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/renameio/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
@@ -46,8 +47,14 @@ type localDest struct {
 	owner       ownerIDs // the copy's owner (giveState, tablespace markers)
 	sysID       uint64
 	pgVersion   string
-	asRoot      bool
-	unlock      func()
+	// backupTLI and backupLSN are the WAL range of the backup_manifest
+	// this session wrote, if any.
+	backupTLI, backupLSN string
+	// crashed: a pass was writing the copy when its host went down; the
+	// manifest's records cannot vouch for the copy's files (see passMark).
+	crashed bool
+	asRoot               bool
+	unlock               func()
 }
 
 // newLocalDest returns the copy in dir; tsNew maps the OID of each
@@ -84,6 +91,10 @@ func (d *localDest) open(ctx context.Context, req *openRequest) (*openReply, err
 		// verify: any directory, compared as it is.
 		if fi, err := os.Stat(d.dir); err != nil || !fi.IsDir() {
 			return nil, inputErr("give the copy's directory", "DEST %s is not a directory", d.given)
+		}
+		if !isCopy(d.dir) {
+			return nil, inputErr("give the directory of a copy of SRC: one made by pgtwopass, or any copy of a data directory (it holds PG_VERSION)",
+				"DEST %s is neither a pgtwopass copy nor a data directory (no %s, no PG_VERSION)", d.given, manifest.DirName)
 		}
 		d.exists = true
 		d.owner = d.localOwner(req.Owner)
@@ -167,6 +178,7 @@ func (d *localDest) inspect(want uint64) error {
 		return inputErr("stop the server that runs on the copy, or choose another DEST",
 			"a PostgreSQL server (pid %d) is running on DEST %s", pm.PID, dest)
 	}
+	d.crashed = crashedDuringPass(d.dir)
 	h, err := manifest.ReadHeader(d.manifestPath())
 	if err == nil {
 		if h.SystemIdentifier != want {
@@ -413,12 +425,16 @@ func (d *localDest) status(context.Context) (*CopyStatus, error) {
 
 func (d *localDest) timings(context.Context) serverTimings { return readTimings(d.dir) }
 
+// saveTimings records the server's stop and start times in the copy. The
+// file is one of pgtwopass's own: it goes to the data directory's owner, and
+// a backup_manifest that this session's cold pass wrote is rewritten to list
+// it as it now is.
 func (d *localDest) saveTimings(_ context.Context, t serverTimings) error {
 	if err := writeTimings(d.dir, t); err != nil {
-		return err
+		return fmt.Errorf("could not record the server's stop and start times: %w", err)
 	}
 	d.giveState()
-	return nil
+	return d.refreshBackupManifest()
 }
 
 // checkTablespaces refuses the directory of a tablespace's copy that holds
@@ -454,4 +470,79 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// isCopy reports whether dir looks like a copy of a data directory: a copy
+// made by pgtwopass (it has DEST/.pgtwopass), or one made otherwise (it has
+// PG_VERSION). Comparing SRC with anything else prints every file of SRC as
+// missing, which is a mistyped path rather than a finding.
+func isCopy(dir string) bool {
+	for _, name := range []string{manifest.DirName, "PG_VERSION"} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// The pass mark guards against a power loss of the copy's host during a
+// pass. A file system may write a file's overwritten blocks before the
+// inode's new ctime and mtime (ext4 does not order them; lazytime delays
+// timestamps), so after such a crash a file can hold new blocks under the
+// stat that the old manifest recorded, and a record would vouch for
+// contents the file no longer has. Before a pass writes anything it leaves
+// DEST/.pgtwopass/pass holding the kernel's boot ID; the commit removes it.
+// A mark with another boot ID means that the host went down in the middle of
+// a pass: no record is trusted until a pass commits, and the mark says
+// "distrust" until then. A mark with this boot's ID is a pgtwopass that was
+// killed: the kernel's page cache and stat stayed coherent, and the records
+// stay trusted.
+const passMarkName = "pass"
+
+const distrustMark = "distrust"
+
+// bootIDPath is where Linux gives the ID of the current boot.
+var bootIDPath = "/proc/sys/kernel/random/boot_id"
+
+func bootID() string {
+	b, err := os.ReadFile(bootIDPath)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// crashedDuringPass reports whether the copy in dir holds the mark of a
+// pass that its host's crash interrupted.
+func crashedDuringPass(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, manifest.DirName, passMarkName))
+	if err != nil {
+		return false
+	}
+	id := bootID()
+	return id == "" || strings.TrimSpace(string(b)) != id
+}
+
+// markPass leaves the pass mark, durably, before a pass writes the copy.
+func (d *localDest) markPass() error {
+	mark := bootID()
+	if d.crashed || mark == "" {
+		mark = distrustMark
+	}
+	dir := filepath.Join(d.dir, manifest.DirName)
+	if err := renameio.WriteFile(filepath.Join(dir, passMarkName), []byte(mark+"\n"), 0o600, renameio.WithTempDir(dir)); err != nil {
+		return fmt.Errorf("failed to mark the pass in %s: %w", dir, err)
+	}
+	return manifest.SyncDir(dir)
+}
+
+// unmarkPass removes the pass mark once the pass's manifest is committed:
+// its records were written after the files they describe were fsynced.
+func (d *localDest) unmarkPass() error {
+	dir := filepath.Join(d.dir, manifest.DirName)
+	if err := os.Remove(filepath.Join(dir, passMarkName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	d.crashed = false
+	return manifest.SyncDir(dir)
 }

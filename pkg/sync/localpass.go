@@ -86,6 +86,9 @@ func (d *localDest) beginPass(ctx context.Context, req *passRequest, entries []e
 		lp.obs = nopObserver{}
 	}
 	if !req.DryRun {
+		if err := d.markPass(); err != nil {
+			return nil, err
+		}
 		if err := lp.unseal(); err != nil {
 			return nil, err
 		}
@@ -324,6 +327,10 @@ type oldManifest struct {
 func (lp *localPass) openManifest() *oldManifest {
 	om := &oldManifest{lp: lp}
 	d := lp.d
+	if d.crashed {
+		lp.warn(manifest.DirName, "the copy's host went down while a pass was writing it: the manifest cannot vouch for the copy's files, whose contents are read to rebuild it")
+		return om
+	}
 	if d.header == nil {
 		if d.manifestErr != nil && !errors.Is(d.manifestErr, fs.ErrNotExist) {
 			lp.warn(manifest.DirName, "the manifest cannot be trusted (%v): the copy's contents are read to rebuild it", d.manifestErr)
@@ -712,6 +719,9 @@ func (lp *localPass) commit(ctx context.Context, c *commitRequest) (*commitReply
 	}
 	d.giveState()
 	d.header, d.manifestErr, d.exists = &h, nil, true
+	if err := d.unmarkPass(); err != nil {
+		return nil, err
+	}
 	rep.Header = &h
 	rep.FilesChanged = lp.changed.Load()
 	rep.BytesRead = lp.destRead.Load()
@@ -722,13 +732,7 @@ func (lp *localPass) commit(ctx context.Context, c *commitRequest) (*commitReply
 		if err := lp.writeBackupManifest(c.Timeline, c.CheckpointLSN); err != nil {
 			return nil, err
 		}
-		// The new file moved the copy's mtime: give it the source's again.
-		if err := d.setMeta(d.root, ".", &lp.entries[0], nil); err != nil {
-			return nil, err
-		}
-		if err := syncRootDir(d.root, "."); err != nil {
-			return nil, err
-		}
+		d.backupTLI, d.backupLSN = c.Timeline, c.CheckpointLSN
 	}
 	return rep, lp.seal()
 }

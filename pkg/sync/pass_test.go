@@ -600,3 +600,65 @@ func TestBlockLargerThanAChunk(t *testing.T) {
 	}
 	sameTree(t, src, dst)
 }
+
+// TestHostCrashDuringAPassDistrustsTheManifest: a pass mark left by a pass
+// under another boot (the copy's host went down mid-pass) makes the next
+// pass trust no record: it reads the copy's contents, and only a committed
+// pass clears the mark. A mark of this boot (a killed pgtwopass) keeps the
+// records trusted.
+func TestHostCrashDuringAPassDistrustsTheManifest(t *testing.T) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustPass(t, manifest.Cold, src, dst)
+	mark := filepath.Join(dst, manifest.DirName, passMarkName)
+	if _, err := os.Stat(mark); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a committed pass removes its pass mark (%v)", err)
+	}
+	copyBytes := func(st PassStats) int64 {
+		var n int64
+		for _, e := range []string{"PG_VERSION", "global/1262", "base/1/16384", "base/1/16384_fsm", "base/1/PG_VERSION", "pg_xact/0000", "postgresql.conf"} {
+			fi, err := os.Stat(filepath.Join(src, e))
+			must(t, err)
+			n += fi.Size()
+		}
+		return n
+	}
+	// A killed pgtwopass: the mark holds this boot's ID.
+	must(t, os.WriteFile(mark, []byte(bootID()+"\n"), 0o600))
+	st := mustPass(t, manifest.Cold, src, dst)
+	srcBytes := copyBytes(st)
+	if st.BytesRead > srcBytes+3*8192 {
+		t.Errorf("after a killed pass (same boot) the records stay trusted: read %d bytes, the source holds %d", st.BytesRead, srcBytes)
+	}
+	// The host crashed: the mark holds another boot's ID. A pass that then
+	// ends without a commit (killed, or failed) leaves the distrust in place.
+	must(t, os.WriteFile(mark, []byte("00000000-0000-0000-0000-000000000000\n"), 0o600))
+	o := Options{Jobs: 2}
+	d, _, err := openDest(t, testSource(src), dst, &o)
+	must(t, err)
+	es, err := walk(src, newExcluder(nil))
+	must(t, err)
+	dp, err := d.beginPass(context.Background(), &passRequest{Kind: manifest.Live, BlockSize: DefaultBlockSize, InFlight: 4}, es)
+	must(t, err)
+	dp.abort()
+	d.close()
+	if b, _ := os.ReadFile(mark); strings.TrimSpace(string(b)) != distrustMark || !crashedDuringPass(dst) {
+		t.Fatalf("a pass that ends without a commit after a crash leaves the mark %q: the records stay untrusted until a pass commits; got %q", distrustMark, b)
+	}
+	var warns []string
+	st, err = runPass(t, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, Observer: warnRecorder{&warns}})
+	must(t, err)
+	if st.BytesRead < 2*srcBytes-3*8192 {
+		t.Errorf("after a crash of the host mid-pass the copy's own contents are read (no record trusted): read %d bytes, want about %d", st.BytesRead, 2*srcBytes)
+	}
+	if !strings.Contains(strings.Join(warns, "\n"), "host went down") {
+		t.Errorf("a crash of the host mid-pass is reported as a warning, got %q", warns)
+	}
+	if _, err := os.Stat(mark); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the pass that rebuilt the manifest clears the mark (%v)", err)
+	}
+	sameTree(t, src, dst)
+	if st := mustPass(t, manifest.Cold, src, dst); st.BytesRead > srcBytes+3*8192 {
+		t.Errorf("once a pass committed, the records are trusted again: read %d bytes", st.BytesRead)
+	}
+}

@@ -213,10 +213,31 @@ func (t serverTimings) Start() time.Duration { return time.Duration(t.StartSecon
 
 const timingsName = "server.json"
 
+// maxServerSeconds bounds a believable stop or start of the server.
+const maxServerSeconds = 24 * 60 * 60
+
 func readTimings(dest string) serverTimings {
+	b, err := os.ReadFile(filepath.Join(dest, manifest.DirName, timingsName))
+	if err != nil {
+		return serverTimings{}
+	}
+	return parseTimings(b)
+}
+
+// parseTimings reads server.json, a file in DEST that anyone may have
+// edited or damaged. A time it cannot believe (negative, over a day, not a
+// number) counts as unknown, so that it can neither shorten a prediction
+// below the copy's own time nor overflow it: a prediction that lets a budget
+// pass wrongly stops a server for longer than the DBA allowed.
+func parseTimings(b []byte) serverTimings {
 	var t serverTimings
-	if b, err := os.ReadFile(filepath.Join(dest, manifest.DirName, timingsName)); err == nil {
-		json.Unmarshal(b, &t)
+	if err := json.Unmarshal(b, &t); err != nil {
+		return serverTimings{}
+	}
+	for _, s := range []*float64{&t.StopSeconds, &t.StartSeconds} {
+		if !(*s >= 0 && *s <= maxServerSeconds) { // NaN fails both
+			*s = 0
+		}
 	}
 	return t
 }

@@ -84,3 +84,44 @@ func TestPredictFromLivePasses(t *testing.T) {
 		t.Error("with no pass measured, there is nothing to predict from")
 	}
 }
+
+// FuzzParseTimings: server.json lives in DEST, where anyone may edit or
+// damage it. Whatever it holds, the stop and start times read from it are
+// believable (0 to a day), and they only ever lengthen the prediction of the
+// downtime: a damaged file must not let --max-downtime pass wrongly.
+func FuzzParseTimings(f *testing.F) {
+	for _, s := range []string{
+		`{"stop_seconds": 0.31, "start_seconds": 0.12, "when": "2026-11-27T14:21:25.6Z"}`,
+		`{"stop_seconds": -1e9, "start_seconds": 0.1}`,
+		`{"stop_seconds": 1e300, "start_seconds": 1e300}`,
+		`{"stop_seconds": 86401}`,
+		`{"stop_seconds": "NaN"}`,
+		`{"when": "yesterday"}`,
+		`[]`, `null`, ``, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	s := int64(time.Second)
+	h := &manifest.Header{Passes: []manifest.Pass{
+		{Kind: manifest.Cold, Started: 0, Finished: 3 * s, BytesRead: 1e9, BytesWritten: 1e8, ReadNs: 2 * s, WriteNs: s / 2},
+	}}
+	base, err := predict(h, 1e9, serverTimings{}, true)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tm := parseTimings(b)
+		for _, d := range []time.Duration{tm.Stop(), tm.Start()} {
+			if d < 0 || d > maxServerSeconds*time.Second {
+				t.Fatalf("parseTimings(%q) gives a stop or start of %v: not a believable time", b, d)
+			}
+		}
+		p, err := predict(h, 1e9, tm, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if copyAlone := base.Downtime - base.Stop - base.Start; p.Downtime < copyAlone || p.Stop < 0 || p.Start < 0 {
+			t.Fatalf("with server.json %q the predicted downtime %v (stop %v, start %v) is shorter than the copy alone takes (%v)", b, p.Downtime, p.Stop, p.Start, copyAlone)
+		}
+	})
+}

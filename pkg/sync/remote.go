@@ -519,11 +519,11 @@ func (d *remoteDest) open(ctx context.Context, req *openRequest) (*openReply, er
 }
 
 func (d *remoteDest) timings(ctx context.Context) serverTimings {
-	var t serverTimings
-	if dec, err := d.call(ctx, wire.Empty(wire.TTimings), wire.TTimingsReply); err == nil {
-		json.Unmarshal(wire.DecodeBlob(dec), &t)
+	dec, err := d.call(ctx, wire.Empty(wire.TTimings), wire.TTimingsReply)
+	if err != nil {
+		return serverTimings{}
 	}
-	return t
+	return parseTimings(wire.DecodeBlob(dec))
 }
 
 func (d *remoteDest) saveTimings(ctx context.Context, t serverTimings) error {
