@@ -115,6 +115,10 @@ A maintenance window:
    pgtwopass prepare /var/lib/postgresql/15/main /mnt/new/main   # any time, repeatable
    pgtwopass finish --restart /var/lib/postgresql/15/main /mnt/new/main
 
+DEST may be on another host, [user@]host:PATH, as with rsync: pgtwopass runs
+"pgtwopass receive PATH" there through a remote shell (-e/--rsh, default ssh) and
+sends only the blocks that differ; every command takes such a DEST.
+
 ` + exitStatusHelp,
 		Writer:               stdout,
 		ErrWriter:            stderr,

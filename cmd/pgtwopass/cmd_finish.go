@@ -17,7 +17,8 @@ directory's owner; or --systemd-unit, --stop-command), checks that pg_controldat
 compared with the manifest, and only changed blocks are written. Everything is
 fsynced, then global/pg_control is installed last: the copy is sealed and can be
 started. The downtime is one read of the source plus the changed blocks.
-DEST may be missing or empty (a full cold copy). With --restart the server is
+DEST may be missing or empty (a full cold copy), here or on another host
+([user@]host:PATH, see --rsh). With --restart the server is
 started again afterwards, also when the cold pass failed.
 
 Before the stop it runs one more live pass and predicts the downtime from the

@@ -15,7 +15,7 @@ func prepareCommand() *cli.Command {
 whose size, mtime, ctime and inode equal the manifest's record is trusted; every other
 file is read in large chunks, hashed block by block (xxh3-128) and only the blocks
 whose hashes differ are written. DEST may be missing, empty or an earlier copy of the
-same cluster. The copy is left unsealed: it cannot be started until finish completes.
+same cluster, here or on another host ([user@]host:PATH, see --rsh). The copy is left unsealed: it cannot be started until finish completes.
 prepare is safe to repeat, and a timer may run it nightly to keep a copy warm
 (contrib/systemd, docs/runbook.md). It repeats live passes while each writes less
 than the one before, at most --max-passes. On a terminal it draws a bar per pass

@@ -50,10 +50,9 @@ type destFile struct {
 	// config
 	id   uint64
 	e    *entry
-	old  *manifest.File // the trusted record, if any
-	dfi  fs.FileInfo    // the copy's stat before the pass; nil: new file
-	f    *os.File       // the copy, open for writing
-	name string         // in root
+	dfi  fs.FileInfo // the copy's stat before the pass; nil: new file
+	f    *os.File    // the copy, open for writing
+	name string      // in root
 	root *os.Root
 
 	// state
@@ -460,7 +459,6 @@ func (lp *localPass) next(ctx context.Context) (*basis, error) {
 		}
 		switch {
 		case trust:
-			df.old = rec
 			b.Hashes = rec.Hashes
 		case dfi != nil:
 			// No record vouches for the copy: its own contents are the basis,
