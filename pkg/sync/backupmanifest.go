@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -33,9 +34,12 @@ const backupManifestName = "backup_manifest"
 // writeBackupManifest writes PostgreSQL's backup_manifest into the copy, so
 // that `pg_verifybackup -n DEST` checks the copy independently of
 // pgtwopass. The checksums come from the manifest just committed: CRC-32C
-// of the bytes the pass read anyway. pg_wal is left out, as pg_basebackup
-// does; DEST/.pgtwopass is listed, since pg_verifybackup reports files it
-// does not know.
+// of the bytes the pass read anyway. A record without one (a file that a
+// quick cold pass trusted by its stat, last read by a cold pass that wrote
+// no backup_manifest) gets the CRC-32C of the copy's bytes, which the
+// record vouches for. pg_wal is left out, as pg_basebackup does;
+// DEST/.pgtwopass is listed, since pg_verifybackup reports files it does
+// not know.
 func (lp *localPass) writeBackupManifest(tli, lsn string) error {
 	d := lp.d
 	r, err := manifest.Open(d.manifestPath())
@@ -46,6 +50,7 @@ func (lp *localPass) writeBackupManifest(tli, lsn string) error {
 	var b bytes.Buffer
 	b.WriteString("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n")
 	n := 0
+	var buf []byte // for the records without a CRC-32C
 	add := func(path string, size int64, mtime time.Time, crc uint32) {
 		if n > 0 {
 			b.WriteString(",\n")
@@ -72,7 +77,16 @@ func (lp *localPass) writeBackupManifest(tli, lsn string) error {
 		if f.Path == "pg_wal" || strings.HasPrefix(f.Path, "pg_wal/") {
 			continue
 		}
-		add(f.Path, f.Dest.Size, time.Unix(0, f.Dest.Mtime), f.CRC32C)
+		crc := f.CRC32C
+		if f.Flags&manifest.FlagNoCRC32C != 0 {
+			if buf == nil {
+				buf = make([]byte, chunkSize)
+			}
+			if crc, err = lp.copyCRC32C(f.Path, buf); err != nil {
+				return err
+			}
+		}
+		add(f.Path, f.Dest.Size, time.Unix(0, f.Dest.Mtime), crc)
 	}
 	for _, name := range []string{"lock", manifest.FileName} {
 		rel := manifest.DirName + "/" + name
@@ -102,4 +116,25 @@ func (lp *localPass) writeBackupManifest(tli, lsn string) error {
 	}
 	lp.obs.Event(Event{Kind: Step, Pass: lp.req.Kind, Msg: "wrote backup_manifest: check the copy with pg_verifybackup -n"})
 	return manifest.SyncDir(d.dir)
+}
+
+// copyCRC32C returns the CRC-32C of the copy of rel, read in chunks into buf.
+func (lp *localPass) copyCRC32C(rel string, buf []byte) (uint32, error) {
+	root, name := lp.d.at(rel, true)
+	f, err := root.Open(name)
+	if err != nil {
+		return 0, fmt.Errorf("failed to read %s in the copy for the backup_manifest: %w", rel, err)
+	}
+	defer f.Close()
+	var crc uint32
+	for {
+		n, err := io.ReadFull(f, buf)
+		crc = crc32c.Update(crc, buf[:n])
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return crc, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("failed to read %s in the copy for the backup_manifest: %w", rel, err)
+		}
+	}
 }

@@ -36,6 +36,7 @@ type pass struct {
 	bs       int
 	chunk    int // bytes read at a time: a multiple of bs
 	quick    bool
+	crc      bool // compute each file's CRC-32C (see newPass)
 	ids      idMap
 	inFlight int
 	quiet    bool // the destination reports no events
@@ -68,6 +69,13 @@ func newPass(kind manifest.PassKind, opts *Options, src *source, dst dest, h *ma
 	}
 	p := &pass{kind: kind, opts: opts, src: src, dst: dst, bs: bs, chunk: max(chunkSize, bs), ids: ids, inFlight: inFlight,
 		obs: opts.Observer, quick: kind == manifest.Cold && opts.ColdPass == ColdQuick}
+	// The CRC-32C of a file costs more CPU than reading and hashing it
+	// (about 13 GB/s against 22 GB/s for xxh3-128 here), and only
+	// PostgreSQL's backup_manifest needs it. The cold pass, which is
+	// downtime, computes it only when it writes one; live passes always do,
+	// so that a quick cold pass can list the files it trusts by their stat.
+	// A record without it is flagged manifest.FlagNoCRC32C.
+	p.crc = kind == manifest.Live || opts.BackupManifest
 	p.bufs.New = func() any { b := make([]byte, p.chunk); return &b }
 	return p, nil
 }
@@ -362,7 +370,9 @@ func (p *pass) copyChunk(ctx context.Context, dp destPass, c chunk) {
 		}
 		return
 	}
-	fc.crcs[c.off/int64(p.chunk)] = crc32c.Checksum(buf)
+	if p.crc {
+		fc.crcs[c.off/int64(p.chunk)] = crc32c.Checksum(buf)
+	}
 	var written int64
 	run := -1 // start of a run of changed blocks
 	flush := func(end int) error {
@@ -440,8 +450,12 @@ func (p *pass) result(fc *fileCopy) (*fileResult, error) {
 		res.Flags |= manifest.FlagChangedWhileCopied
 	}
 	size := fc.e.stat.Size
-	for i, crc := range fc.crcs {
-		res.CRC32C = crc32c.Combine(res.CRC32C, crc, min(int64(p.chunk), size-int64(i)*int64(p.chunk)))
+	if p.crc {
+		for i, crc := range fc.crcs {
+			res.CRC32C = crc32c.Combine(res.CRC32C, crc, min(int64(p.chunk), size-int64(i)*int64(p.chunk)))
+		}
+	} else {
+		res.Flags |= manifest.FlagNoCRC32C
 	}
 	res.HashesSum = hashesSum(fc.hashes)
 	return res, nil
