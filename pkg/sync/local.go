@@ -357,8 +357,10 @@ func lstat(root *os.Root, name string) (fs.FileInfo, error) {
 	return root.Lstat(name)
 }
 
-// readRootDir returns the names in a directory of root, in byte order.
-func readRootDir(root *os.Root, name string) ([]string, error) {
+// readRootDir returns the entries of a directory of root, in byte order of
+// their names. Their types come from the directory itself (d_type), or
+// from lstat where the file system does not record them.
+func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {
 	if root == nil {
 		return nil, fs.ErrNotExist
 	}
@@ -367,9 +369,9 @@ func readRootDir(root *os.Root, name string) ([]string, error) {
 		return nil, err
 	}
 	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	sort.Strings(names)
-	return names, err
+	ents, err := f.ReadDir(-1)
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	return ents, err
 }
 
 // syncRootDir fsyncs a directory of root.
