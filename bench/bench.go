@@ -482,36 +482,40 @@ func (b *bench) firstPasses(ctx context.Context, st *state) error {
 	return nil
 }
 
-// cpuProfile runs the full-checksum cold pass once more (warm cache) with
-// PGTWOPASS_CPUPROFILE and keeps pprof's top.
+// cpuProfile runs the checksum and the quick cold pass once more each
+// (warm cache) with PGTWOPASS_CPUPROFILE and keeps pprof's top.
 func (b *bench) cpuProfile(ctx context.Context, st *state) error {
 	if err := os.MkdirAll(b.cfg.cpuprofile, 0o755); err != nil {
 		return err
 	}
-	prof, err := filepath.Abs(filepath.Join(b.cfg.cpuprofile, "cold.pprof"))
-	if err != nil {
+	// Keep a copy of the binary next to the profiles, for later pprof runs.
+	if _, err := runOut(ctx, "", "cp", b.bin, filepath.Join(b.cfg.cpuprofile, "pgtwopass")); err != nil {
 		return err
 	}
-	if err := st.restoreCopy(ctx); err != nil {
-		return err
+	var parts []string
+	for _, mode := range []string{"checksum", "quick"} {
+		prof, err := filepath.Abs(filepath.Join(b.cfg.cpuprofile, "cold-"+mode+".pprof"))
+		if err != nil {
+			return err
+		}
+		if err := st.restoreCopy(ctx); err != nil {
+			return err
+		}
+		if _, err := b.ready(ctx, "warm", st.src); err != nil {
+			return err
+		}
+		logf("profiling the %s cold pass into %s", mode, prof)
+		r, err := b.pgtwopass(ctx, []string{"PGTWOPASS_CPUPROFILE=" + prof}, "finish", "--no-stop", "--cold-pass="+mode, st.src, st.dest)
+		if err != nil {
+			return err
+		}
+		out, err := runOut(ctx, b.root, goTool(), "tool", "pprof", "-top", "-nodecount=25", b.bin, prof)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, fmt.Sprintf("%s cold pass, warm cache, %.2fs wall, profile %s\n\n%s", mode, r.wall.Seconds(), prof, strings.TrimRight(out, "\n")))
 	}
-	if _, err := b.ready(ctx, "warm", st.src); err != nil {
-		return err
-	}
-	logf("profiling the cold pass into %s", prof)
-	r, err := b.pgtwopass(ctx, []string{"PGTWOPASS_CPUPROFILE=" + prof}, "finish", "--no-stop", st.src, st.dest)
-	if err != nil {
-		return err
-	}
-	// Keep a copy of the binary next to the profile, for later pprof runs.
-	if _, err := runOut(ctx, "", "cp", b.bin, filepath.Join(filepath.Dir(prof), "pgtwopass")); err != nil {
-		return err
-	}
-	out, err := runOut(ctx, b.root, goTool(), "tool", "pprof", "-top", "-nodecount=25", b.bin, prof)
-	if err != nil {
-		return err
-	}
-	b.profile = fmt.Sprintf("cold pass, warm cache, %.2fs wall, profile %s\n\n%s", r.wall.Seconds(), prof, strings.TrimRight(out, "\n"))
+	b.profile = strings.Join(parts, "\n\n")
 	fmt.Fprintf(os.Stderr, "\n%s\n\n", b.profile)
 	return nil
 }

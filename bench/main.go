@@ -93,7 +93,7 @@ func main() {
 	flag.Float64Var(&cfg.maxLoad, "max-load", 1.5, "wait before each timed run until the 1-minute load average is below this (0: never wait)")
 	flag.DurationVar(&cfg.quietTimeout, "quiet-timeout", 20*time.Minute, "wait at most this long for -max-load before one run, then measure anyway")
 	flag.DurationVar(&cfg.quietBudget, "quiet-budget", time.Hour, "wait at most this long for -max-load in all")
-	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "run the full-checksum cold pass once more with PGTWOPASS_CPUPROFILE=DIR/cold.pprof and print pprof -top")
+	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "run the checksum and the quick cold pass once more each with PGTWOPASS_CPUPROFILE=DIR/cold-MODE.pprof and report pprof -top (DIR outside the repository)")
 	flag.StringVar(&cfg.write, "write", "", "write the report (Markdown) to this file, e.g. docs/benchmarks.md")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (its clusters stopped)")
 	flag.IntVar(&cfg.jobs, "jobs", 0, "goroutines of the raw parallel read (default: one per CPU, as pgtwopass)")

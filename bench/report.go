@@ -489,7 +489,7 @@ func (b *bench) report() string {
 	}
 	p("```\n\n")
 	if b.profile != "" {
-		p("### CPU profile of the cold pass\n\n```\n%s\n```\n\n", b.profile)
+		p("### CPU profiles of the cold pass\n\n```\n%s\n```\n\n", b.profile)
 	}
 
 	p("### Method\n\n")
