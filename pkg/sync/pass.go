@@ -43,7 +43,6 @@ type pass struct {
 	obs      Observer
 
 	// state
-	bufs                  stdsync.Pool
 	read, written, blocks atomic.Int64
 	examined              atomic.Int64
 	readBusy, writeBusy   atomic.Int64 // ns, summed over workers
@@ -76,7 +75,6 @@ func newPass(kind manifest.PassKind, opts *Options, src *source, dst dest, h *ma
 	// so that a quick cold pass can list the files it trusts by their stat.
 	// A record without it is flagged manifest.FlagNoCRC32C.
 	p.crc = kind == manifest.Live || opts.BackupManifest
-	p.bufs.New = func() any { b := make([]byte, p.chunk); return &b }
 	return p, nil
 }
 
@@ -235,8 +233,12 @@ func (p *pass) copyFiles(ctx context.Context, dp destPass, entries []entry) erro
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
+			// One chunk buffer per worker for the whole pass: a sync.Pool
+			// drops its buffers at every garbage collection, and the 4 MiB
+			// buffers allocated again raised the peak RSS with the data.
+			buf := make([]byte, p.chunk)
 			for c := range jobs {
-				p.copyChunk(ctx, dp, c)
+				p.copyChunk(ctx, dp, c, buf)
 			}
 		}()
 	}
@@ -331,9 +333,10 @@ func (fc *fileCopy) chunks(size int) []chunk {
 	return cs
 }
 
-// copyChunk reads one chunk of the source, hashes it block by block and
-// writes the runs of blocks whose hashes differ from the basis.
-func (p *pass) copyChunk(ctx context.Context, dp destPass, c chunk) {
+// copyChunk reads one chunk of the source into the worker's buffer, hashes
+// it block by block and writes the runs of blocks whose hashes differ from
+// the basis.
+func (p *pass) copyChunk(ctx context.Context, dp destPass, c chunk, wbuf []byte) {
 	fc := c.fc
 	defer func() {
 		if fc.remaining.Add(-1) == 0 {
@@ -347,9 +350,7 @@ func (p *pass) copyChunk(ctx context.Context, dp destPass, c chunk) {
 		fc.fail(err)
 		return
 	}
-	bp := p.bufs.Get().(*[]byte)
-	defer p.bufs.Put(bp)
-	buf := (*bp)[:c.len]
+	buf := wbuf[:c.len]
 	if hook := Faults.BeforeRead; hook != nil {
 		if err := hook(p.srcPath(fc.e.rel)); err != nil {
 			fc.fail(fmt.Errorf("failed to read %s: %w", p.srcPath(fc.e.rel), err))
