@@ -427,9 +427,19 @@ func (b *bench) checkCopy(src, dst, what string) {
 // stopped: the source does not change between variants).
 func (b *bench) firstPasses(ctx context.Context, st *state) error {
 	target := filepath.Join(st.dir, "first")
-	for r := range b.cfg.runs {
+	for r := range b.cfg.firstRuns {
 		for _, mode := range b.caches {
 			for _, v := range rotate(firstVariants, r) {
+				m := newMeasurement()
+				var err error
+				if m.load, err = b.ready(ctx, mode, st.src); err != nil {
+					return err
+				}
+				// The last run's copy goes right before the run, after any
+				// wait for a quiet machine: on a virtual machine that hands
+				// free memory back to its host (virtio-balloon free page
+				// reporting), pages freed long before cost the next writer
+				// a fault in the host each.
 				if err := os.RemoveAll(target); err != nil {
 					return err
 				}
@@ -438,11 +448,7 @@ func (b *bench) firstPasses(ctx context.Context, st *state) error {
 						return err
 					}
 				}
-				m := newMeasurement()
-				var err error
-				if m.load, err = b.ready(ctx, mode, st.src); err != nil {
-					return err
-				}
+				syscall.Sync()
 				switch v.key {
 				case "prepare":
 					res, err := b.pgtwopass(ctx, nil, "prepare", "--max-passes", "1", st.src, target)

@@ -47,6 +47,7 @@ import (
 type config struct {
 	scale          int
 	runs           int
+	firstRuns      int
 	clients        int
 	loadSeconds    int
 	hotPercent     float64
@@ -79,6 +80,7 @@ func main() {
 	var caches, rssScales, blockSizes string
 	flag.IntVar(&cfg.scale, "scale", 100, "pgbench scale of the main cluster (100 ≈ 1.5 GB)")
 	flag.IntVar(&cfg.runs, "runs", 3, "runs of each variant per cache mode (the median is reported)")
+	flag.IntVar(&cfg.firstRuns, "first-runs", 5, "runs of each first-pass variant per cache mode (writing 1.7 GB varies more on a virtual machine)")
 	flag.IntVar(&cfg.clients, "clients", 4, "pgbench clients of the hot-set write load")
 	flag.IntVar(&cfg.loadSeconds, "load-seconds", 8, "seconds of hot-set write load (the second prepare runs during it)")
 	flag.Float64Var(&cfg.hotPercent, "hot-percent", 1, "the load updates PERCENT % of the pgbench_accounts rows")
@@ -124,7 +126,7 @@ func main() {
 			fatalf("-block-sizes: %d is not a power of two and a multiple of %d", bs, unit)
 		}
 	}
-	if cfg.scale < 1 || cfg.runs < 1 || cfg.clients < 1 || cfg.loadSeconds < 3 || cfg.hotPercent <= 0 || cfg.hotPercent > 100 || cfg.predictionRuns < 0 {
+	if cfg.scale < 1 || cfg.runs < 1 || cfg.firstRuns < 1 || cfg.clients < 1 || cfg.loadSeconds < 3 || cfg.hotPercent <= 0 || cfg.hotPercent > 100 || cfg.predictionRuns < 0 {
 		fatalf("need -scale ≥ 1, -runs ≥ 1, -clients ≥ 1, -load-seconds ≥ 3, 0 < -hot-percent ≤ 100, -prediction-runs ≥ 0")
 	}
 	if cfg.hotRange != "end" && cfg.hotRange != "start" {

@@ -370,7 +370,7 @@ func (b *bench) report() string {
 
 	if len(b.first) > 0 {
 		p("### First live pass into an empty directory\n\n")
-		p("The server is stopped for this measurement (the source does not change between runs); a real first pass runs while it is up. Median of %d runs. pgtwopass fsyncs every file before it reports success; *+sync* is what the others left for the disk.\n\n", b.cfg.runs)
+		p("The server is stopped for this measurement (the source does not change between runs); a real first pass runs while it is up. Median of %d runs, interleaved. pgtwopass fsyncs every file before it reports success; *+sync* is what the others left for the disk.\n\n", b.cfg.firstRuns)
 		p("| variant | cache | s | +sync s | × rsync -a | bytes read | bytes written | peak RSS |\n")
 		p("|---|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, mode := range b.caches {
