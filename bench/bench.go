@@ -488,8 +488,9 @@ func (b *bench) firstPasses(ctx context.Context, st *state) error {
 	return nil
 }
 
-// cpuProfile runs the checksum and the quick cold pass once more each
-// (warm cache) with PGTWOPASS_CPUPROFILE and keeps pprof's top.
+// cpuProfile runs the checksum and the quick cold pass -profile-runs times
+// more each (warm cache) with PGTWOPASS_CPUPROFILE and keeps pprof's top of
+// the merged profiles (one pass gives too few samples).
 func (b *bench) cpuProfile(ctx context.Context, st *state) error {
 	if err := os.MkdirAll(b.cfg.cpuprofile, 0o755); err != nil {
 		return err
@@ -498,28 +499,35 @@ func (b *bench) cpuProfile(ctx context.Context, st *state) error {
 	if _, err := runOut(ctx, "", "cp", b.bin, filepath.Join(b.cfg.cpuprofile, "pgtwopass")); err != nil {
 		return err
 	}
+	dir, err := filepath.Abs(b.cfg.cpuprofile)
+	if err != nil {
+		return err
+	}
 	var parts []string
 	for _, mode := range []string{"checksum", "quick"} {
-		prof, err := filepath.Abs(filepath.Join(b.cfg.cpuprofile, "cold-"+mode+".pprof"))
+		var profs, walls []string
+		for i := range b.cfg.profileRuns {
+			prof := filepath.Join(dir, fmt.Sprintf("cold-%s-%d.pprof", mode, i+1))
+			if err := st.restoreCopy(ctx); err != nil {
+				return err
+			}
+			if _, err := b.ready(ctx, "warm", st.src); err != nil {
+				return err
+			}
+			logf("profiling the %s cold pass into %s", mode, prof)
+			r, err := b.pgtwopass(ctx, []string{"PGTWOPASS_CPUPROFILE=" + prof}, "finish", "--no-stop", "--cold-pass="+mode, st.src, st.dest)
+			if err != nil {
+				return err
+			}
+			profs = append(profs, prof)
+			walls = append(walls, fmt.Sprintf("%.2f", r.wall.Seconds()))
+		}
+		out, err := runOut(ctx, b.root, goTool(), append([]string{"tool", "pprof", "-top", "-nodecount=30", b.bin}, profs...)...)
 		if err != nil {
 			return err
 		}
-		if err := st.restoreCopy(ctx); err != nil {
-			return err
-		}
-		if _, err := b.ready(ctx, "warm", st.src); err != nil {
-			return err
-		}
-		logf("profiling the %s cold pass into %s", mode, prof)
-		r, err := b.pgtwopass(ctx, []string{"PGTWOPASS_CPUPROFILE=" + prof}, "finish", "--no-stop", "--cold-pass="+mode, st.src, st.dest)
-		if err != nil {
-			return err
-		}
-		out, err := runOut(ctx, b.root, goTool(), "tool", "pprof", "-top", "-nodecount=25", b.bin, prof)
-		if err != nil {
-			return err
-		}
-		parts = append(parts, fmt.Sprintf("%s cold pass, warm cache, %.2fs wall, profile %s\n\n%s", mode, r.wall.Seconds(), prof, strings.TrimRight(out, "\n")))
+		parts = append(parts, fmt.Sprintf("%s cold pass, warm cache, %d runs merged (wall %s s), profiles %s\n\n%s", mode, len(profs), strings.Join(walls, ", "),
+			filepath.Join(dir, "cold-"+mode+"-*.pprof"), strings.TrimRight(out, "\n")))
 	}
 	b.profile = strings.Join(parts, "\n\n")
 	fmt.Fprintf(os.Stderr, "\n%s\n\n", b.profile)

@@ -60,6 +60,7 @@ type config struct {
 	remote         bool
 	predictionRuns int
 	cpuprofile     string
+	profileRuns    int
 	write          string
 	keep           bool
 	jobs           int
@@ -96,6 +97,7 @@ func main() {
 	flag.DurationVar(&cfg.quietTimeout, "quiet-timeout", 20*time.Minute, "wait at most this long for -max-load before one run, then measure anyway")
 	flag.DurationVar(&cfg.quietBudget, "quiet-budget", time.Hour, "wait at most this long for -max-load in all")
 	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "run the checksum and the quick cold pass once more each with PGTWOPASS_CPUPROFILE=DIR/cold-MODE.pprof and report pprof -top (DIR outside the repository)")
+	flag.IntVar(&cfg.profileRuns, "profile-runs", 8, "with -cpuprofile: profiled runs of each cold pass, merged")
 	flag.StringVar(&cfg.write, "write", "", "write the report (Markdown) to this file, e.g. docs/benchmarks.md")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (its clusters stopped)")
 	flag.IntVar(&cfg.jobs, "jobs", 0, "goroutines of the raw parallel read (default: one per CPU, as pgtwopass)")
@@ -126,7 +128,7 @@ func main() {
 			fatalf("-block-sizes: %d is not a power of two and a multiple of %d", bs, unit)
 		}
 	}
-	if cfg.scale < 1 || cfg.runs < 1 || cfg.firstRuns < 1 || cfg.clients < 1 || cfg.loadSeconds < 3 || cfg.hotPercent <= 0 || cfg.hotPercent > 100 || cfg.predictionRuns < 0 {
+	if cfg.scale < 1 || cfg.runs < 1 || cfg.firstRuns < 1 || cfg.profileRuns < 1 || cfg.clients < 1 || cfg.loadSeconds < 3 || cfg.hotPercent <= 0 || cfg.hotPercent > 100 || cfg.predictionRuns < 0 {
 		fatalf("need -scale ≥ 1, -runs ≥ 1, -clients ≥ 1, -load-seconds ≥ 3, 0 < -hot-percent ≤ 100, -prediction-runs ≥ 0")
 	}
 	if cfg.hotRange != "end" && cfg.hotRange != "start" {
