@@ -461,7 +461,7 @@ func (b *bench) report() string {
 	}
 
 	if len(b.rss) > 0 {
-		p("### Peak RSS at two data sizes\n\n")
+		p("### Peak RSS at several data sizes\n\n")
 		p("| pgbench scale | source size | largest file | finish --no-stop (checksum cold pass) | prepare (first live pass) |\n|---:|---:|---:|---:|---:|\n")
 		for _, r := range b.rss {
 			p("| %d | %s | %s | %s | %s |\n", r.scale, humanBytes(r.srcBytes), humanBytes(r.largest), rssCell(r.finishKiB), rssCell(r.prepareKiB))
