@@ -1,4 +1,5 @@
-# pgtwopass: make demo shows the main job, make test runs every test.
+# pgtwopass: make demo shows the main job, make test runs every test,
+# make bench measures the downtime against rsync (not part of make test).
 GO        ?= go
 BIN       := bin/pgtwopass
 FUZZTIME  ?= 60s
@@ -6,8 +7,9 @@ FUZZTIME  ?= 60s
 # are kilobytes long (the manifest reader ran 9 inputs a minute).
 FUZZMINIMIZE ?= 2s
 DEMO_FLAGS ?=
+BENCH_FLAGS ?=
 
-.PHONY: all build test demo fuzz deps vet clean
+.PHONY: all build test demo bench fuzz deps vet clean
 
 all: build
 
@@ -27,6 +29,14 @@ test: deps vet
 # A scratch cluster under pgbench load, copied by sync, the copy started and compared.
 demo: deps build
 	./$(BIN) demo $(DEMO_FLAGS)
+
+# The cold pass against rsync --checksum and a raw read, the first live pass,
+# the cold pass over a remote shell, the downtime prediction (docs/benchmarks.md).
+# Writes nothing into the repository unless BENCH_FLAGS has -write FILE;
+# go run ./bench -h lists the flags. Run as root for the cold-cache runs.
+bench: deps
+	@bash scripts/install-deps.sh --with-rsync --with-time
+	$(GO) run ./bench $(BENCH_FLAGS)
 
 # Every fuzz target (each func Fuzz* in a _test.go file) for FUZZTIME; make
 # test runs their seed corpora. A crash leaves its input in testdata/fuzz.

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what pgtwopass's tests, demo and benchmarks need, when it is
 # missing: PostgreSQL's server programs (initdb, pg_ctl, pgbench,
-# pg_checksums, ...), and with --with-rsync rsync, with --with-ssh OpenSSH's
-# server and client (the copy to another host is tested through a real sshd
-# on 127.0.0.1). Debian/Ubuntu with apt-get; as root.
+# pg_checksums, ...), and with --with-rsync rsync, with --with-time GNU time
+# (make bench measures peak RSS with it), with --with-ssh OpenSSH's server
+# and client (the copy to another host is tested through a real sshd on
+# 127.0.0.1). Debian/Ubuntu with apt-get; as root.
 set -euo pipefail
 
 need=()
@@ -13,6 +14,7 @@ fi
 for arg in "$@"; do
 	case "$arg" in
 	--with-rsync) command -v rsync >/dev/null || need+=(rsync) ;;
+	--with-time) [ -x /usr/bin/time ] || need+=(time) ;;
 	--with-ssh)
 		[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 		command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || need+=(openssh-client)

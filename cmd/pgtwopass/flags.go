@@ -122,7 +122,7 @@ func serverFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "restart", Usage: "start the source server again after the cold pass, also when it failed"},
 		&cli.StringFlag{Name: "dsn", Usage: "connect here for the CHECKPOINT before the stop (default: from SRC/postmaster.pid, as the data directory's owner)"},
 		&cli.StringFlag{Name: "start-log", Usage: "server log `FILE` when pgtwopass starts the server with pg_ctl (default: in the temporary directory)"},
-		&cli.StringFlag{Name: "cold-pass", Value: "checksum", Usage: "`checksum`: read every source block; quick: skip files whose size, mtime, ctime and inode prove them unchanged since a copy made safely after their last change (refused on network file systems)"},
+		&cli.StringFlag{Name: "cold-pass", Value: "checksum", Usage: "`checksum`: read every source block; quick: skip files whose size, mtime, ctime and inode prove them unchanged since a copy made safely after their last change (refused on network file systems; docs/design.md says when not to use it)"},
 		&cli.BoolFlag{Name: "backup-manifest", Usage: "write PostgreSQL's backup_manifest into the copy (CRC-32C of every file, from the cold pass's reads), so that pg_verifybackup -n DEST checks it"},
 		&cli.BoolFlag{Name: "allow-crashed", Usage: "copy a cluster that was not shut down cleanly (it runs crash recovery when the copy starts)"},
 	}

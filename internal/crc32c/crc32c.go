@@ -4,7 +4,10 @@
 // give the checksum of the whole file.
 package crc32c
 
-import "hash/crc32"
+import (
+	"hash/crc32"
+	"sync"
+)
 
 var table = crc32.MakeTable(crc32.Castagnoli)
 
@@ -16,12 +19,27 @@ func Update(crc uint32, b []byte) uint32 { return crc32.Update(crc, table, b) }
 
 // Combine returns the CRC-32C of A followed by B, given crcA = Checksum(A),
 // crcB = Checksum(B) and lenB = len(B). It applies lenB zero bytes to crcA
-// in O(log lenB) steps of GF(2) matrix algebra (zlib's crc32_combine).
+// (zlib's crc32_combine), one precomputed operator per set bit of lenB: a
+// few hundred XORs, whatever lenB.
 func Combine(crcA, crcB uint32, lenB int64) uint32 {
-	if lenB <= 0 {
-		return crcA
+	if lenB <= 0 || crcA == 0 {
+		// The operator is linear: zero bytes applied to 0 leave 0.
+		return crcA ^ crcB
 	}
-	var even, odd [32]uint32
+	ops := zeroOps()
+	for k := 0; lenB != 0; k, lenB = k+1, lenB>>1 {
+		if lenB&1 != 0 {
+			crcA = times(&ops[k], crcA)
+		}
+	}
+	return crcA ^ crcB
+}
+
+// zeroOps returns the operators that apply 2^k zero bytes to a CRC, for k
+// from 0 to 62, each a 32×32 matrix over GF(2) (one column per word).
+var zeroOps = sync.OnceValue(func() *[63][32]uint32 {
+	var ops [63][32]uint32
+	var odd, even [32]uint32
 	// odd: the operator for one zero bit (reflected Castagnoli polynomial).
 	odd[0] = 0x82f63b78
 	row := uint32(1)
@@ -29,28 +47,14 @@ func Combine(crcA, crcB uint32, lenB int64) uint32 {
 		odd[n] = row
 		row <<= 1
 	}
-	square(&even, &odd) // two zero bits
-	square(&odd, &even) // four zero bits
-	for {
-		square(&even, &odd) // apply the next power of two of zero bytes
-		if lenB&1 != 0 {
-			crcA = times(&even, crcA)
-		}
-		lenB >>= 1
-		if lenB == 0 {
-			break
-		}
-		square(&odd, &even)
-		if lenB&1 != 0 {
-			crcA = times(&odd, crcA)
-		}
-		lenB >>= 1
-		if lenB == 0 {
-			break
-		}
+	square(&even, &odd)   // two zero bits
+	square(&odd, &even)   // four zero bits
+	square(&ops[0], &odd) // eight zero bits: one byte
+	for k := 1; k < len(ops); k++ {
+		square(&ops[k], &ops[k-1])
 	}
-	return crcA ^ crcB
-}
+	return &ops
+})
 
 func times(mat *[32]uint32, vec uint32) uint32 {
 	var sum uint32

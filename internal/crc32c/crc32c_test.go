@@ -36,3 +36,57 @@ func TestKnownValue(t *testing.T) {
 		t.Errorf("CRC-32C of \"15\\n\" = %08x, want 2247748a", got)
 	}
 }
+
+// combineSlow is zlib's crc32_combine as first written here: it squares its
+// way up to lenB on every call. Combine must agree with it for any length.
+func combineSlow(crcA, crcB uint32, lenB int64) uint32 {
+	if lenB <= 0 {
+		return crcA
+	}
+	var even, odd [32]uint32
+	odd[0] = 0x82f63b78
+	row := uint32(1)
+	for n := 1; n < 32; n++ {
+		odd[n] = row
+		row <<= 1
+	}
+	square(&even, &odd)
+	square(&odd, &even)
+	for {
+		square(&even, &odd)
+		if lenB&1 != 0 {
+			crcA = times(&even, crcA)
+		}
+		lenB >>= 1
+		if lenB == 0 {
+			break
+		}
+		square(&odd, &even)
+		if lenB&1 != 0 {
+			crcA = times(&odd, crcA)
+		}
+		lenB >>= 1
+		if lenB == 0 {
+			break
+		}
+	}
+	return crcA ^ crcB
+}
+
+func TestCombineWithPrecomputedOperatorsMatchesZlibsLoop(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	lengths := []int64{1, 2, 3, 8191, 8192, 4 << 20, 4<<20 + 1, 1 << 30, 1<<30 - 8192 + 5, 1<<40 + 12345, 1<<62 - 1}
+	for range 200 {
+		lengths = append(lengths, r.Int64N(1<<34)+1)
+	}
+	for _, n := range lengths {
+		a, b := r.Uint32(), r.Uint32()
+		if got, want := Combine(a, b, n), combineSlow(a, b, n); got != want {
+			t.Fatalf("Combine(%08x, %08x, %d) = %08x, zlib's loop gives %08x: the chunks of a file would get a wrong CRC-32C", a, b, n, got, want)
+		}
+		// A piece whose CRC happens to be 0 takes the shortcut.
+		if got, want := Combine(0, b, n), combineSlow(0, b, n); got != want {
+			t.Fatalf("Combine(0, %08x, %d) = %08x, want %08x", b, n, got, want)
+		}
+	}
+}

@@ -62,6 +62,10 @@ const (
 	// FlagChangedWhileCopied marks a file whose source stat moved while the
 	// live pass read it: the next pass must read it whatever its stat says.
 	FlagChangedWhileCopied uint32 = 1 << 0
+	// FlagNoCRC32C marks a record whose CRC32C field was not computed: a
+	// cold pass that writes no backup_manifest leaves the CRC-32C out (it
+	// costs more CPU than reading and hashing the file together).
+	FlagNoCRC32C uint32 = 1 << 1
 )
 
 // File is the record of one regular file of the copy.
@@ -70,7 +74,7 @@ type File struct {
 	Path  string
 	Flags uint32
 	// CRC32C is the CRC-32C of the copy's whole contents, for PostgreSQL's
-	// backup_manifest.
+	// backup_manifest; not set when Flags has FlagNoCRC32C.
 	CRC32C uint32
 	// Source is the source file's stat taken before it was read.
 	Source Stat

@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/bits"
 	"os"
 	"path/filepath"
@@ -33,8 +35,11 @@ const backupManifestName = "backup_manifest"
 // writeBackupManifest writes PostgreSQL's backup_manifest into the copy, so
 // that `pg_verifybackup -n DEST` checks the copy independently of
 // pgtwopass. The checksums come from the manifest just committed: CRC-32C
-// of the bytes the pass read anyway. pg_wal is left out, as pg_basebackup
-// does; pgtwopass's own files (DEST/.pgtwopass, the markers in the copies of
+// of the bytes the pass read anyway. A record without one (a file that a
+// quick cold pass trusted by its stat, last read by a cold pass that wrote
+// no backup_manifest) gets the CRC-32C of the copy's bytes, which the
+// record vouches for. pg_wal is left out, as pg_basebackup does;
+// pgtwopass's own files (DEST/.pgtwopass, the markers in the copies of
 // tablespaces) are listed, since pg_verifybackup reports files it does not
 // know.
 func (lp *localPass) writeBackupManifest(tli, lsn string) error {
@@ -62,6 +67,7 @@ func (d *localDest) writeBackupManifest(tli, lsn string) error {
 	var b bytes.Buffer
 	b.WriteString("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n")
 	n := 0
+	var buf []byte // for the records without a CRC-32C
 	add := func(path string, size int64, mtime time.Time, crc uint32) {
 		if n > 0 {
 			b.WriteString(",\n")
@@ -88,7 +94,16 @@ func (d *localDest) writeBackupManifest(tli, lsn string) error {
 		if f.Path == "pg_wal" || strings.HasPrefix(f.Path, "pg_wal/") {
 			continue
 		}
-		add(f.Path, f.Dest.Size, time.Unix(0, f.Dest.Mtime), f.CRC32C)
+		crc := f.CRC32C
+		if f.Flags&manifest.FlagNoCRC32C != 0 {
+			if buf == nil {
+				buf = make([]byte, chunkSize)
+			}
+			if crc, err = d.copyCRC32C(f.Path, buf); err != nil {
+				return err
+			}
+		}
+		add(f.Path, f.Dest.Size, time.Unix(0, f.Dest.Mtime), crc)
 	}
 	own, err := d.ownFiles()
 	if err != nil {
@@ -162,4 +177,30 @@ func (d *localDest) refreshBackupManifest() error {
 		return fmt.Errorf("failed to rewrite backup_manifest (pg_verifybackup will report %s/%s): %w", manifest.DirName, timingsName, err)
 	}
 	return nil
+}
+
+// copyCRC32C returns the CRC-32C of the copy of rel, read in chunks into buf.
+func (d *localDest) copyCRC32C(rel string, buf []byte) (uint32, error) {
+	root, name := d.at(rel, true)
+	f, err := root.Open(name)
+	if errors.Is(err, fs.ErrNotExist) && rel == controlFile {
+		// Sealed since (a rewrite after the seal): installed, not held.
+		root, name = d.at(rel, false)
+		f, err = root.Open(name)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("failed to read %s in the copy for the backup_manifest: %w", rel, err)
+	}
+	defer f.Close()
+	var crc uint32
+	for {
+		n, err := io.ReadFull(f, buf)
+		crc = crc32c.Update(crc, buf[:n])
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return crc, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("failed to read %s in the copy for the backup_manifest: %w", rel, err)
+		}
+	}
 }

@@ -53,8 +53,8 @@ type localDest struct {
 	// crashed: a pass was writing the copy when its host went down; the
 	// manifest's records cannot vouch for the copy's files (see passMark).
 	crashed bool
-	asRoot               bool
-	unlock               func()
+	asRoot  bool
+	unlock  func()
 }
 
 // newLocalDest returns the copy in dir; tsNew maps the OID of each
@@ -369,8 +369,10 @@ func lstat(root *os.Root, name string) (fs.FileInfo, error) {
 	return root.Lstat(name)
 }
 
-// readRootDir returns the names in a directory of root, in byte order.
-func readRootDir(root *os.Root, name string) ([]string, error) {
+// readRootDir returns the entries of a directory of root, in byte order of
+// their names. Their types come from the directory itself (d_type), or
+// from lstat where the file system does not record them.
+func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {
 	if root == nil {
 		return nil, fs.ErrNotExist
 	}
@@ -379,9 +381,9 @@ func readRootDir(root *os.Root, name string) ([]string, error) {
 		return nil, err
 	}
 	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	sort.Strings(names)
-	return names, err
+	ents, err := f.ReadDir(-1)
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	return ents, err
 }
 
 // syncRootDir fsyncs a directory of root.

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
 
 // Cold pass modes.
@@ -28,12 +26,6 @@ const (
 // keeps such files out of reach.
 const DefaultQuickMargin = 2 * time.Second
 
-// pastHorizon reports whether rec's source stat was already old when the
-// read that produced rec began: no write can hide behind the same stat.
-func (p *pass) pastHorizon(rec *manifest.File) bool {
-	return rec.ReadStart > 0 && rec.Source.Ctime < rec.ReadStart-p.opts.QuickMargin.Nanoseconds()
-}
-
 // networkFS names the file systems whose stat cannot be trusted for the
 // quick cold pass: clients cache attributes, and servers' clocks differ.
 var networkFS = map[int64]string{
@@ -50,14 +42,27 @@ var networkFS = map[int64]string{
 	0x7461636f: "OCFS2",
 }
 
+// fsType returns the statfs(2) type (the file system's magic number) of
+// the file system that holds path. Tests replace it to stand in for a
+// network file system.
+var fsType = statfsType
+
+func statfsType(path string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Type), nil
+}
+
 // checkQuickFS refuses the quick cold pass on network file systems.
 func checkQuickFS(paths ...string) error {
 	for _, path := range paths {
-		var st unix.Statfs_t
-		if err := unix.Statfs(path, &st); err != nil {
+		typ, err := fsType(path)
+		if err != nil {
 			return fmt.Errorf("failed to statfs %s: %w", path, err)
 		}
-		if name, ok := networkFS[int64(st.Type)]; ok {
+		if name, ok := networkFS[typ]; ok {
 			return inputErr("use the default --cold-pass=checksum, which reads every block",
 				"--cold-pass=quick trusts file stats, which a %s file system (%s) does not make reliable", name, path)
 		}
