@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	stdsync "sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,8 @@ type localPass struct {
 	ordered chan *destFile       // every regular file, in walk order, to the manifest writer
 	stop    chan struct{}        // closed by abort: the manifest writer gives up
 	written chan error           // the manifest writer's result
+	dirsMu  stdsync.Mutex
+	dirs    map[dirKey]*os.Root // see fileAt
 	closed  bool
 	waited  bool
 	werr    error
@@ -424,7 +427,10 @@ func (lp *localPass) next(ctx context.Context) (*basis, error) {
 			continue
 		}
 		rec := lp.old.find(e.rel)
-		root, name := lp.d.at(e.rel, true)
+		root, name, err := lp.fileAt(e.rel)
+		if err != nil {
+			return nil, err
+		}
 		dfi, err := lstat(root, name)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
@@ -693,6 +699,7 @@ func (lp *localPass) commit(ctx context.Context, c *commitRequest) (*commitReply
 	rep := &commitReply{FilesSkipped: lp.skipped.Load(), FilesDeleted: lp.deleted.Load()}
 	if lp.req.DryRun {
 		lp.old.close()
+		lp.closeDirs()
 		rep.FilesChanged = lp.changed.Load()
 		return rep, nil
 	}
@@ -702,6 +709,7 @@ func (lp *localPass) commit(ctx context.Context, c *commitRequest) (*commitReply
 		return nil, err
 	}
 	lp.old.close()
+	lp.closeDirs()
 	if err := ctx.Err(); err != nil {
 		lp.abort()
 		return nil, err
@@ -791,6 +799,7 @@ func (lp *localPass) abort() {
 		delete(lp.files, id)
 	}
 	lp.mu.Unlock()
+	lp.closeDirs()
 }
 
 // finishDirs gives every directory its owner, mode and mtime, children
@@ -844,4 +853,53 @@ func (lp *localPass) seal() error {
 	}
 	lp.obs.Event(Event{Kind: Step, Pass: lp.req.Kind, Msg: "sealed the copy: global/pg_control installed"})
 	return nil
+}
+
+// dirKey names a directory of the copy: its path in a root.
+type dirKey struct {
+	root *os.Root
+	dir  string
+}
+
+// fileAt returns where the file rel is in the copy as a root and a name,
+// like localDest.at, but with the root of the file's own directory, opened
+// once per pass, so that finding a file costs one lookup of its name rather
+// than a walk of its whole path through os.Root (an openat per component,
+// for each lstat, open and chmod). The pass changes no directory while it
+// reads files: deletions and new directories come before, in beginPass, and
+// the roots are closed when the pass ends.
+func (lp *localPass) fileAt(rel string) (*os.Root, string, error) {
+	root, name := lp.d.at(rel, true)
+	dir, base := path.Split(name)
+	if root == nil || dir == "" {
+		return root, name, nil
+	}
+	key := dirKey{root, strings.TrimSuffix(dir, "/")}
+	lp.dirsMu.Lock()
+	defer lp.dirsMu.Unlock()
+	if sub, ok := lp.dirs[key]; ok {
+		return sub, base, nil
+	}
+	sub, err := root.OpenRoot(key.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return root, name, nil // a dry run on a new copy: nothing there
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("failed to open the directory of %s in the copy: %w", rel, err)
+	}
+	if lp.dirs == nil {
+		lp.dirs = map[dirKey]*os.Root{}
+	}
+	lp.dirs[key] = sub
+	return sub, base, nil
+}
+
+// closeDirs closes the roots of fileAt.
+func (lp *localPass) closeDirs() {
+	lp.dirsMu.Lock()
+	defer lp.dirsMu.Unlock()
+	for k, r := range lp.dirs {
+		r.Close()
+		delete(lp.dirs, k)
+	}
 }
