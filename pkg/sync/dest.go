@@ -156,7 +156,8 @@ type fileResult struct {
 	ReadStart int64
 	// Hashes are the hashes of every block of the source file. A remote
 	// receiver rebuilds them from the basis and the blocks it received, and
-	// checks them against HashesSum (xxh3-64 of the hashes).
+	// checks them against HashesSum (xxh3-64 of the hashes; the sender sets it
+	// only for a receiver, which is the only one to check it).
 	Hashes    []manifest.Hash
 	HashesSum uint64
 }

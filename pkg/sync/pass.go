@@ -40,6 +40,7 @@ type pass struct {
 	ids      idMap
 	inFlight int
 	quiet    bool // the destination reports no events
+	remote   bool // the destination is a receiver that checks HashesSum
 	obs      Observer
 
 	// state
@@ -68,6 +69,7 @@ func newPass(kind manifest.PassKind, opts *Options, src *source, dst dest, h *ma
 	}
 	p := &pass{kind: kind, opts: opts, src: src, dst: dst, bs: bs, chunk: max(chunkSize, bs), ids: ids, inFlight: inFlight,
 		obs: opts.Observer, quick: kind == manifest.Cold && opts.ColdPass == ColdQuick}
+	_, p.remote = dst.(*remoteDest)
 	// The CRC-32C of a file costs more CPU than reading and hashing it
 	// (about 13 GB/s against 22 GB/s for xxh3-128 here), and only
 	// PostgreSQL's backup_manifest needs it. The cold pass, which is
@@ -458,7 +460,9 @@ func (p *pass) result(fc *fileCopy) (*fileResult, error) {
 	} else {
 		res.Flags |= manifest.FlagNoCRC32C
 	}
-	res.HashesSum = hashesSum(fc.hashes)
+	if p.remote {
+		res.HashesSum = hashesSum(fc.hashes)
+	}
 	return res, nil
 }
 

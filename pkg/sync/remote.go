@@ -470,6 +470,20 @@ func (d *remoteDest) nextReply(ctx context.Context) (wire.Frame, error) {
 	}
 }
 
+// callFor sends m and decodes its reply, of type want, with decode.
+func callFor[T any](ctx context.Context, d *remoteDest, m wire.Message, want wire.Type, decode func(*wire.Decoder) T) (T, error) {
+	var zero T
+	dec, err := d.call(ctx, m, want)
+	if err != nil {
+		return zero, err
+	}
+	v := decode(dec)
+	if err := dec.Err(); err != nil {
+		return zero, err
+	}
+	return v, nil
+}
+
 // call sends m and returns the decoder of its reply.
 func (d *remoteDest) call(ctx context.Context, m wire.Message, want wire.Type) (*wire.Decoder, error) {
 	if err := d.send(m); err != nil {
@@ -497,14 +511,10 @@ func (d *remoteDest) sendFailed(err error) error {
 }
 
 func (d *remoteDest) open(ctx context.Context, req *openRequest) (*openReply, error) {
-	dec, err := d.call(ctx, wire.Open{SystemIdentifier: req.SystemIdentifier, PGVersion: req.PGVersion, BlockSize: uint32(req.BlockSize),
+	m, err := callFor(ctx, d, wire.Open{SystemIdentifier: req.SystemIdentifier, PGVersion: req.PGVersion, BlockSize: uint32(req.BlockSize),
 		DryRun: req.DryRun, ReadOnly: req.ReadOnly, Quick: req.Quick, UID: req.Owner.UID, GID: req.Owner.GID,
-		User: req.Owner.User, Group: req.Owner.Group, Tablespaces: req.Tablespaces}, wire.TOpenReply)
+		User: req.Owner.User, Group: req.Owner.Group, Tablespaces: req.Tablespaces}, wire.TOpenReply, wire.DecodeOpenReply)
 	if err != nil {
-		return nil, err
-	}
-	m := wire.DecodeOpenReply(dec)
-	if err := dec.Err(); err != nil {
 		return nil, err
 	}
 	h, err := fromWireHeader(m.Header)
@@ -536,12 +546,8 @@ func (d *remoteDest) saveTimings(ctx context.Context, t serverTimings) error {
 }
 
 func (d *remoteDest) status(ctx context.Context) (*CopyStatus, error) {
-	dec, err := d.call(ctx, wire.Empty(wire.TStatus), wire.TStatusReply)
+	m, err := callFor(ctx, d, wire.Empty(wire.TStatus), wire.TStatusReply, wire.DecodeStatusReply)
 	if err != nil {
-		return nil, err
-	}
-	m := wire.DecodeStatusReply(dec)
-	if err := dec.Err(); err != nil {
 		return nil, err
 	}
 	h, err := fromWireHeader(m.Header)
@@ -552,12 +558,8 @@ func (d *remoteDest) status(ctx context.Context) (*CopyStatus, error) {
 }
 
 func (d *remoteDest) verifyManifest(ctx context.Context, jobs int, ex excluder) ([]Difference, error) {
-	dec, err := d.call(ctx, wire.Patterns{T: wire.TVerifyManifest, Jobs: uint32(jobs), Excludes: ex}, wire.TDiffs)
+	m, err := callFor(ctx, d, wire.Patterns{T: wire.TVerifyManifest, Jobs: uint32(jobs), Excludes: ex}, wire.TDiffs, wire.DecodeDiffs)
 	if err != nil {
-		return nil, err
-	}
-	m := wire.DecodeDiffs(dec)
-	if err := dec.Err(); err != nil {
 		return nil, err
 	}
 	out := []Difference{}
@@ -806,13 +808,9 @@ func (p *remotePass) commit(ctx context.Context, c *commitRequest) (*commitReply
 		p.abortSession()
 		return nil, err
 	}
-	dec, err := p.d.call(ctx, wire.Commit{Pass: toWirePass(&c.Pass), BackupManifest: c.BackupManifest, Timeline: c.Timeline,
-		CheckpointLSN: c.CheckpointLSN}, wire.TCommitted)
+	m, err := callFor(ctx, p.d, wire.Commit{Pass: toWirePass(&c.Pass), BackupManifest: c.BackupManifest, Timeline: c.Timeline,
+		CheckpointLSN: c.CheckpointLSN}, wire.TCommitted, wire.DecodeCommitted)
 	if err != nil {
-		return nil, err
-	}
-	m := wire.DecodeCommitted(dec)
-	if err := dec.Err(); err != nil {
 		return nil, err
 	}
 	h, err := fromWireHeader(m.Header)
