@@ -9,7 +9,7 @@ FUZZMINIMIZE ?= 2s
 DEMO_FLAGS ?=
 BENCH_FLAGS ?=
 
-.PHONY: all build test demo bench fuzz deps vet clean
+.PHONY: all build test unit cover demo bench fuzz deps vet clean
 
 all: build
 
@@ -25,6 +25,15 @@ vet:
 # Unit and integration tests against real PostgreSQL, fuzz seed corpora included.
 test: deps vet
 	$(GO) test -count=1 -timeout 9m ./...
+
+# The tests that need no PostgreSQL (go test -short skips the others).
+unit: vet
+	$(GO) test -short -count=1 ./...
+
+# Statement coverage of pkg/ by those tests (integration/ and bench/ left out).
+cover:
+	$(GO) test -short -count=1 -coverpkg=./pkg/... -coverprofile=cover.out $$($(GO) list ./... | grep -v -e /integration -e /bench) >/dev/null
+	$(GO) tool cover -func=cover.out | tail -1
 
 # A scratch cluster under pgbench load, copied by sync, the copy started and compared.
 demo: deps build

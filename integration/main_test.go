@@ -8,6 +8,8 @@
 package integration
 
 import (
+	"bytes"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -44,6 +46,11 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "integration: skipped under -short (they run PostgreSQL)")
+		return 0
+	}
 	bin, err := scratch.FindBinDir()
 	if err == nil && os.Geteuid() == 0 {
 		if _, uerr := user.Lookup("postgres"); uerr != nil {
@@ -88,11 +95,39 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	binary = filepath.Join(tmp, "pgtwopass")
-	build := exec.Command(goBin, "build", "-o", binary, "./cmd/pgtwopass")
+	// With the fault hooks' arming (internal/faults): the crash tests set
+	// PGTWOPASS_FAULT_* variables, which a release build ignores.
+	build := exec.Command(goBin, "build", "-tags", "pgtwopass_faults", "-o", binary, "./cmd/pgtwopass")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: go build ./cmd/pgtwopass: %v\n%s\n", err, out)
 		return 1
 	}
 	return m.Run()
+}
+
+// TestReleaseBinaryHasNoFaultHooks: a release build (no build tag) carries
+// neither the fault variables' names nor the code that arms them.
+func TestReleaseBinaryHasNoFaultHooks(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out, err := exec.Command(goBin, "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := filepath.Join(t.TempDir(), "pgtwopass")
+	build := exec.Command(goBin, "build", "-o", release, "./cmd/pgtwopass")
+	build.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/pgtwopass: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("PGTWOPASS_FAULT")) {
+		t.Errorf("the release binary contains the string PGTWOPASS_FAULT: test hooks must stay out of what users run")
+	}
 }

@@ -164,7 +164,6 @@ func passOptions(c *cli.Context, obs pgsync.Observer) (pgsync.Options, error) {
 		BackupManifest:    c.Bool("backup-manifest"),
 		ColdPass:          c.String("cold-pass"),
 		MaxPasses:         c.Int("max-passes"),
-		QuickMargin:       quickMargin,
 		Observer:          obs,
 	}, nil
 }

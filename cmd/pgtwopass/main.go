@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -13,10 +12,6 @@ import (
 )
 
 func main() {
-	if err := armFaults(); err != nil {
-		fmt.Fprintf(os.Stderr, "pgtwopass: error: %v\n", err)
-		os.Exit(exitBadInput)
-	}
 	// PGTWOPASS_CPUPROFILE=FILE writes a CPU profile of the run (make bench).
 	if path := os.Getenv("PGTWOPASS_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {

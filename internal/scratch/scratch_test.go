@@ -18,6 +18,9 @@ import (
 // testOptions skips the test when PostgreSQL cannot be run here.
 func testOptions(t *testing.T) Options {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: runs PostgreSQL")
+	}
 	bin, err := FindBinDir()
 	if err != nil {
 		t.Skip(err)

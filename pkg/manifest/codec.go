@@ -265,14 +265,20 @@ func (w *Writer) Abort() {
 }
 
 // SyncDir fsyncs a directory, making renames and new entries in it durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
+func SyncDir(dir string) error { return syncDir(os.Open(dir)) }
+
+// SyncDirIn fsyncs the directory name of root.
+func SyncDirIn(root *os.Root, name string) error { return syncDir(root.Open(name)) }
+
+// syncDir fsyncs and closes the directory d that was opened with err: the
+// one way pgtwopass makes a directory durable.
+func syncDir(d *os.File, err error) error {
 	if err != nil {
 		return fmt.Errorf("failed to open directory for fsync: %w", err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("failed to fsync directory %s: %w", dir, err)
+		return fmt.Errorf("failed to fsync directory %s: %w", d.Name(), err)
 	}
 	return nil
 }

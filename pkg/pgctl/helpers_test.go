@@ -17,6 +17,9 @@ import (
 // testBinDir returns the PostgreSQL binaries, skipping the test if absent.
 func testBinDir(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: runs PostgreSQL")
+	}
 	dir, err := FindBinDir("")
 	if err != nil {
 		t.Skipf("PostgreSQL server binaries not available: %v", err)

@@ -12,12 +12,13 @@ import (
 
 	"github.com/pgtwopass/pgtwopass/internal/crc32c"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 // backupManifestCRCs reads DEST/backup_manifest: path -> CRC-32C.
 func backupManifestCRCs(t *testing.T, dst string) map[string]uint32 {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dst, backupManifestName))
+	data, err := os.ReadFile(filepath.Join(dst, pass.BackupManifestName))
 	if err != nil {
 		t.Fatalf("the cold pass with BackupManifest must write a backup_manifest: %v", err)
 	}
@@ -55,12 +56,12 @@ func wantBackupManifestCRCs(t *testing.T, src, dst string) {
 	}
 }
 
-func TestColdPassWithBackupManifestComputesEveryCRC(t *testing.T) {
+func testColdPassWithBackupManifestComputesEveryCRC(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Live, src, dst)
+	mustPass(t, dk, manifest.Live, src, dst)
 	rewriteBlock(t, src, "base/1/16384", 600)
-	if _, err := runPass(t, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, BackupManifest: true}); err != nil {
+	if _, err := runPass(t, dk, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, BackupManifest: true}); err != nil {
 		t.Fatal(err)
 	}
 	checkRecords(t, dst, false)
@@ -70,11 +71,11 @@ func TestColdPassWithBackupManifestComputesEveryCRC(t *testing.T) {
 // A quick cold pass with a backup_manifest may trust files whose records a
 // cold pass without one left without a CRC-32C: their CRC-32C then comes
 // from the copy's bytes.
-func TestQuickColdPassWithBackupManifestFillsInMissingCRCs(t *testing.T) {
+func testQuickColdPassWithBackupManifestFillsInMissingCRCs(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
 	time.Sleep(60 * time.Millisecond) // past the horizon when the copy reads them
-	mustPass(t, manifest.Cold, src, dst)
+	mustPass(t, dk, manifest.Cold, src, dst)
 	noCRC := 0
 	for _, f := range checkRecords(t, dst, true) {
 		if f.Flags&manifest.FlagNoCRC32C != 0 {
@@ -84,7 +85,7 @@ func TestQuickColdPassWithBackupManifestFillsInMissingCRCs(t *testing.T) {
 	if noCRC == 0 {
 		t.Fatal("the premise: a cold pass without BackupManifest leaves records without CRC-32C")
 	}
-	st, err := runPass(t, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, ColdPass: ColdQuick,
+	st, err := runPass(t, dk, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, ColdPass: ColdQuick,
 		QuickMargin: 50 * time.Millisecond, BackupManifest: true})
 	if err != nil {
 		t.Fatal(err)

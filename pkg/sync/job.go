@@ -9,6 +9,10 @@ import (
 	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/destination"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/remote"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/sender"
 )
 
 // ServerOptions says how Finish stops and starts the source server.
@@ -95,11 +99,11 @@ func (r *Result) Total() PassStats {
 type job struct {
 	opts    *Options
 	src     *source
-	dst     dest
+	dst     pass.Destination
 	header  *manifest.Header // the copy's manifest, as the last pass left it
-	ids     idMap
+	ids     pass.IDMap
 	res     *Result
-	timings serverTimings // of this job's stop and start
+	timings pass.ServerTimings // of this job's stop and start
 }
 
 // openJob checks SRC and DEST, runs check (if any), and only then opens
@@ -113,7 +117,7 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 		return nil, err
 	}
 	if o.ColdPass == ColdQuick {
-		if err := checkQuickFS(src.dir); err != nil {
+		if err := pass.CheckQuickFS(src.dir); err != nil {
 			return nil, err
 		}
 	}
@@ -124,68 +128,61 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 	j := &job{opts: o, src: src, dst: dst, res: &Result{Started: time.Now()}}
 	if check != nil {
 		if err := check(j); err != nil {
-			dst.close()
+			dst.Close()
 			return nil, err
 		}
 	}
-	rep, err := dst.open(ctx, &openRequest{
+	reads, err := src.readPlaces()
+	if err != nil {
+		dst.Close()
+		return nil, err
+	}
+	rep, err := dst.Open(ctx, &pass.OpenRequest{BootID: pass.BootID(), Reads: reads,
 		SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion, BlockSize: o.BlockSize,
 		DryRun: o.DryRun, Quick: o.ColdPass == ColdQuick, Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces),
 	})
 	if err != nil {
-		dst.close()
+		dst.Close()
 		return nil, err
 	}
 	j.header = rep.Header
-	j.ids = newIDMap(src.ownerIDs(), rep.Owner)
+	j.ids = pass.NewIDMap(src.ownerIDs(), rep.Owner)
 	return j, nil
 }
 
 // newDest returns the destination o.Dest names: a directory on this host,
-// or [user@]host:PATH on another (checked against SRC as far as it can be).
-func newDest(ctx context.Context, o *Options, src *source) (dest, error) {
-	if r, ok := ParseRemote(o.Dest); ok {
-		return dialRemote(ctx, r, o, src.tablespaceDirs())
+// or [user@]host:PATH on another. Its Open checks what it writes against
+// what the job reads (src.readPlaces, pass.CheckPlaces).
+func newDest(ctx context.Context, o *Options, src *source) (pass.Destination, error) {
+	if _, ok := ParseRemote(o.Dest); ok {
+		return remote.Dial(ctx, o.Dest, o.Remote, src.tablespaceDirs(), o.Observer)
 	}
-	d, err := newLocalDest(o.Dest, src.tablespaceDirs(), o.Observer)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkPaths(src, d); err != nil {
-		return nil, err
-	}
-	if err := checkOverlaps(src, d); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return destination.New(o.Dest, src.tablespaceDirs(), o.Observer)
 }
 
 func (j *job) close() {
-	if rd, ok := j.dst.(*remoteDest); ok {
-		j.res.BytesSent, j.res.BytesReceived = rd.traffic()
-	}
-	if err := j.dst.close(); err != nil {
+	j.res.BytesSent, j.res.BytesReceived = j.dst.Traffic()
+	if err := j.dst.Close(); err != nil {
 		j.warn("%v", err)
 	}
 	j.res.Finished = time.Now()
 }
 
-// inFlight bounds the files handed to the sender and not yet done: enough
-// to keep the workers busy across small files, or to fill a network's
-// round trip.
-func (j *job) inFlight() int {
-	if _, remote := j.dst.(*remoteDest); remote {
-		return 8*j.opts.Jobs + 32
+// senderConfig is the sender's configuration of a pass of kind.
+func (j *job) senderConfig(kind manifest.PassKind) *sender.Config {
+	o := j.opts
+	cfg := &sender.Config{Kind: kind, Source: j.src.dir, Excluder: o.excluder(), BlockSize: o.BlockSize, Jobs: o.Jobs,
+		DryRun: o.DryRun, Quick: kind == manifest.Cold && o.ColdPass == ColdQuick, QuickMargin: o.QuickMargin,
+		BackupManifest: o.BackupManifest, IDs: j.ids, Observer: o.Observer}
+	if kind == manifest.Cold && o.BackupManifest {
+		cfg.Timeline = j.src.control.Fields["Latest checkpoint's TimeLineID"]
+		cfg.CheckpointLSN = j.src.control.Fields["Latest checkpoint location"]
 	}
-	return 2*j.opts.Jobs + 2
+	return cfg
 }
 
 func (j *job) pass(ctx context.Context, kind manifest.PassKind) error {
-	p, err := newPass(kind, j.opts, j.src, j.dst, j.header, j.ids, j.inFlight())
-	if err != nil {
-		return err
-	}
-	st, rep, err := p.run(ctx)
+	st, rep, err := sender.Run(ctx, j.senderConfig(kind), j.dst, j.header)
 	if err != nil {
 		return err
 	}
@@ -378,12 +375,12 @@ func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt tim
 	}
 	if err == nil && j.res.Stopped {
 		// The next prediction starts from these.
-		old := j.dst.timings(context.Background())
+		old := j.dst.Timings(context.Background())
 		if j.timings.StartSeconds == 0 {
 			j.timings.StartSeconds = old.StartSeconds
 		}
 		j.timings.When = time.Now()
-		if werr := j.dst.saveTimings(context.Background(), j.timings); werr != nil {
+		if werr := j.dst.SaveTimings(context.Background(), j.timings); werr != nil {
 			j.warn("could not record the server's stop and start times: %v", werr)
 		}
 	}
@@ -393,18 +390,13 @@ func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt tim
 // predictDowntime predicts the downtime before the stop and refuses to
 // stop when it exceeds the budget.
 func (j *job) predictDowntime(ctx context.Context, s *ServerOptions) error {
-	o := *j.opts
-	o.DryRun, o.Observer = true, nopObserver{}
-	p, err := newPass(manifest.Cold, &o, j.src, j.dst, j.header, j.ids, j.inFlight())
+	cfg := j.senderConfig(manifest.Cold)
+	cfg.DryRun, cfg.Quiet, cfg.Observer = true, true, pass.NopObserver{}
+	est, _, err := sender.Run(ctx, cfg, j.dst, j.header)
 	if err != nil {
 		return err
 	}
-	p.quiet = true
-	est, _, err := p.run(ctx)
-	if err != nil {
-		return err
-	}
-	pred, perr := predict(j.header, est.BytesRead, j.dst.timings(ctx), s.Restart)
+	pred, perr := predict(j.header, est.BytesRead, j.dst.Timings(ctx), s.Restart)
 	if perr == nil {
 		j.res.Prediction = pred
 		j.step("predicted downtime %s", pred)

@@ -6,20 +6,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pgtwopass/pgtwopass/internal/faults"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
-
-// DefaultBlockSize is PostgreSQL's page size: a changed page costs one
-// block write, and the manifest holds 16 bytes per 8 KiB (0.2% of the data).
-// docs/design.md explains the choice.
-const DefaultBlockSize = 8192
 
 // DefaultMaxPasses bounds the live passes of one prepare or sync.
 const DefaultMaxPasses = 5
-
-// chunkSize is how much of a file one worker reads at a time: large
-// sequential reads, and the unit by which big files are split across workers.
-const chunkSize = 4 << 20
 
 // Options configures a pass. Source and Dest are required.
 type Options struct {
@@ -62,21 +55,6 @@ type Options struct {
 	Observer Observer
 }
 
-// DefaultExcludes are left out of every copy, and removed from it, because
-// they describe a running server, not the cluster. A pattern without a
-// slash matches an entry's name at any depth; one with a slash matches the
-// path relative to the data directory. An excluded directory is left out
-// with everything below it; "dir/*" leaves out the contents but keeps dir.
-// docs/design.md gives the reason for each.
-var DefaultExcludes = []string{
-	"postmaster.pid",  // the lock of the running server; a copy must not carry it
-	"postmaster.opts", // the source's command line, with the source's -D
-	"pg_stat_tmp/*",   // temporary statistics of the running server
-	"pgsql_tmp*",      // temporary files of running queries, removed at startup
-	"postgresql.auto.conf.tmp",
-	"current_logfiles.tmp",
-}
-
 func (o *Options) validate() error {
 	if o.Source == "" || o.Dest == "" {
 		return inputErr("give both SRC and DEST", "missing SRC or DEST")
@@ -104,6 +82,9 @@ func (o *Options) validate() error {
 	if o.QuickMargin <= 0 {
 		o.QuickMargin = DefaultQuickMargin
 	}
+	if m := faults.Hooks.QuickMargin; m > 0 {
+		o.QuickMargin = m // a test's
+	}
 	if o.Jobs == 0 {
 		o.Jobs = runtime.NumCPU()
 	}
@@ -114,45 +95,9 @@ func (o *Options) validate() error {
 		}
 	}
 	if o.Observer == nil {
-		o.Observer = nopObserver{}
+		o.Observer = pass.NopObserver{}
 	}
 	return nil
 }
 
-type excluder []string
-
-func (o *Options) excluder() excluder {
-	if o.NoDefaultExcludes {
-		return append(excluder{}, o.Excludes...)
-	}
-	return append(append(excluder{}, DefaultExcludes...), o.Excludes...)
-}
-
-func newExcluder(extra []string) excluder {
-	return (&Options{Excludes: extra}).excluder()
-}
-
-// excluded reports whether rel (slash-separated, not the root) is left out.
-// pgtwopass's own files always are.
-func (x excluder) excluded(rel string) bool {
-	if rel == manifest.DirName || isMarker(rel) {
-		return true
-	}
-	base := path.Base(rel)
-	for _, p := range x {
-		subject := base
-		if strings.Contains(p, "/") {
-			subject = rel
-		}
-		if ok, _ := path.Match(p, subject); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// isMarker reports whether rel is the marker in a tablespace's copy.
-func isMarker(rel string) bool {
-	dir, name := path.Split(rel)
-	return name == tablespaceMarker && isTablespaceLink(strings.TrimSuffix(dir, "/"))
-}
+func (o *Options) excluder() pass.Excluder { return pass.NewExcluder(o.NoDefaultExcludes, o.Excludes) }

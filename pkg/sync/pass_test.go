@@ -15,6 +15,10 @@ import (
 	"github.com/pgtwopass/pgtwopass/internal/crc32c"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/destination"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/remote"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/sender"
 )
 
 const testSysID = 7311111111111111111
@@ -39,7 +43,7 @@ func fakeCluster(t *testing.T) string {
 		"PG_VERSION":        []byte("15\n"),
 		"global/pg_control": control,
 		"global/1262":       rnd(8192 * 3),
-		"base/1/16384":      rnd(chunkSize*2 + 8192*5 + 100), // three chunks, a partial last block
+		"base/1/16384":      rnd(pass.ChunkSize*2 + 8192*5 + 100), // three chunks, a partial last block
 		"base/1/16384_fsm":  rnd(24576),
 		"base/1/PG_VERSION": []byte("15\n"),
 		"pg_xact/0000":      rnd(8192),
@@ -70,59 +74,76 @@ func testSource(dir string) *source {
 		Fields: map[string]string{"Latest checkpoint's TimeLineID": "1", "Latest checkpoint location": "0/15D7A28"}}}
 }
 
-// openDest checks and opens the copy in dst as a job on s would.
-func openDest(t *testing.T, s *source, dst string, o *Options) (*localDest, *openReply, error) {
+// destKind says which destination a pass test runs against: the copy on
+// this host, or a receiver driven over the wire protocol (through pipes,
+// in this process). Every pass test runs against both (TestPasses).
+type destKind string
+
+const (
+	localDest    destKind = "local"
+	receiverDest destKind = "receiver"
+)
+
+// newTestDest returns the destination of kind dk for the copy in dst.
+func newTestDest(t *testing.T, dk destKind, dst string, obs Observer) (pass.Destination, error) {
 	t.Helper()
-	d, err := newLocalDest(dst, nil, o.Observer)
+	if dk == receiverDest {
+		return remote.Loopback(context.Background(), dst, nil, remote.Options{Program: "pgtwopass test"}, obs)
+	}
+	return destination.New(dst, nil, obs)
+}
+
+// openDest checks and opens the copy in dst as a job on s would.
+func openDest(t *testing.T, dk destKind, s *source, dst string, o *Options) (pass.Destination, *pass.OpenReply, error) {
+	t.Helper()
+	d, err := newTestDest(t, dk, dst, o.Observer)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := checkPaths(s, d); err != nil {
-		return nil, nil, err
-	}
-	rep, err := d.open(context.Background(), &openRequest{SystemIdentifier: s.control.SystemIdentifier, PGVersion: s.pgVersion,
-		BlockSize: o.BlockSize, DryRun: o.DryRun, Quick: o.ColdPass == ColdQuick})
+	reads, err := s.readPlaces()
+	must(t, err)
+	rep, err := d.Open(context.Background(), &pass.OpenRequest{SystemIdentifier: s.control.SystemIdentifier, PGVersion: s.pgVersion,
+		BlockSize: o.BlockSize, DryRun: o.DryRun, Quick: o.ColdPass == ColdQuick, BootID: pass.BootID(), Reads: reads})
 	if err != nil {
+		d.Close()
 		return nil, nil, err
 	}
 	return d, rep, nil
 }
 
 // inspectDest reports whether a job on s would refuse dst, touching nothing.
-func inspectDest(s *source, dst string) (*localDest, error) {
-	d, err := newLocalDest(dst, nil, nil)
+func inspectDest(t *testing.T, dk destKind, s *source, dst string) error {
+	d, err := newTestDest(t, dk, dst, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := checkPaths(s, d); err != nil {
-		return nil, err
-	}
-	_, err = d.open(context.Background(), &openRequest{SystemIdentifier: s.control.SystemIdentifier, PGVersion: s.pgVersion, DryRun: true})
-	return d, err
+	defer d.Close()
+	reads, err := s.readPlaces()
+	must(t, err)
+	_, err = d.Open(context.Background(), &pass.OpenRequest{SystemIdentifier: s.control.SystemIdentifier, PGVersion: s.pgVersion, DryRun: true,
+		BootID: pass.BootID(), Reads: reads})
+	return err
 }
 
 // runPass runs one pass as Prepare or Finish would, minus PostgreSQL.
-func runPass(t *testing.T, ctx context.Context, kind manifest.PassKind, src, dst string, o Options) (PassStats, error) {
+func runPass(t *testing.T, dk destKind, ctx context.Context, kind manifest.PassKind, src, dst string, o Options) (PassStats, error) {
 	t.Helper()
 	o.Source, o.Dest = src, dst
 	must(t, o.validate())
 	s := testSource(src)
-	d, rep, err := openDest(t, s, dst, &o)
+	d, rep, err := openDest(t, dk, s, dst, &o)
 	if err != nil {
 		return PassStats{}, err
 	}
-	defer d.close()
-	p, err := newPass(kind, &o, s, d, rep.Header, idMap{}, 2*o.Jobs+2)
-	if err != nil {
-		return PassStats{}, err
-	}
-	st, _, err := p.run(ctx)
+	defer d.Close()
+	j := &job{opts: &o, src: s, dst: d}
+	st, _, err := sender.Run(ctx, j.senderConfig(kind), d, rep.Header)
 	return st, err
 }
 
-func mustPass(t *testing.T, kind manifest.PassKind, src, dst string) PassStats {
+func mustPass(t *testing.T, dk destKind, kind manifest.PassKind, src, dst string) PassStats {
 	t.Helper()
-	st, err := runPass(t, context.Background(), kind, src, dst, Options{Jobs: 2})
+	st, err := runPass(t, dk, context.Background(), kind, src, dst, Options{Jobs: 2})
 	if err != nil {
 		t.Fatalf("%s pass: %v", kind, err)
 	}
@@ -133,20 +154,20 @@ func mustPass(t *testing.T, kind manifest.PassKind, src, dst string) PassStats {
 // excludes), with equal types, modes, contents, symlink targets and mtimes.
 func sameTree(t *testing.T, src, dst string) {
 	t.Helper()
-	ex := newExcluder(nil)
-	se, err := walk(src, ex)
+	ex := pass.NewExcluder(false, nil)
+	se, err := pass.Walk(src, ex)
 	must(t, err)
-	de, err := walk(dst, ex)
+	de, err := pass.Walk(dst, ex)
 	must(t, err)
 	if !sealed(dst) {
 		// An unsealed copy holds pg_control aside: compare it there.
-		a, _ := os.ReadFile(filepath.Join(src, controlFile))
-		b, err := os.ReadFile(filepath.Join(dst, heldControl))
+		a, _ := os.ReadFile(filepath.Join(src, pass.ControlFile))
+		b, err := os.ReadFile(filepath.Join(dst, pass.HeldControl))
 		if err != nil || !bytes.Equal(a, b) {
 			t.Fatalf("the held pg_control of an unsealed copy must equal the source's (%v)", err)
 		}
 		for i := range se {
-			if se[i].rel == controlFile {
+			if se[i].Rel == pass.ControlFile {
 				se = append(se[:i], se[i+1:]...)
 				break
 			}
@@ -157,18 +178,18 @@ func sameTree(t *testing.T, src, dst string) {
 	}
 	for i := range se {
 		s, d := se[i], de[i]
-		if s.rel != d.rel || s.mode != d.mode || s.target != d.target {
-			t.Fatalf("entry %d: source %q %v %q, copy %q %v %q", i, s.rel, s.mode, s.target, d.rel, d.mode, d.target)
+		if s.Rel != d.Rel || s.Mode != d.Mode || s.Target != d.Target {
+			t.Fatalf("entry %d: source %q %v %q, copy %q %v %q", i, s.Rel, s.Mode, s.Target, d.Rel, d.Mode, d.Target)
 		}
-		if s.isRegular() {
-			a, _ := os.ReadFile(filepath.Join(src, s.rel))
-			b, _ := os.ReadFile(filepath.Join(dst, d.rel))
+		if s.IsRegular() {
+			a, _ := os.ReadFile(filepath.Join(src, s.Rel))
+			b, _ := os.ReadFile(filepath.Join(dst, d.Rel))
 			if !bytes.Equal(a, b) {
-				t.Fatalf("%s: contents differ", s.rel)
+				t.Fatalf("%s: contents differ", s.Rel)
 			}
 		}
-		if !s.isDir() && s.stat.Mtime != d.stat.Mtime {
-			t.Fatalf("%s: mtime %d in the source, %d in the copy", s.rel, s.stat.Mtime, d.stat.Mtime)
+		if !s.IsDir() && s.Stat.Mtime != d.Stat.Mtime {
+			t.Fatalf("%s: mtime %d in the source, %d in the copy", s.Rel, s.Stat.Mtime, d.Stat.Mtime)
 		}
 	}
 }
@@ -198,10 +219,10 @@ func sealed(dst string) bool {
 	return installed == nil && held != nil
 }
 
-func TestColdPassIntoEmptyDestCopiesEverythingAndSeals(t *testing.T) {
+func testColdPassIntoEmptyDestCopiesEverythingAndSeals(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	st := mustPass(t, manifest.Cold, src, dst)
+	st := mustPass(t, dk, manifest.Cold, src, dst)
 	sameTree(t, src, dst)
 	if !sealed(dst) {
 		t.Fatal("a completed cold pass must install global/pg_control (seal)")
@@ -222,21 +243,21 @@ func TestColdPassIntoEmptyDestCopiesEverythingAndSeals(t *testing.T) {
 	}
 }
 
-func TestColdPassWritesOnlyTheChangedBlock(t *testing.T) {
+func testColdPassWritesOnlyTheChangedBlock(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Live, src, dst)
+	mustPass(t, dk, manifest.Live, src, dst)
 	// A block in the second chunk of the segment, size and mtime unchanged.
-	rewriteBlock(t, src, "base/1/16384", chunkSize/8192+3)
-	st := mustPass(t, manifest.Cold, src, dst)
+	rewriteBlock(t, src, "base/1/16384", pass.ChunkSize/8192+3)
+	st := mustPass(t, dk, manifest.Cold, src, dst)
 	sameTree(t, src, dst)
 	if st.BlocksWritten != 1 || st.BytesWritten != 8192 {
 		t.Errorf("one changed block must cost one block write, wrote %d blocks, %d bytes", st.BlocksWritten, st.BytesWritten)
 	}
 	var total int64
 	for _, e := range mustWalk(t, src) {
-		if e.isRegular() {
-			total += e.stat.Size
+		if e.IsRegular() {
+			total += e.Stat.Size
 		}
 	}
 	// The cold pass reads every source byte; the copy is read only for the
@@ -245,38 +266,38 @@ func TestColdPassWritesOnlyTheChangedBlock(t *testing.T) {
 		t.Errorf("cold pass read %d bytes, want the source's %d plus pg_control's 8192: the copy must not be read when the manifest answers", st.BytesRead, total)
 	}
 	// A second cold pass on an unchanged source writes nothing.
-	if st := mustPass(t, manifest.Cold, src, dst); st.BytesWritten != 0 {
+	if st := mustPass(t, dk, manifest.Cold, src, dst); st.BytesWritten != 0 {
 		t.Errorf("a cold pass over an unchanged source wrote %d bytes", st.BytesWritten)
 	}
 }
 
-func mustWalk(t *testing.T, dir string) []entry {
-	es, err := walk(dir, newExcluder(nil))
+func mustWalk(t *testing.T, dir string) []pass.Entry {
+	es, err := pass.Walk(dir, pass.NewExcluder(false, nil))
 	must(t, err)
 	return es
 }
 
-func TestLivePassCatchesSameSizeSameMtimeRewriteByCtime(t *testing.T) {
+func testLivePassCatchesSameSizeSameMtimeRewriteByCtime(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Live, src, dst)
-	st := mustPass(t, manifest.Live, src, dst)
+	mustPass(t, dk, manifest.Live, src, dst)
+	st := mustPass(t, dk, manifest.Live, src, dst)
 	if st.FilesExamined != 1 { // pg_control, never trusted
 		t.Errorf("an unchanged source: the live pass must trust every file but pg_control by its stat, examined %d", st.FilesExamined)
 	}
 	time.Sleep(10 * time.Millisecond) // past a coarse timestamp tick
 	rewriteBlock(t, src, "pg_xact/0000", 0)
-	st = mustPass(t, manifest.Live, src, dst)
+	st = mustPass(t, dk, manifest.Live, src, dst)
 	sameTree(t, src, dst)
 	if st.BlocksWritten != 1 {
 		t.Errorf("the rewritten pg_xact block must be copied (its ctime moved), wrote %d blocks", st.BlocksWritten)
 	}
 }
 
-func TestDestDriftIsRepaired(t *testing.T) {
+func testDestDriftIsRepaired(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Cold, src, dst)
+	mustPass(t, dk, manifest.Cold, src, dst)
 	time.Sleep(10 * time.Millisecond)
 	// Someone zeroes a block of the copy, keeping size and mtime.
 	p := filepath.Join(dst, "base/1/16384")
@@ -288,25 +309,25 @@ func TestDestDriftIsRepaired(t *testing.T) {
 	f.Close()
 	must(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
 
-	st := mustPass(t, manifest.Cold, src, dst)
+	st := mustPass(t, dk, manifest.Cold, src, dst)
 	sameTree(t, src, dst)
 	if st.BlocksWritten != 1 {
 		t.Errorf("a drifted copy must be compared with its own contents and only the zeroed block rewritten, wrote %d", st.BlocksWritten)
 	}
 }
 
-func TestLivePassUnsealsAndColdPassSeals(t *testing.T) {
+func testLivePassUnsealsAndColdPassSeals(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Live, src, dst)
+	mustPass(t, dk, manifest.Live, src, dst)
 	if sealed(dst) {
 		t.Fatal("after a live pass the copy must not be startable: global/pg_control must be held aside")
 	}
-	mustPass(t, manifest.Cold, src, dst)
+	mustPass(t, dk, manifest.Cold, src, dst)
 	if !sealed(dst) {
 		t.Fatal("a cold pass must seal the copy")
 	}
-	mustPass(t, manifest.Live, src, dst)
+	mustPass(t, dk, manifest.Live, src, dst)
 	if sealed(dst) {
 		t.Fatal("a live pass on a sealed copy must unseal it first")
 	}
@@ -315,10 +336,10 @@ func TestLivePassUnsealsAndColdPassSeals(t *testing.T) {
 	}
 }
 
-func TestExtraEntriesAndTypeChangesAreDeleted(t *testing.T) {
+func testExtraEntriesAndTypeChangesAreDeleted(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Cold, src, dst)
+	mustPass(t, dk, manifest.Cold, src, dst)
 	must(t, os.RemoveAll(filepath.Join(src, "base/1/16384_fsm")))
 	must(t, os.Remove(filepath.Join(src, "link")))
 	must(t, os.Mkdir(filepath.Join(src, "link"), 0o700)) // symlink became a directory
@@ -329,17 +350,17 @@ func TestExtraEntriesAndTypeChangesAreDeleted(t *testing.T) {
 	f.Write(make([]byte, 9000))
 	f.Close()
 
-	st := mustPass(t, manifest.Cold, src, dst)
+	st := mustPass(t, dk, manifest.Cold, src, dst)
 	sameTree(t, src, dst)
 	if st.FilesDeleted != 3 {
 		t.Errorf("deleted %d entries, want 3 (16384_fsm, stray, the symlink replaced by a directory)", st.FilesDeleted)
 	}
 }
 
-func TestInterruptedPassKeepsOldManifestAndRerunConverges(t *testing.T) {
+func testInterruptedPassKeepsOldManifestAndRerunConverges(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Live, src, dst)
+	mustPass(t, dk, manifest.Live, src, dst)
 	mpath := filepath.Join(dst, manifest.DirName, manifest.FileName)
 	before, _ := os.ReadFile(mpath)
 	for b := int64(0); b < 5; b++ {
@@ -347,7 +368,7 @@ func TestInterruptedPassKeepsOldManifestAndRerunConverges(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	o := Options{Jobs: 1, Observer: cancelAfterBytes{cancel: cancel}}
-	_, err := runPass(t, ctx, manifest.Cold, src, dst, o)
+	_, err := runPass(t, dk, ctx, manifest.Cold, src, dst, o)
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("a cancelled pass must report ErrInterrupted, got %v", err)
 	}
@@ -358,7 +379,7 @@ func TestInterruptedPassKeepsOldManifestAndRerunConverges(t *testing.T) {
 	if sealed(dst) {
 		t.Fatal("an interrupted cold pass must leave the copy unsealed")
 	}
-	mustPass(t, manifest.Cold, src, dst)
+	mustPass(t, dk, manifest.Cold, src, dst)
 	sameTree(t, src, dst)
 }
 
@@ -368,10 +389,10 @@ type cancelAfterBytes struct{ cancel func() }
 func (c cancelAfterBytes) Event(Event)           {}
 func (c cancelAfterBytes) Progress(int64, int64) { c.cancel() }
 
-func TestDamagedManifestIsNotTrusted(t *testing.T) {
+func testDamagedManifestIsNotTrusted(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Cold, src, dst)
+	mustPass(t, dk, manifest.Cold, src, dst)
 	mpath := filepath.Join(dst, manifest.DirName, manifest.FileName)
 	data, _ := os.ReadFile(mpath)
 	// Change the source in a way only content comparison catches, then
@@ -383,7 +404,7 @@ func TestDamagedManifestIsNotTrusted(t *testing.T) {
 
 	var warnings []string
 	obs := warnRecorder{&warnings}
-	_, err := runPass(t, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, Observer: obs})
+	_, err := runPass(t, dk, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, Observer: obs})
 	must(t, err)
 	sameTree(t, src, dst)
 	if len(warnings) == 0 || !strings.Contains(strings.Join(warnings, "\n"), "damaged") {
@@ -400,11 +421,11 @@ func (r warnRecorder) Event(e Event) {
 }
 func (r warnRecorder) Progress(int64, int64) {}
 
-func TestDestChecksRefuseAndTouchNothing(t *testing.T) {
+func testDestChecksRefuseAndTouchNothing(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	s := testSource(src)
 	other := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Live, src, other)
+	mustPass(t, dk, manifest.Live, src, other)
 	foreign := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(foreign, "mine"), []byte("x"), 0o600))
 	file := filepath.Join(t.TempDir(), "file")
@@ -421,7 +442,7 @@ func TestDestChecksRefuseAndTouchNothing(t *testing.T) {
 		{"DEST non-empty and foreign", foreign, "not a pgtwopass copy"},
 	}
 	for _, c := range cases {
-		_, err := inspectDest(s, c.dest)
+		err := inspectDest(t, dk, s, c.dest)
 		var ie *InputError
 		if !errors.As(err, &ie) || !strings.Contains(err.Error(), c.want) || ie.Hint == "" {
 			t.Errorf("%s: got %v, want an InputError with a hint saying %q", c.name, err, c.want)
@@ -429,28 +450,28 @@ func TestDestChecksRefuseAndTouchNothing(t *testing.T) {
 	}
 	// A copy of another cluster.
 	s.control.SystemIdentifier++
-	if _, err := inspectDest(s, other); err == nil || !strings.Contains(err.Error(), "another cluster") {
+	if err := inspectDest(t, dk, s, other); err == nil || !strings.Contains(err.Error(), "another cluster") {
 		t.Errorf("a copy of another cluster must be refused, got %v", err)
 	}
 }
 
-func TestBlockSizeOfCopyIsKept(t *testing.T) {
+func testBlockSizeOfCopyIsKept(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	if _, err := runPass(t, context.Background(), manifest.Live, src, dst, Options{BlockSize: 16384}); err != nil {
+	if _, err := runPass(t, dk, context.Background(), manifest.Live, src, dst, Options{BlockSize: 16384}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := runPass(t, context.Background(), manifest.Live, src, dst, Options{BlockSize: 8192})
+	_, err := runPass(t, dk, context.Background(), manifest.Live, src, dst, Options{BlockSize: 8192})
 	var ie *InputError
 	if !errors.As(err, &ie) {
 		t.Fatalf("a pass with another block size than the copy's must be refused, got %v", err)
 	}
-	if _, err := runPass(t, context.Background(), manifest.Live, src, dst, Options{}); err != nil {
+	if _, err := runPass(t, dk, context.Background(), manifest.Live, src, dst, Options{}); err != nil {
 		t.Fatalf("without --block-size the copy's own must be used: %v", err)
 	}
 }
 
-func TestSymlinkedPgWalBecomesADirectory(t *testing.T) {
+func testSymlinkedPgWalBecomesADirectory(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	wal := filepath.Join(t.TempDir(), "wal")
 	must(t, os.MkdirAll(wal, 0o700))
@@ -458,7 +479,7 @@ func TestSymlinkedPgWalBecomesADirectory(t *testing.T) {
 	must(t, os.RemoveAll(filepath.Join(src, "pg_wal")))
 	must(t, os.Symlink(wal, filepath.Join(src, "pg_wal")))
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Cold, src, dst)
+	mustPass(t, dk, manifest.Cold, src, dst)
 	fi, err := os.Lstat(filepath.Join(dst, "pg_wal"))
 	if err != nil || !fi.IsDir() {
 		t.Fatalf("pg_wal must be a real directory in the copy, so the copy never shares WAL with its source: %v %v", fi, err)
@@ -469,45 +490,6 @@ func TestSymlinkedPgWalBecomesADirectory(t *testing.T) {
 	}
 }
 
-func TestExcluder(t *testing.T) {
-	x := newExcluder([]string{"log/*", "*.bak"})
-	for rel, want := range map[string]bool{
-		"postmaster.pid":                  true,
-		"base/postmaster.pid":             true, // name patterns match at any depth
-		"pg_stat_tmp/global.stat":         true,
-		"pg_stat_tmp":                     false,
-		"base/pgsql_tmp":                  true,
-		"base/pgsql_tmp/pgsql_tmp123.0":   true,
-		"log/postgresql.log":              true,
-		"log":                             false,
-		"base/1/1259.bak":                 true,
-		"base/1/1259":                     false,
-		manifest.DirName:                  true,
-		"global/pg_control":               false,
-		"pg_tblspc/16384/PG_15/pgsql_tmp": true,
-	} {
-		if got := x.excluded(rel); got != want {
-			t.Errorf("excluded(%q) = %v, want %v", rel, got, want)
-		}
-	}
-}
-
-func TestWithin(t *testing.T) {
-	for _, c := range []struct {
-		path, dir string
-		want      bool
-	}{
-		{"/a/b", "/a", true}, {"/a", "/a", false}, {"/ab", "/a", false}, {"/a/../b", "/a", false}, {"/a/..b", "/a", true},
-	} {
-		if got := within(filepath.Clean(c.path), c.dir); got != c.want {
-			t.Errorf("within(%q, %q) = %v, want %v", c.path, c.dir, got, c.want)
-		}
-	}
-}
-
-// checkRecords fails unless every record's hashes describe the copy, and
-// its CRC-32C too, or it is flagged as having none (when noCRC says it may).
-// It returns the records.
 func checkRecords(t *testing.T, dst string, noCRC bool) []*manifest.File {
 	t.Helper()
 	r, err := manifest.Open(filepath.Join(dst, manifest.DirName, manifest.FileName))
@@ -521,8 +503,8 @@ func checkRecords(t *testing.T, dst string, noCRC bool) []*manifest.File {
 		}
 		recs = append(recs, f)
 		p := filepath.Join(dst, f.Path)
-		if f.Path == controlFile && !sealed(dst) {
-			p = filepath.Join(dst, heldControl)
+		if f.Path == pass.ControlFile && !sealed(dst) {
+			p = filepath.Join(dst, pass.HeldControl)
 		}
 		data, err := os.ReadFile(p)
 		must(t, err)
@@ -548,13 +530,13 @@ func checkRecords(t *testing.T, dst string, noCRC bool) []*manifest.File {
 	return recs
 }
 
-func TestManifestRecordsMatchTheCopy(t *testing.T) {
+func testManifestRecordsMatchTheCopy(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Live, src, dst)
+	mustPass(t, dk, manifest.Live, src, dst)
 	checkRecords(t, dst, false) // a live pass computes every CRC-32C
 	rewriteBlock(t, src, "base/1/16384", 600)
-	mustPass(t, manifest.Cold, src, dst)
+	mustPass(t, dk, manifest.Cold, src, dst)
 	for _, f := range checkRecords(t, dst, true) {
 		if f.Flags&manifest.FlagNoCRC32C == 0 {
 			t.Errorf("%s: a cold pass without --backup-manifest must leave the CRC-32C out (flagged), to spare the downtime its CPU", f.Path)
@@ -579,14 +561,14 @@ func TestManifestRecordsMatchTheCopy(t *testing.T) {
 	}
 }
 
-func TestLeftoverTemporaryFilesAreRemoved(t *testing.T) {
+func testLeftoverTemporaryFilesAreRemoved(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Live, src, dst)
+	mustPass(t, dk, manifest.Live, src, dst)
 	// What a pgtwopass killed while writing its manifest leaves behind.
 	stale := filepath.Join(dst, manifest.DirName, ".manifest123456")
 	must(t, os.WriteFile(stale, []byte("half a manifest"), 0o600))
-	mustPass(t, manifest.Cold, src, dst)
+	mustPass(t, dk, manifest.Cold, src, dst)
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("the next run must remove a killed run's temporary manifest (%v)", err)
 	}
@@ -595,31 +577,31 @@ func TestLeftoverTemporaryFilesAreRemoved(t *testing.T) {
 // TestBlockLargerThanAChunk: with blocks larger than the 4 MiB read chunk,
 // every block's hash covers the whole block, so the manifest describes the
 // copy and a change in the second half of a block is still written.
-func TestBlockLargerThanAChunk(t *testing.T) {
+func testBlockLargerThanAChunk(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	big := filepath.Join(src, "base", "1", "big")
-	data := make([]byte, 3*chunkSize+100) // two 8 MiB blocks, the second partial
+	data := make([]byte, 3*pass.ChunkSize+100) // two 8 MiB blocks, the second partial
 	for i := range data {
 		data[i] = byte(i * 7)
 	}
 	must(t, os.WriteFile(big, data, 0o600))
 	dst := filepath.Join(t.TempDir(), "copy")
-	o := Options{Jobs: 2, BlockSize: 2 * chunkSize}
-	if _, err := runPass(t, context.Background(), manifest.Cold, src, dst, o); err != nil {
+	o := Options{Jobs: 2, BlockSize: 2 * pass.ChunkSize}
+	if _, err := runPass(t, dk, context.Background(), manifest.Cold, src, dst, o); err != nil {
 		t.Fatal(err)
 	}
-	d, _, err := openDest(t, testSource(src), dst, &Options{DryRun: true})
+	d, _, err := openDest(t, dk, testSource(src), dst, &Options{DryRun: true})
 	must(t, err)
-	diffs, err := d.verifyManifest(context.Background(), 2, newExcluder(nil))
-	d.close()
+	diffs, err := d.VerifyManifest(context.Background(), 2, pass.NewExcluder(false, nil))
+	d.Close()
 	must(t, err)
 	if len(diffs) != 0 {
 		t.Fatalf("with 8 MiB blocks the manifest must hash whole blocks and match the copy: %v", diffs)
 	}
 	// A change in the second 4 MiB of the first block.
-	data[chunkSize+17] ^= 0xff
+	data[pass.ChunkSize+17] ^= 0xff
 	must(t, os.WriteFile(big, data, 0o600))
-	st, err := runPass(t, context.Background(), manifest.Cold, src, dst, o)
+	st, err := runPass(t, dk, context.Background(), manifest.Cold, src, dst, o)
 	must(t, err)
 	if st.BlocksWritten != 1 {
 		t.Errorf("one changed byte in an 8 MiB block writes that block, wrote %d blocks", st.BlocksWritten)
@@ -632,11 +614,11 @@ func TestBlockLargerThanAChunk(t *testing.T) {
 // pass trust no record: it reads the copy's contents, and only a committed
 // pass clears the mark. A mark of this boot (a killed pgtwopass) keeps the
 // records trusted.
-func TestHostCrashDuringAPassDistrustsTheManifest(t *testing.T) {
+func testHostCrashDuringAPassDistrustsTheManifest(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
-	mustPass(t, manifest.Cold, src, dst)
-	mark := filepath.Join(dst, manifest.DirName, passMarkName)
+	mustPass(t, dk, manifest.Cold, src, dst)
+	mark := filepath.Join(dst, manifest.DirName, "pass")
 	if _, err := os.Stat(mark); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a committed pass removes its pass mark (%v)", err)
 	}
@@ -650,8 +632,8 @@ func TestHostCrashDuringAPassDistrustsTheManifest(t *testing.T) {
 		return n
 	}
 	// A killed pgtwopass: the mark holds this boot's ID.
-	must(t, os.WriteFile(mark, []byte(bootID()+"\n"), 0o600))
-	st := mustPass(t, manifest.Cold, src, dst)
+	must(t, os.WriteFile(mark, []byte(testBootID(t)+"\n"), 0o600))
+	st := mustPass(t, dk, manifest.Cold, src, dst)
 	srcBytes := copyBytes(st)
 	if st.BytesRead > srcBytes+3*8192 {
 		t.Errorf("after a killed pass (same boot) the records stay trusted: read %d bytes, the source holds %d", st.BytesRead, srcBytes)
@@ -660,19 +642,19 @@ func TestHostCrashDuringAPassDistrustsTheManifest(t *testing.T) {
 	// ends without a commit (killed, or failed) leaves the distrust in place.
 	must(t, os.WriteFile(mark, []byte("00000000-0000-0000-0000-000000000000\n"), 0o600))
 	o := Options{Jobs: 2}
-	d, _, err := openDest(t, testSource(src), dst, &o)
+	d, _, err := openDest(t, dk, testSource(src), dst, &o)
 	must(t, err)
-	es, err := walk(src, newExcluder(nil))
+	es, err := pass.Walk(src, pass.NewExcluder(false, nil))
 	must(t, err)
-	dp, err := d.beginPass(context.Background(), &passRequest{Kind: manifest.Live, BlockSize: DefaultBlockSize, InFlight: 4}, es)
+	dp, err := d.BeginPass(context.Background(), &pass.PassRequest{Kind: manifest.Live, BlockSize: pass.DefaultBlockSize, InFlight: 4}, es)
 	must(t, err)
-	dp.abort()
-	d.close()
-	if b, _ := os.ReadFile(mark); strings.TrimSpace(string(b)) != distrustMark || !crashedDuringPass(dst) {
-		t.Fatalf("a pass that ends without a commit after a crash leaves the mark %q: the records stay untrusted until a pass commits; got %q", distrustMark, b)
+	dp.Abort()
+	d.Close()
+	if b, _ := os.ReadFile(mark); strings.TrimSpace(string(b)) != "distrust" {
+		t.Fatalf("a pass that ends without a commit after a crash leaves the mark \"distrust\": the records stay untrusted until a pass commits; got %q", b)
 	}
 	var warns []string
-	st, err = runPass(t, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, Observer: warnRecorder{&warns}})
+	st, err = runPass(t, dk, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, Observer: warnRecorder{&warns}})
 	must(t, err)
 	if st.BytesRead < 2*srcBytes-3*8192 {
 		t.Errorf("after a crash of the host mid-pass the copy's own contents are read (no record trusted): read %d bytes, want about %d", st.BytesRead, 2*srcBytes)
@@ -684,7 +666,59 @@ func TestHostCrashDuringAPassDistrustsTheManifest(t *testing.T) {
 		t.Errorf("the pass that rebuilt the manifest clears the mark (%v)", err)
 	}
 	sameTree(t, src, dst)
-	if st := mustPass(t, manifest.Cold, src, dst); st.BytesRead > srcBytes+3*8192 {
+	if st := mustPass(t, dk, manifest.Cold, src, dst); st.BytesRead > srcBytes+3*8192 {
 		t.Errorf("once a pass committed, the records are trusted again: read %d bytes", st.BytesRead)
 	}
+}
+
+// passTests run against both destinations (see destKind).
+var passTests = []struct {
+	name string
+	fn   func(*testing.T, destKind)
+}{
+	{"ColdPassIntoEmptyDestCopiesEverythingAndSeals", testColdPassIntoEmptyDestCopiesEverythingAndSeals},
+	{"ColdPassWritesOnlyTheChangedBlock", testColdPassWritesOnlyTheChangedBlock},
+	{"LivePassCatchesSameSizeSameMtimeRewriteByCtime", testLivePassCatchesSameSizeSameMtimeRewriteByCtime},
+	{"DestDriftIsRepaired", testDestDriftIsRepaired},
+	{"LivePassUnsealsAndColdPassSeals", testLivePassUnsealsAndColdPassSeals},
+	{"ExtraEntriesAndTypeChangesAreDeleted", testExtraEntriesAndTypeChangesAreDeleted},
+	{"InterruptedPassKeepsOldManifestAndRerunConverges", testInterruptedPassKeepsOldManifestAndRerunConverges},
+	{"DamagedManifestIsNotTrusted", testDamagedManifestIsNotTrusted},
+	{"DestChecksRefuseAndTouchNothing", testDestChecksRefuseAndTouchNothing},
+	{"BlockSizeOfCopyIsKept", testBlockSizeOfCopyIsKept},
+	{"SymlinkedPgWalBecomesADirectory", testSymlinkedPgWalBecomesADirectory},
+	{"ManifestRecordsMatchTheCopy", testManifestRecordsMatchTheCopy},
+	{"LeftoverTemporaryFilesAreRemoved", testLeftoverTemporaryFilesAreRemoved},
+	{"BlockLargerThanAChunk", testBlockLargerThanAChunk},
+	{"HostCrashDuringAPassDistrustsTheManifest", testHostCrashDuringAPassDistrustsTheManifest},
+	{"QuickColdPassSkipsFilesPastTheHorizon", testQuickColdPassSkipsFilesPastTheHorizon},
+	{"QuickColdPassCatchesTheMtimeTrap", testQuickColdPassCatchesTheMtimeTrap},
+	{"QuickColdPassCatchesTheMtimeTrapSetWithTouchR", testQuickColdPassCatchesTheMtimeTrapSetWithTouchR},
+	{"QuickColdPassRereadsAFileWrittenWithinTheMargin", testQuickColdPassRereadsAFileWrittenWithinTheMargin},
+	{"QuickColdPassRereadsFilesChangedWithinTheMargin", testQuickColdPassRereadsFilesChangedWithinTheMargin},
+	{"QuickColdPassRefusesNetworkFileSystems", testQuickColdPassRefusesNetworkFileSystems},
+	{"LivePassToleratesAFileShrinkingUnderIt", testLivePassToleratesAFileShrinkingUnderIt},
+	{"LivePassMarksAFileChangedWhileRead", testLivePassMarksAFileChangedWhileRead},
+	{"ColdPassFailsWhenTheSourceChanges", testColdPassFailsWhenTheSourceChanges},
+	{"ColdPassWithBackupManifestComputesEveryCRC", testColdPassWithBackupManifestComputesEveryCRC},
+	{"QuickColdPassWithBackupManifestFillsInMissingCRCs", testQuickColdPassWithBackupManifestFillsInMissingCRCs},
+}
+
+// TestPasses runs every pass test against the copy on this host and
+// against a receiver over the wire protocol: the two must behave alike.
+func TestPasses(t *testing.T) {
+	for _, dk := range []destKind{localDest, receiverDest} {
+		t.Run(string(dk), func(t *testing.T) {
+			for _, tc := range passTests {
+				t.Run(tc.name, func(t *testing.T) { tc.fn(t, dk) })
+			}
+		})
+	}
+}
+
+// testBootID is the kernel's ID of this boot, which the pass mark holds.
+func testBootID(t *testing.T) string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	must(t, err)
+	return strings.TrimSpace(string(b))
 }

@@ -2,16 +2,12 @@ package sync
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
-
-	"github.com/google/renameio/v2"
 
 	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 // Prediction is the expected downtime of a finish, computed before the
@@ -87,7 +83,7 @@ var now = time.Now
 //   - the stop and the start as last measured, else at least pg_ctl's 100 ms.
 //   - the walk, directories and manifest: the least overhead of the recent
 //     passes (or the last cold pass's).
-func predict(h *manifest.Header, readBytes int64, timings serverTimings, restart bool) (*Prediction, error) {
+func predict(h *manifest.Header, readBytes int64, timings pass.ServerTimings, restart bool) (*Prediction, error) {
 	if h == nil || len(h.Passes) == 0 {
 		return nil, errNoBasis
 	}
@@ -198,59 +194,4 @@ func rate(bytes, ns int64) float64 {
 		return 0
 	}
 	return float64(bytes) / float64(ns) * 1e9
-}
-
-// serverTimings are how long the last stop and start of the source took,
-// kept in DEST/.pgtwopass/server.json for the next prediction.
-type serverTimings struct {
-	StopSeconds  float64   `json:"stop_seconds"`
-	StartSeconds float64   `json:"start_seconds"`
-	When         time.Time `json:"when"`
-}
-
-func (t serverTimings) Stop() time.Duration  { return time.Duration(t.StopSeconds * 1e9) }
-func (t serverTimings) Start() time.Duration { return time.Duration(t.StartSeconds * 1e9) }
-
-const timingsName = "server.json"
-
-// maxServerSeconds bounds a believable stop or start of the server.
-const maxServerSeconds = 24 * 60 * 60
-
-func readTimings(dest string) serverTimings {
-	b, err := os.ReadFile(filepath.Join(dest, manifest.DirName, timingsName))
-	if err != nil {
-		return serverTimings{}
-	}
-	return parseTimings(b)
-}
-
-// parseTimings reads server.json, a file in DEST that anyone may have
-// edited or damaged. A time it cannot believe (negative, over a day, not a
-// number) counts as unknown, so that it can neither shorten a prediction
-// below the copy's own time nor overflow it: a prediction that lets a budget
-// pass wrongly stops a server for longer than the DBA allowed.
-func parseTimings(b []byte) serverTimings {
-	var t serverTimings
-	if err := json.Unmarshal(b, &t); err != nil {
-		return serverTimings{}
-	}
-	for _, s := range []*float64{&t.StopSeconds, &t.StartSeconds} {
-		if !(*s >= 0 && *s <= maxServerSeconds) { // NaN fails both
-			*s = 0
-		}
-	}
-	return t
-}
-
-// writeTimings records the server timings atomically.
-func writeTimings(dest string, t serverTimings) error {
-	b, err := json.MarshalIndent(t, "", "  ")
-	if err != nil {
-		return err
-	}
-	dir := filepath.Join(dest, manifest.DirName)
-	if err := renameio.WriteFile(filepath.Join(dir, timingsName), append(b, '\n'), 0o600, renameio.WithTempDir(dir)); err != nil {
-		return err
-	}
-	return manifest.SyncDir(dir)
 }

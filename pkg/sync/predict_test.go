@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 // near fails unless got is within 1 ms of want.
@@ -35,7 +36,7 @@ func TestPredictFromLivePasses(t *testing.T) {
 	now = func() time.Time { return time.Unix(0, t0+12*s) }
 	defer func() { now = time.Now }()
 
-	p, err := predict(h, 1e9, serverTimings{StopSeconds: 1.5, StartSeconds: 0.5}, true)
+	p, err := predict(h, 1e9, pass.ServerTimings{StopSeconds: 1.5, StartSeconds: 0.5}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,10 +58,10 @@ func TestPredictFromLivePasses(t *testing.T) {
 	want := 1500*time.Millisecond + 500*time.Millisecond + write + 20*time.Millisecond + 100*time.Millisecond + coldChecks + 500*time.Millisecond
 	near(t, "stop + read + write + fsyncs + overhead + checks + start", p.Downtime, want)
 
-	if p, _ := predict(h, 1e9, serverTimings{StopSeconds: 1.5, StartSeconds: 0.5}, false); p.Start != 0 {
+	if p, _ := predict(h, 1e9, pass.ServerTimings{StopSeconds: 1.5, StartSeconds: 0.5}, false); p.Start != 0 {
 		t.Error("without --restart the start is not part of the downtime")
 	}
-	if p, _ := predict(h, 1e9, serverTimings{}, true); p.Stop != defaultStop || p.Start != defaultStart {
+	if p, _ := predict(h, 1e9, pass.ServerTimings{}, true); p.Stop != defaultStop || p.Start != defaultStart {
 		t.Errorf("without a measured stop and start, pg_ctl's least times are assumed: stop %v, start %v", p.Stop, p.Start)
 	}
 
@@ -69,7 +70,7 @@ func TestPredictFromLivePasses(t *testing.T) {
 		manifest.Pass{Kind: manifest.Cold, Started: t0 + 20*s, Finished: t0 + 21*s + 10*ms, BytesRead: 1e9, BytesWritten: 1e6, ReadNs: s, WriteNs: 5 * ms},
 		manifest.Pass{Kind: manifest.Live, Started: t0 + 30*s, Finished: t0 + 31*s, BytesRead: 6e8, BytesWritten: 5e7, ReadNs: 200 * ms, WriteNs: 100 * ms},
 	)
-	p, _ = predict(h, 1e9, serverTimings{}, false)
+	p, _ = predict(h, 1e9, pass.ServerTimings{}, false)
 	if p.ReadRate != 1e9 {
 		t.Errorf("read rate %v, want the last cold pass's 1e9 B/s", p.ReadRate)
 	}
@@ -80,7 +81,7 @@ func TestPredictFromLivePasses(t *testing.T) {
 		t.Errorf("with no back-to-back live passes since the cold pass, the catch-up pass's writes are assumed again: dirty rate %v, writes %d", p.DirtyRate, p.WriteBytes)
 	}
 
-	if _, err := predict(&manifest.Header{}, 1e9, serverTimings{}, false); err == nil {
+	if _, err := predict(&manifest.Header{}, 1e9, pass.ServerTimings{}, false); err == nil {
 		t.Error("with no pass measured, there is nothing to predict from")
 	}
 }
@@ -105,15 +106,15 @@ func FuzzParseTimings(f *testing.F) {
 	h := &manifest.Header{Passes: []manifest.Pass{
 		{Kind: manifest.Cold, Started: 0, Finished: 3 * s, BytesRead: 1e9, BytesWritten: 1e8, ReadNs: 2 * s, WriteNs: s / 2},
 	}}
-	base, err := predict(h, 1e9, serverTimings{}, true)
+	base, err := predict(h, 1e9, pass.ServerTimings{}, true)
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tm := parseTimings(b)
+		tm := pass.ParseTimings(b)
 		for _, d := range []time.Duration{tm.Stop(), tm.Start()} {
-			if d < 0 || d > maxServerSeconds*time.Second {
-				t.Fatalf("parseTimings(%q) gives a stop or start of %v: not a believable time", b, d)
+			if d < 0 || d > pass.MaxServerSeconds*time.Second {
+				t.Fatalf("pass.ParseTimings(%q) gives a stop or start of %v: not a believable time", b, d)
 			}
 		}
 		p, err := predict(h, 1e9, tm, true)

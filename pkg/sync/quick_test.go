@@ -11,24 +11,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgtwopass/pgtwopass/internal/faults"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
-func quickPass(t *testing.T, src, dst string, margin time.Duration) PassStats {
+func quickPass(t *testing.T, dk destKind, src, dst string, margin time.Duration) PassStats {
 	t.Helper()
-	st, err := runPass(t, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, ColdPass: ColdQuick, QuickMargin: margin})
+	st, err := runPass(t, dk, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, ColdPass: ColdQuick, QuickMargin: margin})
 	if err != nil {
 		t.Fatalf("quick cold pass: %v", err)
 	}
 	return st
 }
 
-func TestQuickColdPassSkipsFilesPastTheHorizon(t *testing.T) {
+func testQuickColdPassSkipsFilesPastTheHorizon(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
 	time.Sleep(60 * time.Millisecond) // the files' ctimes are past the horizon when the copy reads them
-	mustPass(t, manifest.Cold, src, dst)
-	st := quickPass(t, src, dst, 50*time.Millisecond)
+	mustPass(t, dk, manifest.Cold, src, dst)
+	st := quickPass(t, dk, src, dst, 50*time.Millisecond)
 	sameTree(t, src, dst)
 	if st.FilesExamined != 1 || st.BytesWritten != 0 {
 		t.Errorf("quick cold pass over an unchanged source must read only pg_control, examined %d files, wrote %d bytes", st.FilesExamined, st.BytesWritten)
@@ -41,22 +43,22 @@ func TestQuickColdPassSkipsFilesPastTheHorizon(t *testing.T) {
 // copiedPastHorizon makes a fake cluster and its copy, read more than 50 ms
 // after the files were written: a quick cold pass with a 50 ms margin may
 // trust every file but pg_control by its stat.
-func copiedPastHorizon(t *testing.T) (src, dst string) {
+func copiedPastHorizon(t *testing.T, dk destKind) (src, dst string) {
 	t.Helper()
 	src = fakeCluster(t)
 	dst = filepath.Join(t.TempDir(), "copy")
 	time.Sleep(60 * time.Millisecond)
-	mustPass(t, manifest.Cold, src, dst)
-	if st := quickPass(t, src, dst, 50*time.Millisecond); st.FilesExamined != 1 {
+	mustPass(t, dk, manifest.Cold, src, dst)
+	if st := quickPass(t, dk, src, dst, 50*time.Millisecond); st.FilesExamined != 1 {
 		t.Fatalf("the premise: a quick cold pass over an unchanged source reads only pg_control, it read %d files", st.FilesExamined)
 	}
 	return src, dst
 }
 
-func TestQuickColdPassCatchesTheMtimeTrap(t *testing.T) {
-	src, dst := copiedPastHorizon(t)
+func testQuickColdPassCatchesTheMtimeTrap(t *testing.T, dk destKind) {
+	src, dst := copiedPastHorizon(t, dk)
 	rewriteBlock(t, src, "base/1/16384", 77) // same size, mtime restored
-	st := quickPass(t, src, dst, 50*time.Millisecond)
+	st := quickPass(t, dk, src, dst, 50*time.Millisecond)
 	sameTree(t, src, dst)
 	if st.BlocksWritten != 1 {
 		t.Errorf("a same-size rewrite with its mtime restored moves ctime: the quick pass must read the file and write its block, wrote %d blocks", st.BlocksWritten)
@@ -65,12 +67,12 @@ func TestQuickColdPassCatchesTheMtimeTrap(t *testing.T) {
 
 // The mtime trap as a DBA would set it: a byte changed, then `touch -r` puts
 // the old mtime back (size and mtime say nothing changed; ctime moved).
-func TestQuickColdPassCatchesTheMtimeTrapSetWithTouchR(t *testing.T) {
+func testQuickColdPassCatchesTheMtimeTrapSetWithTouchR(t *testing.T, dk destKind) {
 	touch, err := exec.LookPath("touch")
 	if err != nil {
 		t.Skip("no touch(1):", err)
 	}
-	src, dst := copiedPastHorizon(t)
+	src, dst := copiedPastHorizon(t, dk)
 	file := filepath.Join(src, "base/1/16384")
 	ref := filepath.Join(t.TempDir(), "ref")
 	if out, err := exec.Command(touch, "-r", file, ref).CombinedOutput(); err != nil {
@@ -91,7 +93,7 @@ func TestQuickColdPassCatchesTheMtimeTrapSetWithTouchR(t *testing.T) {
 	if after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
 		t.Fatalf("the premise: touch -r restores the mtime (%v, then %v) and the size stays (%d, then %d)", before.ModTime(), after.ModTime(), before.Size(), after.Size())
 	}
-	st := quickPass(t, src, dst, 50*time.Millisecond)
+	st := quickPass(t, dk, src, dst, 50*time.Millisecond)
 	sameTree(t, src, dst)
 	if st.BlocksWritten != 1 {
 		t.Errorf("touch -r cannot put ctime back: the quick pass must read the file and write its changed block, wrote %d blocks", st.BlocksWritten)
@@ -104,19 +106,19 @@ func TestQuickColdPassCatchesTheMtimeTrapSetWithTouchR(t *testing.T) {
 // not older than the read's start by more than the margin, so the quick
 // pass reads it. The test forges such a record (its source stat is the
 // file's current one, its read start 1 ms after the file's ctime).
-func TestQuickColdPassRereadsAFileWrittenWithinTheMargin(t *testing.T) {
-	src, dst := copiedPastHorizon(t)
+func testQuickColdPassRereadsAFileWrittenWithinTheMargin(t *testing.T, dk destKind) {
+	src, dst := copiedPastHorizon(t, dk)
 	rewriteBlock(t, src, "base/1/16384", 3)
 	forgeRecord(t, src, dst, "base/1/16384", time.Millisecond)
 
 	// Without a margin the forged record is trusted and the change is
 	// missed: that is what the margin is for. (The pass keeps the record
 	// as it is.)
-	if st := quickPass(t, src, dst, time.Nanosecond); st.BlocksWritten != 0 {
+	if st := quickPass(t, dk, src, dst, time.Nanosecond); st.BlocksWritten != 0 {
 		t.Fatalf("the premise: with a 1 ns margin the forged record is trusted, but the quick pass wrote %d blocks", st.BlocksWritten)
 	}
 
-	st := quickPass(t, src, dst, 50*time.Millisecond)
+	st := quickPass(t, dk, src, dst, 50*time.Millisecond)
 	sameTree(t, src, dst)
 	if st.BlocksWritten != 1 {
 		t.Errorf("a file whose ctime is within the margin of its last read must be read again: wrote %d blocks, want 1", st.BlocksWritten)
@@ -130,7 +132,7 @@ func forgeRecord(t *testing.T, src, dst, rel string, after time.Duration) {
 	t.Helper()
 	fi, err := os.Lstat(filepath.Join(src, rel))
 	must(t, err)
-	cur := statOf(fi)
+	cur := pass.StatOf(fi)
 	rewriteManifest(t, dst, func(f *manifest.File) {
 		if f.Path == rel {
 			f.Source = cur
@@ -159,19 +161,19 @@ func rewriteManifest(t *testing.T, dst string, edit func(*manifest.File)) {
 	must(t, w.Commit(r.Header))
 }
 
-func TestQuickColdPassRereadsFilesChangedWithinTheMargin(t *testing.T) {
+func testQuickColdPassRereadsFilesChangedWithinTheMargin(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
 	// The copy is made right after the files were written: their ctimes
 	// are within a 10 s margin of the read, so no stat can vouch for them.
-	mustPass(t, manifest.Cold, src, dst)
+	mustPass(t, dk, manifest.Cold, src, dst)
 	time.Sleep(60 * time.Millisecond)
-	st := quickPass(t, src, dst, 10*time.Second)
+	st := quickPass(t, dk, src, dst, 10*time.Second)
 	if want := int64(len(regularFiles(t, src))); st.FilesExamined != want {
 		t.Errorf("files changed within the safe margin of their last read must be read again: examined %d of %d", st.FilesExamined, want)
 	}
 	// That re-read began more than 50 ms after the files' last change.
-	if st := quickPass(t, src, dst, 50*time.Millisecond); st.FilesExamined != 1 {
+	if st := quickPass(t, dk, src, dst, 50*time.Millisecond); st.FilesExamined != 1 {
 		t.Errorf("after a read safely after the last change, only pg_control is read; examined %d", st.FilesExamined)
 	}
 }
@@ -179,16 +181,16 @@ func TestQuickColdPassRereadsFilesChangedWithinTheMargin(t *testing.T) {
 func regularFiles(t *testing.T, dir string) []string {
 	var out []string
 	for _, e := range mustWalk(t, dir) {
-		if e.isRegular() {
-			out = append(out, e.rel)
+		if e.IsRegular() {
+			out = append(out, e.Rel)
 		}
 	}
 	return out
 }
 
-func TestQuickColdPassRefusesNetworkFileSystems(t *testing.T) {
+func testQuickColdPassRefusesNetworkFileSystems(t *testing.T, dk destKind) {
 	// The local file systems of the test machine are not network ones.
-	if err := checkQuickFS(t.TempDir()); err != nil {
+	if err := pass.CheckQuickFS(t.TempDir()); err != nil {
 		t.Fatalf("a local file system must be accepted: %v", err)
 	}
 	for _, c := range []struct {
@@ -196,12 +198,13 @@ func TestQuickColdPassRefusesNetworkFileSystems(t *testing.T) {
 		name  string
 	}{{0x6969, "NFS"}, {0xff534d42, "CIFS"}, {0xfe534d42, "SMB2"}, {0x517b, "SMB"}} {
 		t.Run(c.name, func(t *testing.T) {
-			t.Cleanup(func() { fsType = statfsType })
+			orig := pass.FSType
+			t.Cleanup(func() { pass.FSType = orig })
 			src := fakeCluster(t)
 			dst := filepath.Join(t.TempDir(), "copy")
 			// statfs(2) of a path below on reports the network file system.
 			networkAt := func(on string) {
-				fsType = func(path string) (int64, error) {
+				pass.FSType = func(path string) (int64, error) {
 					if path == on || strings.HasPrefix(path, on+"/") {
 						return c.magic, nil
 					}
@@ -217,16 +220,16 @@ func TestQuickColdPassRefusesNetworkFileSystems(t *testing.T) {
 			}
 			// SRC on it: the job checks SRC before it opens DEST.
 			networkAt(src)
-			refused(checkQuickFS(src), src)
+			refused(pass.CheckQuickFS(src), src)
 			// DEST on it: the destination refuses before it writes anything.
 			networkAt(filepath.Dir(dst))
-			_, err := runPass(t, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, ColdPass: ColdQuick})
+			_, err := runPass(t, dk, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2, ColdPass: ColdQuick})
 			refused(err, filepath.Dir(dst))
 			if _, err := os.Lstat(dst); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("a refused quick cold pass must not create DEST (%v)", err)
 			}
 			// The checksum cold pass trusts no stat: it runs there.
-			if _, err := runPass(t, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2}); err != nil {
+			if _, err := runPass(t, dk, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2}); err != nil {
 				t.Errorf("the default checksum cold pass runs on any file system: %v", err)
 			}
 			sameTree(t, src, dst)
@@ -236,31 +239,31 @@ func TestQuickColdPassRefusesNetworkFileSystems(t *testing.T) {
 
 // A file shrinking under the live pass is not an error: it gets no record
 // and the next pass copies it.
-func TestLivePassToleratesAFileShrinkingUnderIt(t *testing.T) {
+func testLivePassToleratesAFileShrinkingUnderIt(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
 	target := filepath.Join(src, "base/1/16384")
-	Faults.AfterOpen = func(path string) {
+	faults.Hooks.AfterOpen = func(path string) {
 		if path == target {
 			must(t, os.Truncate(target, 8192))
 		}
 	}
-	t.Cleanup(func() { Faults.AfterOpen = nil })
-	if _, err := runPass(t, context.Background(), manifest.Live, src, dst, Options{Jobs: 2}); err != nil {
+	t.Cleanup(func() { faults.Hooks.AfterOpen = nil })
+	if _, err := runPass(t, dk, context.Background(), manifest.Live, src, dst, Options{Jobs: 2}); err != nil {
 		t.Fatalf("a file shrinking under the live pass must not fail it: %v", err)
 	}
-	Faults.AfterOpen = nil
-	mustPass(t, manifest.Cold, src, dst)
+	faults.Hooks.AfterOpen = nil
+	mustPass(t, dk, manifest.Cold, src, dst)
 	sameTree(t, src, dst)
 }
 
 // A file that grows while the live pass reads it is marked, and the next
 // live pass reads it again whatever its stat says.
-func TestLivePassMarksAFileChangedWhileRead(t *testing.T) {
+func testLivePassMarksAFileChangedWhileRead(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
 	target := filepath.Join(src, "pg_xact/0000")
-	Faults.AfterOpen = func(path string) {
+	faults.Hooks.AfterOpen = func(path string) {
 		if path == target {
 			f, err := os.OpenFile(target, os.O_APPEND|os.O_WRONLY, 0)
 			must(t, err)
@@ -268,9 +271,9 @@ func TestLivePassMarksAFileChangedWhileRead(t *testing.T) {
 			f.Close()
 		}
 	}
-	t.Cleanup(func() { Faults.AfterOpen = nil })
-	mustPass(t, manifest.Live, src, dst)
-	Faults.AfterOpen = nil
+	t.Cleanup(func() { faults.Hooks.AfterOpen = nil })
+	mustPass(t, dk, manifest.Live, src, dst)
+	faults.Hooks.AfterOpen = nil
 	r, err := manifest.Open(filepath.Join(dst, manifest.DirName, manifest.FileName))
 	must(t, err)
 	defer r.Close()
@@ -286,7 +289,7 @@ func TestLivePassMarksAFileChangedWhileRead(t *testing.T) {
 			break
 		}
 	}
-	st := mustPass(t, manifest.Live, src, dst)
+	st := mustPass(t, dk, manifest.Live, src, dst)
 	if st.FilesExamined != 2 { // pg_xact/0000 and pg_control
 		t.Errorf("the next live pass must read the marked file again: examined %d files", st.FilesExamined)
 	}
@@ -295,19 +298,19 @@ func TestLivePassMarksAFileChangedWhileRead(t *testing.T) {
 
 // In the cold pass a source file that changes while read means the server
 // is not really stopped: the pass fails and the copy stays unsealed.
-func TestColdPassFailsWhenTheSourceChanges(t *testing.T) {
+func testColdPassFailsWhenTheSourceChanges(t *testing.T, dk destKind) {
 	src := fakeCluster(t)
 	dst := filepath.Join(t.TempDir(), "copy")
 	target := filepath.Join(src, "global/1262")
-	Faults.AfterOpen = func(path string) {
+	faults.Hooks.AfterOpen = func(path string) {
 		if path == target {
 			f, _ := os.OpenFile(target, os.O_APPEND|os.O_WRONLY, 0)
 			f.Write([]byte("x"))
 			f.Close()
 		}
 	}
-	t.Cleanup(func() { Faults.AfterOpen = nil })
-	_, err := runPass(t, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2})
+	t.Cleanup(func() { faults.Hooks.AfterOpen = nil })
+	_, err := runPass(t, dk, context.Background(), manifest.Cold, src, dst, Options{Jobs: 2})
 	if err == nil || !strings.Contains(err.Error(), "changed while the cold pass read it") {
 		t.Fatalf("a source changing during the cold pass must fail it, got %v", err)
 	}

@@ -3,17 +3,10 @@ package sync
 import (
 	"context"
 
-	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/destination"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/remote"
 )
-
-// CopyStatus is what the manifest of a copy says.
-type CopyStatus struct {
-	Dest   string
-	Header manifest.Header
-	// Sealed: a cold pass completed and global/pg_control is installed,
-	// so the copy can be started.
-	Sealed bool
-}
 
 // Status reads the manifest of the copy in o.Dest, on this host or on
 // another. It writes nothing.
@@ -22,20 +15,37 @@ func Status(ctx context.Context, o Options) (*CopyStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.close()
-	return d.status(ctx)
+	defer d.Close()
+	return d.Status(ctx)
+}
+
+// VerifyManifest reads every file of the copy in o.Dest, on this host or on
+// another, and compares it with the manifest: block hashes, CRC-32C and
+// size; files the manifest does not know and records whose file is gone
+// are differences too. It needs no source and writes nothing.
+func VerifyManifest(ctx context.Context, o Options) ([]Difference, error) {
+	o.Source = "-"
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	d, err := copyOnly(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.VerifyManifest(ctx, o.Jobs, o.excluder())
 }
 
 // copyOnly returns the destination of a command that needs no source.
-func copyOnly(ctx context.Context, o *Options) (dest, error) {
+func copyOnly(ctx context.Context, o *Options) (pass.Destination, error) {
 	if o.Dest == "" {
 		return nil, inputErr("give the copy's directory", "missing DEST")
 	}
 	if o.Observer == nil {
-		o.Observer = nopObserver{}
+		o.Observer = pass.NopObserver{}
 	}
-	if r, ok := ParseRemote(o.Dest); ok {
-		return dialRemote(ctx, r, o, nil)
+	if _, ok := ParseRemote(o.Dest); ok {
+		return remote.Dial(ctx, o.Dest, o.Remote, nil, o.Observer)
 	}
-	return newLocalDest(o.Dest, nil, o.Observer)
+	return destination.New(o.Dest, nil, o.Observer)
 }

@@ -4,20 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
-	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
-	"github.com/google/renameio/v2"
-
-	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
-
-// tablespaceMarker is the file in a tablespace's copy (the NEW directory of
-// --tablespace-map) that says whose tablespace it is a copy of.
-const tablespaceMarker = ".pgtwopass-tablespace"
 
 // tablespace is one link of SRC/pg_tblspc and where the copy puts it.
 type tablespace struct {
@@ -26,20 +21,13 @@ type tablespace struct {
 	new string // the copy's directory for it, as given on the command line
 }
 
-// isTablespaceLink reports whether rel is where a tablespace is linked.
-func isTablespaceLink(rel string) bool { return path.Dir(rel) == "pg_tblspc" }
-
-// followed reports whether the walk goes through a symlink at rel as if it
-// were a directory: pg_wal on another disk, and tablespaces.
-func followed(rel string) bool { return rel == walkedDir || isTablespaceLink(rel) }
-
 // mapTablespaces finds every tablespace of SRC in the map OLD=NEW given
 // with --tablespace-map, as pg_basebackup -T does. A tablespace without a
 // mapping is refused, naming it. NEW is as given: a remote destination
 // resolves it on its host.
 func mapTablespaces(srcDir string, tsmap map[string]string) (map[string]*tablespace, error) {
 	dir := filepath.Join(srcDir, "pg_tblspc")
-	names, err := readDirNames(dir)
+	names, err := pass.ReadDirNames(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("failed to list %s: %w", dir, err)
 	}
@@ -100,53 +88,6 @@ func (s *source) tablespaceDirs() map[string]string {
 	return m
 }
 
-// checkOverlaps refuses, for a copy on this host, a directory of a
-// tablespace's copy that overlaps SRC, DEST, a source tablespace or the copy
-// of another tablespace.
-func checkOverlaps(src *source, d *localDest) error {
-	const hint = "choose, for each tablespace, a directory of its own outside SRC, DEST and the source's tablespaces"
-	others := []string{src.dir, d.dir}
-	for _, ts := range src.tablespaces {
-		if real, err := filepath.EvalSymlinks(ts.old); err == nil {
-			others = append(others, real)
-		}
-	}
-	for _, oid := range sortedKeys(d.tsNew) {
-		new := d.tsNew[oid]
-		for _, o := range others {
-			if new == o || within(new, o) || within(o, new) {
-				return inputErr(hint, "--tablespace-map for pg_tblspc/%s: %s overlaps %s", oid, new, o)
-			}
-		}
-		others = append(others, new)
-	}
-	return nil
-}
-
-func markerFor(oid string, sysID uint64) []byte {
-	return fmt.Appendf(nil, "pgtwopass copy of tablespace %s of the cluster with database system identifier %d\n", oid, sysID)
-}
-
-// markTablespaces writes the marker into each tablespace's copy.
-func (d *localDest) markTablespaces() error {
-	for _, oid := range sortedKeys(d.tsNew) {
-		new := d.tsNew[oid]
-		if err := os.MkdirAll(new, 0o700); err != nil {
-			return fmt.Errorf("failed to create %s: %w", new, err)
-		}
-		p := filepath.Join(new, tablespaceMarker)
-		if err := renameio.WriteFile(p, markerFor(oid, d.sysID), 0o600, renameio.WithTempDir(new)); err != nil {
-			return fmt.Errorf("failed to write %s: %w", p, err)
-		}
-		if d.asRoot {
-			os.Lchown(p, int(d.owner.UID), int(d.owner.GID))
-		}
-		if err := manifest.SyncDir(new); err != nil {
-			return err
-		}
-		if err := manifest.SyncDir(filepath.Dir(new)); err != nil {
-			return err
-		}
-	}
-	return nil
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }

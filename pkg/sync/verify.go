@@ -7,21 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	stdsync "sync"
+	sync "sync"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
-
-// Difference is one way in which the copy differs from the source.
-type Difference struct {
-	Path string
-	What string
-}
-
-func (d Difference) String() string { return d.Path + ": " + d.What }
 
 // Verify reads a stopped source and its copy in full and returns every
 // difference: entries missing or extra, types, modes, owners (when the
@@ -45,8 +38,8 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer dst.close()
-	rep, err := dst.open(ctx, &openRequest{ReadOnly: true, SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion,
+	defer dst.Close()
+	rep, err := dst.Open(ctx, &pass.OpenRequest{ReadOnly: true, SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion,
 		Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces)})
 	if err != nil {
 		return nil, err
@@ -56,22 +49,22 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 		bs = DefaultBlockSize
 	}
 	ex := o.excluder()
-	se, err := walk(src.dir, ex)
+	se, err := pass.Walk(src.dir, ex)
 	if err != nil {
 		return nil, err
 	}
-	newIDMap(src.ownerIDs(), rep.Owner).apply(se)
-	de, err := dst.walkCopy(ctx, ex)
+	pass.NewIDMap(src.ownerIDs(), rep.Owner).Apply(se)
+	de, err := dst.WalkCopy(ctx, ex)
 	if err != nil {
 		return nil, err
 	}
 	// A backup_manifest that finish --backup-manifest wrote is not the
 	// source's.
-	if !hasEntry(se, backupManifestName) {
-		de = dropEntry(de, backupManifestName)
+	if !hasEntry(se, pass.BackupManifestName) {
+		de = dropEntry(de, pass.BackupManifestName)
 	}
 	v := &verifier{bs: bs, owners: rep.AsRoot, obs: o.Observer}
-	var files []*entry
+	var files []*pass.Entry
 	i, k := 0, 0
 	for i < len(se) || k < len(de) {
 		var c int
@@ -81,22 +74,22 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 		case k == len(de):
 			c = -1
 		default:
-			c = manifest.ComparePaths(se[i].rel, de[k].rel)
+			c = manifest.ComparePaths(se[i].Rel, de[k].Rel)
 		}
 		switch {
 		case c < 0:
 			v.missing(ctx, dst, &se[i])
 			i++
 		case c > 0:
-			v.add(de[k].rel, "not in the source")
+			v.add(de[k].Rel, "not in the source")
 			k++
 		default:
 			if v.compareMeta(&se[i], &de[k]) {
 				files = append(files, &se[i])
 			}
-			if oid, rest, ok := tablespaceRel(se[i].rel); ok && rest == "" && src.tablespaces[oid] != nil {
-				if want := rep.Tablespaces[oid]; de[k].target != want {
-					v.add(se[i].rel, "the copy's tablespace link points to %q, not to %s", de[k].target, want)
+			if oid, rest, ok := pass.TablespaceRel(se[i].Rel); ok && rest == "" && src.tablespaces[oid] != nil {
+				if want := rep.Tablespaces[oid]; de[k].Target != want {
+					v.add(se[i].Rel, "the copy's tablespace link points to %q, not to %s", de[k].Target, want)
 				}
 			}
 			i++
@@ -114,9 +107,9 @@ type verifier struct {
 	// config
 	bs     int
 	owners bool
-	obs    Observer
+	obs    pass.Observer
 	// state
-	mu    stdsync.Mutex
+	mu    sync.Mutex
 	diffs []Difference
 }
 
@@ -126,14 +119,14 @@ func (v *verifier) add(path, format string, args ...any) {
 	v.mu.Unlock()
 }
 
-func (v *verifier) missing(ctx context.Context, dst dest, e *entry) {
-	if e.rel == controlFile {
-		if st, err := dst.status(ctx); err == nil && !st.Sealed {
-			v.add(e.rel, "the copy is not sealed: its pg_control is held in %s until a cold pass completes (run finish)", manifest.DirName)
+func (v *verifier) missing(ctx context.Context, dst pass.Destination, e *pass.Entry) {
+	if e.Rel == pass.ControlFile {
+		if st, err := dst.Status(ctx); err == nil && !st.Sealed {
+			v.add(e.Rel, "the copy is not sealed: its pg_control is held in %s until a cold pass completes (run finish)", manifest.DirName)
 			return
 		}
 	}
-	v.add(e.rel, "missing from the copy")
+	v.add(e.Rel, "missing from the copy")
 }
 
 func kindOf(m fs.FileMode) string {
@@ -148,29 +141,29 @@ func kindOf(m fs.FileMode) string {
 
 // compareMeta compares everything but contents, and reports whether the
 // contents must be compared too.
-func (v *verifier) compareMeta(s, d *entry) bool {
-	name := s.rel
+func (v *verifier) compareMeta(s, d *pass.Entry) bool {
+	name := s.Rel
 	if name == "" {
 		name = "."
 	}
-	if s.mode.Type() != d.mode.Type() {
-		v.add(name, "a %s in the source, a %s in the copy", kindOf(s.mode), kindOf(d.mode))
+	if s.Mode.Type() != d.Mode.Type() {
+		v.add(name, "a %s in the source, a %s in the copy", kindOf(s.Mode), kindOf(d.Mode))
 		return false
 	}
-	if !s.isSymlink() && (s.mode.Perm() != d.mode.Perm() || s.mode&modeSpecial != d.mode&modeSpecial) {
-		v.add(name, "mode %v in the source, %v in the copy", s.mode.Perm(), d.mode.Perm())
+	if !s.IsSymlink() && (s.Mode.Perm() != d.Mode.Perm() || s.Mode&pass.ModeSpecial != d.Mode&pass.ModeSpecial) {
+		v.add(name, "mode %v in the source, %v in the copy", s.Mode.Perm(), d.Mode.Perm())
 	}
-	if v.owners && (s.uid != d.uid || s.gid != d.gid) {
-		v.add(name, "owner %d:%d in the source, %d:%d in the copy", s.uid, s.gid, d.uid, d.gid)
+	if v.owners && (s.UID != d.UID || s.GID != d.GID) {
+		v.add(name, "owner %d:%d in the source, %d:%d in the copy", s.UID, s.GID, d.UID, d.GID)
 	}
 	switch {
-	case s.isSymlink():
-		if s.target != d.target {
-			v.add(name, "symlink to %q in the source, to %q in the copy", s.target, d.target)
+	case s.IsSymlink():
+		if s.Target != d.Target {
+			v.add(name, "symlink to %q in the source, to %q in the copy", s.Target, d.Target)
 		}
-	case s.isRegular():
-		if s.stat.Size != d.stat.Size {
-			v.add(name, "%d bytes in the source, %d in the copy", s.stat.Size, d.stat.Size)
+	case s.IsRegular():
+		if s.Stat.Size != d.Stat.Size {
+			v.add(name, "%d bytes in the source, %d in the copy", s.Stat.Size, d.Stat.Size)
 		}
 		return true
 	}
@@ -179,24 +172,24 @@ func (v *verifier) compareMeta(s, d *entry) bool {
 
 // copyHashes is one file's hashes from the copy's side.
 type copyHashes struct {
-	e      *entry
+	e      *pass.Entry
 	hashes []manifest.Hash
 }
 
 // compareContents hashes the source's files while the copy's side hashes
 // its own, and compares them block by block.
-func (v *verifier) compareContents(ctx context.Context, srcDir string, dst dest, files []*entry, jobs int) error {
-	byRel := make(map[string]*entry, len(files))
+func (v *verifier) compareContents(ctx context.Context, srcDir string, dst pass.Destination, files []*pass.Entry, jobs int) error {
+	byRel := make(map[string]*pass.Entry, len(files))
 	rels := make([]string, len(files))
 	for i, e := range files {
-		byRel[e.rel] = e
-		rels[i] = e.rel
+		byRel[e.Rel] = e
+		rels[i] = e.Rel
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	work := make(chan copyHashes, jobs)
 	g.Go(func() error {
 		defer close(work)
-		return dst.hashFiles(gctx, rels, v.bs, jobs, func(rel string, size int64, hashes []manifest.Hash, err error) error {
+		return dst.HashFiles(gctx, rels, v.bs, jobs, func(rel string, size int64, hashes []manifest.Hash, err error) error {
 			if err != nil {
 				return err
 			}
@@ -227,14 +220,14 @@ func (v *verifier) compareContents(ctx context.Context, srcDir string, dst dest,
 }
 
 func (v *verifier) compareFile(ctx context.Context, srcDir string, w copyHashes) error {
-	f, err := os.Open(filepath.Join(srcDir, filepath.FromSlash(w.e.rel)))
+	f, err := os.Open(filepath.Join(srcDir, filepath.FromSlash(w.e.Rel)))
 	if err != nil {
-		return fmt.Errorf("failed to open %s: %w", w.e.rel, err)
+		return fmt.Errorf("failed to open %s: %w", w.e.Rel, err)
 	}
 	defer f.Close()
-	sh, err := hashContents(ctx, f, v.bs, func(n int64) { v.obs.Progress(n, 0) })
+	sh, _, err := pass.HashFile(ctx, f, v.bs, func(b []byte) { v.obs.Progress(int64(len(b)), 0) })
 	if err != nil {
-		return fmt.Errorf("failed to read %s: %w", w.e.rel, err)
+		return fmt.Errorf("failed to read %s: %w", w.e.Rel, err)
 	}
 	var differing, first int64 = 0, -1
 	for b := range max(len(sh), len(w.hashes)) {
@@ -246,71 +239,25 @@ func (v *verifier) compareFile(ctx context.Context, srcDir string, w copyHashes)
 		}
 	}
 	if differing > 0 {
-		v.add(w.e.rel, "%d block(s) of %d bytes differ, the first at byte %d", differing, v.bs, first)
+		v.add(w.e.Rel, "%d block(s) of %d bytes differ, the first at byte %d", differing, v.bs, first)
 	}
 	return nil
 }
 
-func hasEntry(es []entry, rel string) bool {
+func hasEntry(es []pass.Entry, rel string) bool {
 	for i := range es {
-		if es[i].rel == rel {
+		if es[i].Rel == rel {
 			return true
 		}
 	}
 	return false
 }
 
-func dropEntry(es []entry, rel string) []entry {
+func dropEntry(es []pass.Entry, rel string) []pass.Entry {
 	for i := range es {
-		if es[i].rel == rel {
+		if es[i].Rel == rel {
 			return append(es[:i:i], es[i+1:]...)
 		}
 	}
 	return es
-}
-
-// walkCopy lists the copy as walk lists SRC; the tablespace links lead to
-// the tablespaces' copies.
-func (d *localDest) walkCopy(_ context.Context, ex excluder) ([]entry, error) {
-	return walk(d.dir, ex)
-}
-
-// hashFiles hashes the copy's files rels with jobs workers.
-func (d *localDest) hashFiles(ctx context.Context, rels []string, bs, jobs int, fn func(string, int64, []manifest.Hash, error) error) error {
-	var mu stdsync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
-	for _, rel := range rels {
-		if !validRel(rel) || rel == "" {
-			return fmt.Errorf("refusing to hash %q: not a file below the data directory", rel)
-		}
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error {
-			size, hashes, err := d.hashFile(gctx, rel, bs)
-			mu.Lock()
-			defer mu.Unlock()
-			return fn(rel, size, hashes, err)
-		})
-	}
-	return g.Wait()
-}
-
-func (d *localDest) hashFile(ctx context.Context, rel string, bs int) (int64, []manifest.Hash, error) {
-	root, name := d.at(rel, false)
-	if root == nil {
-		return 0, nil, fmt.Errorf("failed to open %s in the copy: %w", rel, fs.ErrNotExist)
-	}
-	f, err := root.Open(name)
-	if err != nil {
-		return 0, nil, fmt.Errorf("failed to open %s in the copy: %w", rel, err)
-	}
-	defer f.Close()
-	var size int64
-	hashes, err := hashContents(ctx, f, bs, func(n int64) { size += n })
-	if err != nil {
-		return 0, nil, fmt.Errorf("failed to read %s in the copy: %w", rel, err)
-	}
-	return size, hashes, nil
 }

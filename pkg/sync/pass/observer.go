@@ -1,7 +1,6 @@
-package sync
+package pass
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
@@ -43,7 +42,7 @@ type Event struct {
 	Msg   string
 	Path  string
 	Total int64 // PassStarted: bytes the pass will read at most
-	Stats *PassStats
+	Stats *Stats
 	// Server is set on the Steps that stop and start the source server.
 	Server ServerPhase
 }
@@ -65,13 +64,8 @@ const (
 	ServerStarted
 )
 
-// serverStep reports a Step that moves the source server to phase.
-func (j *job) serverStep(phase ServerPhase, format string, args ...any) {
-	j.opts.Observer.Event(Event{Kind: Step, Server: phase, Msg: fmt.Sprintf(format, args...)})
-}
-
-// PassStats is what one pass did.
-type PassStats struct {
+// Stats is what one pass did.
+type Stats struct {
 	Kind          manifest.PassKind
 	DryRun        bool
 	Started       time.Time
@@ -90,9 +84,10 @@ type PassStats struct {
 }
 
 // Duration is how long the pass took.
-func (s *PassStats) Duration() time.Duration { return s.Finished.Sub(s.Started) }
+func (s *Stats) Duration() time.Duration { return s.Finished.Sub(s.Started) }
 
-type nopObserver struct{}
+// NopObserver discards everything.
+type NopObserver struct{}
 
-func (nopObserver) Event(Event)           {}
-func (nopObserver) Progress(int64, int64) {}
+func (NopObserver) Event(Event)           {}
+func (NopObserver) Progress(int64, int64) {}

@@ -1,4 +1,4 @@
-package sync
+package destination
 
 import (
 	"cmp"
@@ -11,13 +11,15 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	stdsync "sync"
+	sync "sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pgtwopass/pgtwopass/internal/faults"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 // writebackMin is the size of a run of written blocks from which the
@@ -25,26 +27,26 @@ import (
 // writes whole chunks.
 const writebackMin = 1 << 20
 
-// localPass is one pass on the destination side of a copy on this host.
-type localPass struct {
+// Pass is one pass on the destination side of a copy on this host.
+type Pass struct {
 	// config
-	d       *localDest
-	req     passRequest
-	entries []entry
+	d       *Local
+	req     pass.PassRequest
+	entries []pass.Entry
 	bs      int
-	obs     Observer
+	obs pass.Observer
 
 	// state
 	old     *oldManifest
 	mw      *manifest.Writer
 	idx     int // the next entry next() looks at
 	nextID  uint64
-	mu      stdsync.Mutex
+	mu      sync.Mutex
 	files   map[uint64]*destFile // files handed to the sender and not yet done
 	ordered chan *destFile       // every regular file, in walk order, to the manifest writer
 	stop    chan struct{}        // closed by abort: the manifest writer gives up
 	written chan error           // the manifest writer's result
-	dirsMu  stdsync.Mutex
+	dirsMu  sync.Mutex
 	dirs    map[dirKey]*os.Root // see fileAt
 	closed  bool
 	waited  bool
@@ -59,7 +61,7 @@ type localPass struct {
 type destFile struct {
 	// config
 	id   uint64
-	e    *entry
+	e    *pass.Entry
 	dfi  fs.FileInfo // the copy's stat before the pass; nil: new file
 	f    *os.File    // the copy, open for writing
 	name string      // in root
@@ -74,25 +76,36 @@ type destFile struct {
 	done  chan struct{}
 }
 
-func (d *localDest) beginPass(ctx context.Context, req *passRequest, entries []entry) (destPass, error) {
+// BeginPass starts a pass over entries.
+func (d *Local) BeginPass(ctx context.Context, req *pass.PassRequest, entries []pass.Entry) (pass.DestinationPass, error) {
+	lp, err := d.Begin(ctx, req, entries)
+	if err != nil {
+		return nil, err
+	}
+	return lp, nil
+}
+
+// Begin is BeginPass that returns the pass as it is: the receiver serves it
+// over the wire.
+func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass.Entry) (*Pass, error) {
 	for i := range entries {
-		if !validRel(entries[i].rel) || (i == 0) != (entries[i].rel == "") {
-			return nil, fmt.Errorf("refusing entry %q: not a path below the data directory", entries[i].rel)
+		if !validRel(entries[i].Rel) || (i == 0) != (entries[i].Rel == "") {
+			return nil, fmt.Errorf("refusing entry %q: not a path below the data directory", entries[i].Rel)
 		}
-		if i > 0 && manifest.ComparePaths(entries[i-1].rel, entries[i].rel) >= 0 {
-			return nil, fmt.Errorf("refusing entry %q after %q: entries must come in walk order", entries[i].rel, entries[i-1].rel)
+		if i > 0 && manifest.ComparePaths(entries[i-1].Rel, entries[i].Rel) >= 0 {
+			return nil, fmt.Errorf("refusing entry %q after %q: entries must come in walk order", entries[i].Rel, entries[i-1].Rel)
 		}
 	}
-	if len(entries) == 0 || !entries[0].isDir() {
+	if len(entries) == 0 || !entries[0].IsDir() {
 		return nil, errors.New("the entries of a pass start with the data directory")
 	}
 	if !manifest.ValidBlockSize(req.BlockSize) {
 		return nil, fmt.Errorf("invalid block size %d", req.BlockSize)
 	}
-	lp := &localPass{d: d, req: *req, entries: entries, bs: req.BlockSize, obs: d.obs,
+	lp := &Pass{d: d, req: *req, entries: entries, bs: req.BlockSize, obs: d.obs,
 		files: map[uint64]*destFile{}, stop: make(chan struct{}), written: make(chan error, 1)}
 	if req.Quiet {
-		lp.obs = nopObserver{}
+		lp.obs = pass.NopObserver{}
 	}
 	if !req.DryRun {
 		if err := d.markPass(); err != nil {
@@ -127,37 +140,37 @@ func (d *localDest) beginPass(ctx context.Context, req *passRequest, entries []e
 	return lp, nil
 }
 
-func (lp *localPass) warn(path, format string, args ...any) {
-	lp.obs.Event(Event{Kind: Warning, Pass: lp.req.Kind, Path: path, Msg: fmt.Sprintf(format, args...)})
+func (lp *Pass) warn(path, format string, args ...any) {
+	lp.obs.Event(pass.Event{Kind: pass.Warning, Pass: lp.req.Kind, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 // unseal moves an installed pg_control of the copy aside before anything
 // else is written, so that the copy cannot be started until a cold pass
 // completes.
-func (lp *localPass) unseal() error {
+func (lp *Pass) unseal() error {
 	root := lp.d.root
-	if _, err := lstat(root, controlFile); err != nil {
+	if _, err := lstat(root, pass.ControlFile); err != nil {
 		return nil
 	}
-	if err := root.Rename(controlFile, heldControl); err != nil {
+	if err := root.Rename(pass.ControlFile, pass.HeldControl); err != nil {
 		return fmt.Errorf("failed to unseal the copy: %w", err)
 	}
-	for _, dir := range []string{path.Dir(controlFile), path.Dir(heldControl)} {
-		if err := syncRootDir(root, dir); err != nil {
+	for _, dir := range []string{path.Dir(pass.ControlFile), path.Dir(pass.HeldControl)} {
+		if err := manifest.SyncDirIn(root, dir); err != nil {
 			return err
 		}
 	}
-	lp.obs.Event(Event{Kind: Step, Pass: lp.req.Kind, Msg: "unsealed the copy: its pg_control is held in " + manifest.DirName + " until a cold pass completes"})
+	lp.obs.Event(pass.Event{Kind: pass.Step, Pass: lp.req.Kind, Msg: "unsealed the copy: its pg_control is held in " + manifest.DirName + " until a cold pass completes"})
 	return nil
 }
 
 // deleteExtras removes from the copy every entry that SRC does not have, or
 // has with another type. Deleting first frees space before anything is
 // written. A dry run counts and reports them.
-func (lp *localPass) deleteExtras(ctx context.Context) error {
+func (lp *Pass) deleteExtras(ctx context.Context) error {
 	want := make(map[string]fs.FileMode, len(lp.entries))
 	for i := range lp.entries {
-		want[lp.entries[i].rel] = lp.entries[i].mode.Type()
+		want[lp.entries[i].Rel] = lp.entries[i].Mode.Type()
 	}
 	verb := "deleted"
 	if lp.req.DryRun {
@@ -181,11 +194,11 @@ func (lp *localPass) deleteExtras(ctx context.Context) error {
 			}
 			crel := path.Join(rel, name)
 			cname := path.Join(dir, name)
-			if crel == manifest.DirName || isMarker(crel) {
+			if crel == manifest.DirName || pass.IsMarker(crel) {
 				continue
 			}
 			typ, ok := want[crel]
-			if ok && isTablespaceLink(crel) && lp.d.tsNew[name] != "" {
+			if ok && pass.IsTablespaceLink(crel) && lp.d.tsNew[name] != "" {
 				// The link is made by makeDirsAndLinks; the copy is below NEW.
 				if err := visit(crel, lp.d.tsRoot[name], "."); err != nil {
 					return err
@@ -208,7 +221,7 @@ func (lp *localPass) deleteExtras(ctx context.Context) error {
 				}
 			}
 			lp.deleted.Add(1)
-			lp.obs.Event(Event{Kind: FileDeleted, Pass: lp.req.Kind, Path: crel, Msg: verb})
+			lp.obs.Event(pass.Event{Kind: pass.FileDeleted, Pass: lp.req.Kind, Path: crel, Msg: verb})
 		}
 		return nil
 	}
@@ -217,37 +230,37 @@ func (lp *localPass) deleteExtras(ctx context.Context) error {
 
 // makeDirsAndLinks creates the missing directories (owner-only until
 // finishDirs gives them their modes) and the symlinks.
-func (lp *localPass) makeDirsAndLinks() error {
+func (lp *Pass) makeDirsAndLinks() error {
 	for i := range lp.entries {
 		e := &lp.entries[i]
-		if oid, rest, ok := tablespaceRel(e.rel); ok && rest == "" && lp.d.tsNew[oid] != "" {
+		if oid, rest, ok := pass.TablespaceRel(e.Rel); ok && rest == "" && lp.d.tsNew[oid] != "" {
 			if err := lp.linkTablespace(e, oid); err != nil {
 				return err
 			}
 			continue
 		}
-		root, name := lp.d.at(e.rel, true)
+		root, name := lp.d.at(e.Rel, true)
 		switch {
-		case e.isDir():
+		case e.IsDir():
 			if err := root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("failed to create directory %s in the copy: %w", e.rel, err)
+				return fmt.Errorf("failed to create directory %s in the copy: %w", e.Rel, err)
 			}
-		case e.isSymlink():
-			if target, err := root.Readlink(name); err == nil && target == e.target {
+		case e.IsSymlink():
+			if target, err := root.Readlink(name); err == nil && target == e.Target {
 				if err := lp.d.setMeta(root, name, e, nil); err != nil {
 					return err
 				}
 				continue
 			}
 			root.Remove(name)
-			if err := root.Symlink(e.target, name); err != nil {
-				return fmt.Errorf("failed to create symlink %s in the copy: %w", e.rel, err)
+			if err := root.Symlink(e.Target, name); err != nil {
+				return fmt.Errorf("failed to create symlink %s in the copy: %w", e.Rel, err)
 			}
 			if err := lp.d.setMeta(root, name, e, nil); err != nil {
 				return err
 			}
 			lp.changed.Add(1)
-			lp.obs.Event(Event{Kind: FileChanged, Pass: lp.req.Kind, Path: e.rel})
+			lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel})
 		}
 	}
 	return nil
@@ -255,84 +268,82 @@ func (lp *localPass) makeDirsAndLinks() error {
 
 // linkTablespace makes the copy's pg_tblspc/OID a link to the directory of
 // the tablespace's copy, which open created.
-func (lp *localPass) linkTablespace(e *entry, oid string) error {
+func (lp *Pass) linkTablespace(e *pass.Entry, oid string) error {
 	new := lp.d.tsNew[oid]
 	root := lp.d.root
-	if target, err := root.Readlink(e.rel); err == nil && target == new {
+	if target, err := root.Readlink(e.Rel); err == nil && target == new {
 		return nil
 	}
-	root.Remove(e.rel)
-	if err := root.Symlink(new, e.rel); err != nil {
-		return fmt.Errorf("failed to link %s in the copy to %s: %w", e.rel, new, err)
+	root.Remove(e.Rel)
+	if err := root.Symlink(new, e.Rel); err != nil {
+		return fmt.Errorf("failed to link %s in the copy to %s: %w", e.Rel, new, err)
 	}
 	if lp.d.asRoot {
-		root.Lchown(e.rel, int(e.uid), int(e.gid))
+		root.Lchown(e.Rel, int(e.UID), int(e.GID))
 	}
 	lp.changed.Add(1)
-	lp.obs.Event(Event{Kind: FileChanged, Pass: lp.req.Kind, Path: e.rel, Msg: "tablespace linked to " + new})
+	lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel, Msg: "tablespace linked to " + new})
 	return nil
 }
 
 // setMeta gives name in root e's owner (as root), mode and times, where
 // they differ from fi (nil: lstat it).
-func (d *localDest) setMeta(root *os.Root, name string, e *entry, fi fs.FileInfo) error {
+func (d *Local) setMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileInfo) error {
 	_, err := d.applyMeta(root, name, e, fi)
 	return err
 }
 
 // applyMeta is setMeta that reports whether it changed anything.
-func (d *localDest) applyMeta(root *os.Root, name string, e *entry, fi fs.FileInfo) (bool, error) {
+func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileInfo) (bool, error) {
 	if fi == nil {
 		var err error
 		if fi, err = root.Lstat(name); err != nil {
-			return false, fmt.Errorf("failed to stat %s in the copy: %w", e.rel, err)
+			return false, fmt.Errorf("failed to stat %s in the copy: %w", e.Rel, err)
 		}
 	}
-	st := newEntry(e.rel, fi)
+	st := pass.NewEntry(e.Rel, fi)
 	changed := false
-	if d.asRoot && (st.uid != e.uid || st.gid != e.gid) {
-		if err := root.Lchown(name, int(e.uid), int(e.gid)); err != nil {
-			return changed, fmt.Errorf("failed to set the owner of %s in the copy: %w", e.rel, err)
+	if d.asRoot && (st.UID != e.UID || st.GID != e.GID) {
+		if err := root.Lchown(name, int(e.UID), int(e.GID)); err != nil {
+			return changed, fmt.Errorf("failed to set the owner of %s in the copy: %w", e.Rel, err)
 		}
 		changed = true
 	}
-	if e.isSymlink() {
-		if st.stat.Mtime != e.stat.Mtime {
-			if err := lutimesAt(root, name, e.atime, e.stat.Mtime); err != nil {
-				return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.rel, err)
+	if e.IsSymlink() {
+		if st.Stat.Mtime != e.Stat.Mtime {
+			if err := lutimesAt(root, name, e.Atime, e.Stat.Mtime); err != nil {
+				return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.Rel, err)
 			}
 			changed = true
 		}
 		return changed, nil
 	}
 	// chown clears set-uid bits: set the mode after the owner.
-	if changed || st.mode.Perm() != e.mode.Perm() || st.mode&modeSpecial != e.mode&modeSpecial {
-		if err := root.Chmod(name, e.mode.Perm()|e.mode&modeSpecial); err != nil {
-			return changed, fmt.Errorf("failed to set the mode of %s in the copy: %w", e.rel, err)
+	if changed || st.Mode.Perm() != e.Mode.Perm() || st.Mode&pass.ModeSpecial != e.Mode&pass.ModeSpecial {
+		if err := root.Chmod(name, e.Mode.Perm()|e.Mode&pass.ModeSpecial); err != nil {
+			return changed, fmt.Errorf("failed to set the mode of %s in the copy: %w", e.Rel, err)
 		}
 		changed = true
 	}
-	if st.stat.Mtime != e.stat.Mtime {
-		if err := root.Chtimes(name, time.Unix(0, e.atime), time.Unix(0, e.stat.Mtime)); err != nil {
-			return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.rel, err)
+	if st.Stat.Mtime != e.Stat.Mtime {
+		if err := root.Chtimes(name, time.Unix(0, e.Atime), time.Unix(0, e.Stat.Mtime)); err != nil {
+			return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.Rel, err)
 		}
 		changed = true
 	}
 	return changed, nil
 }
 
-const modeSpecial = fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
-
 // oldManifest merges the previous manifest with the walk. A damaged
 // manifest is not trusted from the damage on: the files after it are
 // compared with the copy's own contents.
 type oldManifest struct {
-	lp   *localPass
+	lp   *Pass
 	r    *manifest.Reader
 	next *manifest.File
 }
 
-func (lp *localPass) openManifest() *oldManifest {
+func (lp *Pass) openManifest() *oldManifest {
 	om := &oldManifest{lp: lp}
 	d := lp.d
 	if d.crashed {
@@ -398,13 +409,13 @@ func (om *oldManifest) close() {
 // copy's stat is what it was after pgtwopass last wrote it. pg_control is
 // never trusted: it moves at every seal, and is one block.
 func trusted(rec *manifest.File, fi fs.FileInfo) bool {
-	return rec != nil && fi != nil && fi.Mode().IsRegular() && rec.Path != controlFile && statOf(fi) == rec.Dest
+	return rec != nil && fi != nil && fi.Mode().IsRegular() && rec.Path != pass.ControlFile && pass.StatOf(fi) == rec.Dest
 }
 
 // sameSource reports whether the source's stat is what it was when rec's
 // contents were read: size, mtime, ctime and inode.
-func sameSource(rec *manifest.File, e *entry) bool {
-	return rec.Flags&manifest.FlagChangedWhileCopied == 0 && rec.Source == e.stat
+func sameSource(rec *manifest.File, e *pass.Entry) bool {
+	return rec.Flags&manifest.FlagChangedWhileCopied == 0 && rec.Source == e.Stat
 }
 
 // pastHorizon reports whether rec's source stat was already old when the
@@ -415,7 +426,7 @@ func pastHorizon(rec *manifest.File, margin int64) bool {
 
 // next merges the walk with the old manifest up to the next file the sender
 // must read. A file the pass may trust by its stat keeps its record.
-func (lp *localPass) next(ctx context.Context) (*basis, error) {
+func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 	for lp.idx < len(lp.entries) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -423,18 +434,18 @@ func (lp *localPass) next(ctx context.Context) (*basis, error) {
 		i := lp.idx
 		e := &lp.entries[i]
 		lp.idx++
-		if !e.isRegular() {
+		if !e.IsRegular() {
 			continue
 		}
-		rec := lp.old.find(e.rel)
-		root, name, err := lp.fileAt(e.rel)
+		rec := lp.old.find(e.Rel)
+		root, name, err := lp.fileAt(e.Rel)
 		if err != nil {
 			return nil, err
 		}
 		dfi, err := lstat(root, name)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("failed to stat %s in the copy: %w", e.rel, err)
+				return nil, fmt.Errorf("failed to stat %s in the copy: %w", e.Rel, err)
 			}
 			dfi = nil
 		}
@@ -454,7 +465,7 @@ func (lp *localPass) next(ctx context.Context) (*basis, error) {
 			continue
 		}
 		lp.nextID++
-		b := &basis{ID: lp.nextID, Rel: e.rel, Index: i, Size: -1}
+		b := &pass.Basis{ID: lp.nextID, Rel: e.Rel, Index: i, Size: -1}
 		if dfi != nil {
 			b.Size = dfi.Size()
 		}
@@ -467,7 +478,7 @@ func (lp *localPass) next(ctx context.Context) (*basis, error) {
 			flags = os.O_RDWR
 		}
 		if df.f, err = root.OpenFile(name, flags, 0o600); err != nil {
-			return nil, fmt.Errorf("failed to open %s in the copy for writing: %w", e.rel, err)
+			return nil, fmt.Errorf("failed to open %s in the copy for writing: %w", e.Rel, err)
 		}
 		switch {
 		case trust:
@@ -477,7 +488,7 @@ func (lp *localPass) next(ctx context.Context) (*basis, error) {
 			// so that nothing unchanged is rewritten.
 			if b.Hashes, err = hashContents(ctx, df.f, lp.bs, func(n int64) { lp.destRead.Add(n) }); err != nil {
 				df.f.Close()
-				return nil, fmt.Errorf("failed to read %s in the copy: %w", e.rel, err)
+				return nil, fmt.Errorf("failed to read %s in the copy: %w", e.Rel, err)
 			}
 		}
 		lp.mu.Lock()
@@ -494,7 +505,7 @@ func (lp *localPass) next(ctx context.Context) (*basis, error) {
 // enqueue hands df to the manifest writer, in walk order. It blocks while
 // the files in flight fill the queue: that bounds the memory and the open
 // files of a pass.
-func (lp *localPass) enqueue(ctx context.Context, df *destFile) error {
+func (lp *Pass) enqueue(ctx context.Context, df *destFile) error {
 	select {
 	case lp.ordered <- df:
 		return nil
@@ -508,7 +519,7 @@ func (lp *localPass) enqueue(ctx context.Context, df *destFile) error {
 // hashContents returns the block hashes of what f holds, reading it in
 // chunks; progress, if set, is told the bytes read.
 func hashContents(ctx context.Context, f *os.File, bs int, progress func(int64)) ([]manifest.Hash, error) {
-	buf := make([]byte, max(chunkSize, bs))
+	buf := make([]byte, max(pass.ChunkSize, bs))
 	var hashes []manifest.Hash
 	for off := int64(0); ; {
 		if err := ctx.Err(); err != nil {
@@ -533,7 +544,7 @@ func hashContents(ctx context.Context, f *os.File, bs int, progress func(int64))
 
 // keep carries the record of a file the pass trusts by its stat, fixing the
 // copy's owner and mode if someone changed them.
-func (lp *localPass) keep(e *entry, rec *manifest.File, root *os.Root, name string, dfi fs.FileInfo) (*destFile, error) {
+func (lp *Pass) keep(e *pass.Entry, rec *manifest.File, root *os.Root, name string, dfi fs.FileInfo) (*destFile, error) {
 	df := &destFile{e: e, rec: *rec, keep: true, done: closedDone}
 	changed, err := lp.d.applyMeta(root, name, e, dfi)
 	if err != nil || !changed {
@@ -545,21 +556,21 @@ func (lp *localPass) keep(e *entry, rec *manifest.File, root *os.Root, name stri
 	}
 	defer f.Close()
 	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("failed to fsync %s in the copy: %w", e.rel, err)
+		return nil, fmt.Errorf("failed to fsync %s in the copy: %w", e.Rel, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	df.rec.Dest = statOf(fi)
+	df.rec.Dest = pass.StatOf(fi)
 	lp.changed.Add(1)
-	lp.obs.Event(Event{Kind: FileChanged, Pass: lp.req.Kind, Path: e.rel, Msg: "owner or mode"})
+	lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel, Msg: "owner or mode"})
 	return df, nil
 }
 
 var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func (lp *localPass) file(id uint64) (*destFile, error) {
+func (lp *Pass) file(id uint64) (*destFile, error) {
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	df := lp.files[id]
@@ -569,21 +580,19 @@ func (lp *localPass) file(id uint64) (*destFile, error) {
 	return df, nil
 }
 
-func (lp *localPass) write(id uint64, off int64, data []byte) error {
+func (lp *Pass) Write(id uint64, off int64, data []byte) error {
 	df, err := lp.file(id)
 	if err != nil {
 		return err
 	}
 	if off < 0 || off%int64(lp.bs) != 0 {
-		return fmt.Errorf("write to %s at offset %d: not at a block boundary", df.e.rel, off)
+		return fmt.Errorf("write to %s at offset %d: not at a block boundary", df.e.Rel, off)
 	}
-	if hook := Faults.BeforeWrite; hook != nil {
-		if err := hook(filepath.Join(lp.d.dir, df.e.rel), int64(manifest.NumBlocks(int64(len(data)), lp.bs))); err != nil {
-			return fmt.Errorf("failed to write %s: %w", filepath.Join(lp.d.dir, df.e.rel), err)
-		}
+	if err := faults.BeforeWrite(filepath.Join(lp.d.dir, df.e.Rel), int64(manifest.NumBlocks(int64(len(data)), lp.bs))); err != nil {
+		return fmt.Errorf("failed to write %s: %w", filepath.Join(lp.d.dir, df.e.Rel), err)
 	}
 	if _, err := df.f.WriteAt(data, off); err != nil {
-		return fmt.Errorf("failed to write %s: %w", filepath.Join(lp.d.dir, df.e.rel), err)
+		return fmt.Errorf("failed to write %s: %w", filepath.Join(lp.d.dir, df.e.Rel), err)
 	}
 	df.wrote.Store(true)
 	if len(data) >= writebackMin {
@@ -596,7 +605,7 @@ func (lp *localPass) write(id uint64, off int64, data []byte) error {
 
 // done completes a file once all its writes are in: size, metadata, fsync,
 // and the copy's stat for the record.
-func (lp *localPass) done(res *fileResult) error {
+func (lp *Pass) Done(res *pass.FileResult) error {
 	df, err := lp.file(res.ID)
 	if err != nil {
 		return err
@@ -617,19 +626,19 @@ func (lp *localPass) done(res *fileResult) error {
 	return nil
 }
 
-func (lp *localPass) complete(df *destFile, res *fileResult) error {
+func (lp *Pass) complete(df *destFile, res *pass.FileResult) error {
 	e := &res.Entry
-	if e.rel != df.e.rel || !e.isRegular() {
-		return fmt.Errorf("file %d: the end of %q for %q", res.ID, e.rel, df.e.rel)
+	if e.Rel != df.e.Rel || !e.IsRegular() {
+		return fmt.Errorf("file %d: the end of %q for %q", res.ID, e.Rel, df.e.Rel)
 	}
-	size := e.stat.Size
+	size := e.Stat.Size
 	if len(res.Hashes) != manifest.NumBlocks(size, lp.bs) {
-		return fmt.Errorf("%s: %d hashes for %d bytes", e.rel, len(res.Hashes), size)
+		return fmt.Errorf("%s: %d hashes for %d bytes", e.Rel, len(res.Hashes), size)
 	}
 	changed := df.wrote.Load() || df.dfi == nil
 	if df.dfi == nil || df.dfi.Size() != size {
 		if err := df.f.Truncate(size); err != nil {
-			return fmt.Errorf("failed to set the size of %s: %w", filepath.Join(lp.d.dir, e.rel), err)
+			return fmt.Errorf("failed to set the size of %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 		}
 		changed = true
 	}
@@ -637,7 +646,7 @@ func (lp *localPass) complete(df *destFile, res *fileResult) error {
 	// walk the path again.
 	dfi, err := df.f.Stat()
 	if err != nil {
-		return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.rel), err)
+		return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 	}
 	metaChanged, err := lp.d.applyMeta(df.root, df.name, e, dfi)
 	if err != nil {
@@ -645,26 +654,24 @@ func (lp *localPass) complete(df *destFile, res *fileResult) error {
 	}
 	if changed || metaChanged {
 		if err := df.f.Sync(); err != nil {
-			return fmt.Errorf("failed to fsync %s: %w", filepath.Join(lp.d.dir, e.rel), err)
+			return fmt.Errorf("failed to fsync %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 		}
 		lp.changed.Add(1)
-		lp.obs.Event(Event{Kind: FileChanged, Pass: lp.req.Kind, Path: e.rel})
+		lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel})
 		// Writes, chown, chmod and utimes moved the copy's stat.
 		if dfi, err = df.f.Stat(); err != nil {
-			return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.rel), err)
+			return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 		}
 	}
-	df.rec = manifest.File{Path: e.rel, Flags: res.Flags, CRC32C: res.CRC32C, Source: e.stat, Dest: statOf(dfi),
+	df.rec = manifest.File{Path: e.Rel, Flags: res.Flags, CRC32C: res.CRC32C, Source: e.Stat, Dest: pass.StatOf(dfi),
 		ReadStart: res.ReadStart, Hashes: res.Hashes}
-	if hook := Faults.AfterFile; hook != nil {
-		hook(e.rel)
-	}
+	faults.AfterFile(e.Rel)
 	return nil
 }
 
 // writeRecords adds the records to the new manifest in walk order as the
 // files complete.
-func (lp *localPass) writeRecords() error {
+func (lp *Pass) writeRecords() error {
 	for {
 		var df *destFile
 		select {
@@ -695,8 +702,8 @@ func (lp *localPass) writeRecords() error {
 
 // commit makes the pass durable: the records, the directories, the
 // manifest; after a cold pass, the backup_manifest and the seal.
-func (lp *localPass) commit(ctx context.Context, c *commitRequest) (*commitReply, error) {
-	rep := &commitReply{FilesSkipped: lp.skipped.Load(), FilesDeleted: lp.deleted.Load()}
+func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.CommitReply, error) {
+	rep := &pass.CommitReply{FilesSkipped: lp.skipped.Load(), FilesDeleted: lp.deleted.Load()}
 	if lp.req.DryRun {
 		lp.old.close()
 		lp.closeDirs()
@@ -705,17 +712,17 @@ func (lp *localPass) commit(ctx context.Context, c *commitRequest) (*commitReply
 	}
 	lp.closeQueue()
 	if err := lp.waitWriter(); err != nil {
-		lp.abort()
+		lp.Abort()
 		return nil, err
 	}
 	lp.old.close()
 	lp.closeDirs()
 	if err := ctx.Err(); err != nil {
-		lp.abort()
+		lp.Abort()
 		return nil, err
 	}
 	if err := lp.finishDirs(); err != nil {
-		lp.abort()
+		lp.Abort()
 		return nil, err
 	}
 	d := lp.d
@@ -761,7 +768,7 @@ func (lp *localPass) commit(ctx context.Context, c *commitRequest) (*commitReply
 }
 
 // waitWriter returns the manifest writer's result, once it has ended.
-func (lp *localPass) waitWriter() error {
+func (lp *Pass) waitWriter() error {
 	if !lp.waited {
 		lp.waited = true
 		lp.werr = <-lp.written
@@ -769,7 +776,7 @@ func (lp *localPass) waitWriter() error {
 	return lp.werr
 }
 
-func (lp *localPass) closeQueue() {
+func (lp *Pass) closeQueue() {
 	if !lp.closed && lp.ordered != nil {
 		lp.closed = true
 		close(lp.ordered)
@@ -780,7 +787,7 @@ func (lp *localPass) closeQueue() {
 // vouches for no file this pass wrote (their stat moved). The queue to the
 // manifest writer is left open: next may still be sending to it, and gives
 // up when it sees stop.
-func (lp *localPass) abort() {
+func (lp *Pass) Abort() {
 	select {
 	case <-lp.stop:
 		return
@@ -805,19 +812,19 @@ func (lp *localPass) abort() {
 // finishDirs gives every directory its owner, mode and mtime, children
 // before parents (creating entries moves a directory's mtime), then fsyncs
 // them all, so that every entry created or removed is durable.
-func (lp *localPass) finishDirs() error {
+func (lp *Pass) finishDirs() error {
 	for i := len(lp.entries) - 1; i >= 0; i-- {
-		if e := &lp.entries[i]; e.isDir() {
-			root, name := lp.d.at(e.rel, true)
+		if e := &lp.entries[i]; e.IsDir() {
+			root, name := lp.d.at(e.Rel, true)
 			if err := lp.d.setMeta(root, name, e, nil); err != nil {
 				return err
 			}
 		}
 	}
 	for i := range lp.entries {
-		if e := &lp.entries[i]; e.isDir() {
-			root, name := lp.d.at(e.rel, true)
-			if err := syncRootDir(root, name); err != nil {
+		if e := &lp.entries[i]; e.IsDir() {
+			root, name := lp.d.at(e.Rel, true)
+			if err := manifest.SyncDirIn(root, name); err != nil {
 				return err
 			}
 		}
@@ -832,26 +839,26 @@ func (lp *localPass) finishDirs() error {
 
 // seal installs global/pg_control, the last file, once everything else and
 // the manifest are durable.
-func (lp *localPass) seal() error {
+func (lp *Pass) seal() error {
 	root := lp.d.root
-	if err := root.Rename(heldControl, controlFile); err != nil {
+	if err := root.Rename(pass.HeldControl, pass.ControlFile); err != nil {
 		return fmt.Errorf("failed to seal the copy: %w", err)
 	}
-	if err := syncRootDir(root, path.Dir(heldControl)); err != nil {
+	if err := manifest.SyncDirIn(root, path.Dir(pass.HeldControl)); err != nil {
 		return err
 	}
 	// The rename moved global's mtime: give it the source's again.
 	for i := range lp.entries {
-		if e := &lp.entries[i]; e.rel == path.Dir(controlFile) {
-			if err := lp.d.setMeta(root, e.rel, e, nil); err != nil {
+		if e := &lp.entries[i]; e.Rel == path.Dir(pass.ControlFile) {
+			if err := lp.d.setMeta(root, e.Rel, e, nil); err != nil {
 				return err
 			}
 		}
 	}
-	if err := syncRootDir(root, path.Dir(controlFile)); err != nil {
+	if err := manifest.SyncDirIn(root, path.Dir(pass.ControlFile)); err != nil {
 		return err
 	}
-	lp.obs.Event(Event{Kind: Step, Pass: lp.req.Kind, Msg: "sealed the copy: global/pg_control installed"})
+	lp.obs.Event(pass.Event{Kind: pass.Step, Pass: lp.req.Kind, Msg: "sealed the copy: global/pg_control installed"})
 	return nil
 }
 
@@ -862,13 +869,13 @@ type dirKey struct {
 }
 
 // fileAt returns where the file rel is in the copy as a root and a name,
-// like localDest.at, but with the root of the file's own directory, opened
+// like Local.at, but with the root of the file's own directory, opened
 // once per pass, so that finding a file costs one lookup of its name rather
 // than a walk of its whole path through os.Root (an openat per component,
 // for each lstat, open and chmod). The pass changes no directory while it
 // reads files: deletions and new directories come before, in beginPass, and
 // the roots are closed when the pass ends.
-func (lp *localPass) fileAt(rel string) (*os.Root, string, error) {
+func (lp *Pass) fileAt(rel string) (*os.Root, string, error) {
 	root, name := lp.d.at(rel, true)
 	dir, base := path.Split(name)
 	if root == nil || dir == "" {
@@ -895,7 +902,7 @@ func (lp *localPass) fileAt(rel string) (*os.Root, string, error) {
 }
 
 // closeDirs closes the roots of fileAt.
-func (lp *localPass) closeDirs() {
+func (lp *Pass) closeDirs() {
 	lp.dirsMu.Lock()
 	defer lp.dirsMu.Unlock()
 	for k, r := range lp.dirs {
@@ -903,3 +910,6 @@ func (lp *localPass) closeDirs() {
 		delete(lp.dirs, k)
 	}
 }
+
+// DryRun reports whether the pass only looks: it writes nothing.
+func (lp *Pass) DryRun() bool { return lp.req.DryRun }

@@ -1,4 +1,4 @@
-package sync
+package pass
 
 import (
 	"fmt"
@@ -42,10 +42,10 @@ var networkFS = map[int64]string{
 	0x7461636f: "OCFS2",
 }
 
-// fsType returns the statfs(2) type (the file system's magic number) of
+// FSType returns the statfs(2) type (the file system's magic number) of
 // the file system that holds path. Tests replace it to stand in for a
 // network file system.
-var fsType = statfsType
+var FSType = statfsType
 
 func statfsType(path string) (int64, error) {
 	var st unix.Statfs_t
@@ -55,24 +55,24 @@ func statfsType(path string) (int64, error) {
 	return int64(st.Type), nil
 }
 
-// checkQuickFS refuses the quick cold pass on network file systems.
-func checkQuickFS(paths ...string) error {
+// CheckQuickFS refuses the quick cold pass on network file systems.
+func CheckQuickFS(paths ...string) error {
 	for _, path := range paths {
-		typ, err := fsType(path)
+		typ, err := FSType(path)
 		if err != nil {
 			return fmt.Errorf("failed to statfs %s: %w", path, err)
 		}
 		if name, ok := networkFS[typ]; ok {
-			return inputErr("use the default --cold-pass=checksum, which reads every block",
+			return InputErr("use the default --cold-pass=checksum, which reads every block",
 				"--cold-pass=quick trusts file stats, which a %s file system (%s) does not make reliable", name, path)
 		}
 	}
 	return nil
 }
 
-// existingAncestor returns path or its nearest ancestor that exists: the
+// ExistingAncestor returns path or its nearest ancestor that exists: the
 // file system a DEST that does not exist yet will be created on.
-func existingAncestor(path string) string {
+func ExistingAncestor(path string) string {
 	for {
 		if _, err := os.Stat(path); err == nil || filepath.Dir(path) == path {
 			return path

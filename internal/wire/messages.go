@@ -1,5 +1,7 @@
 package wire
 
+import "github.com/pgtwopass/pgtwopass/pkg/manifest"
+
 // The messages. docs/protocol.md gives each one's fields and when it is
 // sent. "S" is the sender (pgtwopass, which reads SRC); "R" the receiver
 // (pgtwopass receive, which holds the copy).
@@ -88,7 +90,23 @@ type Open struct {
 	UID, GID         uint32
 	User, Group      string
 	Tablespaces      []string // OIDs
+	// BootID is the sender's kernel boot ID; Reads are the directories its
+	// passes read. A receiver on the same boot (the same host) checks that
+	// it writes none of them.
+	BootID string
+	Reads  []Place
 }
+
+// Place is a directory, with the device and inode of itself (zero when it
+// does not exist) and of its ancestors, nearest first.
+type Place struct {
+	What, Path string
+	Self       FileID
+	Up         []FileID
+}
+
+// FileID is a device and an inode number.
+type FileID struct{ Dev, Ino uint64 }
 
 func (Open) Type() Type { return TOpen }
 func (m Open) Encode(e *Encoder) {
@@ -103,12 +121,35 @@ func (m Open) Encode(e *Encoder) {
 	e.String(m.User)
 	e.String(m.Group)
 	encodeStrings(e, m.Tablespaces)
+	e.String(m.BootID)
+	e.U32(uint32(len(m.Reads)))
+	for _, p := range m.Reads {
+		e.String(p.What)
+		e.String(p.Path)
+		e.U64(p.Self.Dev)
+		e.U64(p.Self.Ino)
+		e.U32(uint32(len(p.Up)))
+		for _, id := range p.Up {
+			e.U64(id.Dev)
+			e.U64(id.Ino)
+		}
+	}
 }
 func DecodeOpen(d *Decoder) (m Open) {
 	m.SystemIdentifier, m.PGVersion, m.BlockSize = d.U64(), d.String(), d.U32()
 	m.DryRun, m.ReadOnly, m.Quick = d.Bool(), d.Bool(), d.Bool()
 	m.UID, m.GID, m.User, m.Group = d.U32(), d.U32(), d.String(), d.String()
 	m.Tablespaces = decodeStrings(d)
+	m.BootID = d.String()
+	n := d.Count(4 + 4 + 16 + 4)
+	for range n {
+		p := Place{What: d.String(), Path: d.String(), Self: FileID{d.U64(), d.U64()}}
+		k := d.Count(16)
+		for range k {
+			p.Up = append(p.Up, FileID{d.U64(), d.U64()})
+		}
+		m.Reads = append(m.Reads, p)
+	}
 	return m
 }
 
@@ -128,41 +169,25 @@ func decodeStrings(d *Decoder) []string {
 	return ss
 }
 
-// Pass is a manifest's record of one pass.
-type Pass struct {
-	Kind                       uint8
-	Started, Finished          int64
-	BytesRead, BytesWritten    int64
-	FilesChanged, FilesDeleted int64
-	ReadNs, WriteNs            int64
-}
+// A pass and a manifest header travel as the manifest's own types
+// (manifest.Pass, manifest.Header); a header from the other end is checked
+// as the manifest's reader checks one.
 
-func (p Pass) encode(e *Encoder) {
-	e.U8(p.Kind)
+func encodePass(e *Encoder, p *manifest.Pass) {
+	e.U8(uint8(p.Kind))
 	for _, v := range []int64{p.Started, p.Finished, p.BytesRead, p.BytesWritten, p.FilesChanged, p.FilesDeleted, p.ReadNs, p.WriteNs} {
 		e.I64(v)
 	}
 }
 
-func decodePass(d *Decoder) (p Pass) {
-	p.Kind = d.U8()
+func decodePass(d *Decoder) (p manifest.Pass) {
+	p.Kind = manifest.PassKind(d.U8())
 	p.Started, p.Finished, p.BytesRead, p.BytesWritten = d.I64(), d.I64(), d.I64(), d.I64()
 	p.FilesChanged, p.FilesDeleted, p.ReadNs, p.WriteNs = d.I64(), d.I64(), d.I64(), d.I64()
 	return p
 }
 
-// Header is a manifest's header.
-type Header struct {
-	Flags            uint16
-	BlockSize        uint32
-	SystemIdentifier uint64
-	PGVersion        string
-	Created          int64
-	Files, Bytes     uint64
-	Passes           []Pass
-}
-
-func encodeHeader(e *Encoder, h *Header) {
+func encodeHeader(e *Encoder, h *manifest.Header) {
 	e.Bool(h != nil)
 	if h == nil {
 		return
@@ -175,26 +200,29 @@ func encodeHeader(e *Encoder, h *Header) {
 	e.U64(h.Files)
 	e.U64(h.Bytes)
 	e.U32(uint32(len(h.Passes)))
-	for _, p := range h.Passes {
-		p.encode(e)
+	for i := range h.Passes {
+		encodePass(e, &h.Passes[i])
 	}
 }
 
-func decodeHeader(d *Decoder) *Header {
+func decodeHeader(d *Decoder) *manifest.Header {
 	if !d.Bool() {
 		return nil
 	}
-	h := &Header{Flags: d.U16(), BlockSize: d.U32(), SystemIdentifier: d.U64(), PGVersion: d.String(), Created: d.I64(), Files: d.U64(), Bytes: d.U64()}
+	h := &manifest.Header{Flags: d.U16(), BlockSize: d.U32(), SystemIdentifier: d.U64(), PGVersion: d.String(), Created: d.I64(), Files: d.U64(), Bytes: d.U64()}
 	n := d.Count(65)
 	for range n {
 		h.Passes = append(h.Passes, decodePass(d))
+	}
+	if d.Err() == nil && (!manifest.ValidBlockSize(int(h.BlockSize)) || len(h.Passes) > manifest.MaxPasses) {
+		d.Fail("a manifest header with block size %d and %d passes", h.BlockSize, len(h.Passes))
 	}
 	return h
 }
 
 // OpenReply is what the receiver says about the copy.
 type OpenReply struct {
-	Header      *Header // nil: a new copy, or a manifest that cannot be trusted
+	Header      *manifest.Header // nil: a new copy, or a manifest that cannot be trusted
 	Exists      bool
 	UID, GID    uint32 // the source owner's ids on the receiver's host
 	AsRoot      bool
@@ -322,22 +350,19 @@ func DecodeBegin(d *Decoder) (m Begin) {
 	return m
 }
 
-// Hash is an xxh3-128 block hash.
-type Hash = [16]byte
-
-func encodeHashes(e *Encoder, hs []Hash) {
+func encodeHashes(e *Encoder, hs []manifest.Hash) {
 	e.U32(uint32(len(hs)))
 	for i := range hs {
 		e.b = append(e.b, hs[i][:]...)
 	}
 }
 
-func decodeHashes(d *Decoder) []Hash {
+func decodeHashes(d *Decoder) []manifest.Hash {
 	n := d.Count(16)
 	if n == 0 {
 		return nil
 	}
-	hs := make([]Hash, n)
+	hs := make([]manifest.Hash, n)
 	for i := range hs {
 		copy(hs[i][:], d.take(16))
 	}
@@ -355,7 +380,7 @@ type Basis struct {
 	Rel    string
 	Size   int64 // -1: the copy has no such file
 	More   bool  // the next TBasis carries more of this file's hashes
-	Hashes []Hash
+	Hashes []manifest.Hash
 }
 
 func (Basis) Type() Type { return TBasis }
@@ -433,7 +458,7 @@ func DecodeDone(d *Decoder) (m Done) {
 
 // Commit ends a pass.
 type Commit struct {
-	Pass           Pass
+	Pass           manifest.Pass
 	BackupManifest bool
 	Timeline       string
 	CheckpointLSN  string
@@ -441,7 +466,7 @@ type Commit struct {
 
 func (Commit) Type() Type { return TCommit }
 func (m Commit) Encode(e *Encoder) {
-	m.Pass.encode(e)
+	encodePass(e, &m.Pass)
 	e.Bool(m.BackupManifest)
 	e.String(m.Timeline)
 	e.String(m.CheckpointLSN)
@@ -453,7 +478,7 @@ func DecodeCommit(d *Decoder) (m Commit) {
 
 // Committed is the receiver's account of a committed pass.
 type Committed struct {
-	Header                                   *Header
+	Header                                   *manifest.Header
 	FilesSkipped, FilesChanged, FilesDeleted int64
 	BytesRead                                int64
 }
@@ -512,7 +537,7 @@ func (Empty) Encode(*Encoder) {}
 // StatusReply is what the manifest says.
 type StatusReply struct {
 	Dest   string
-	Header *Header
+	Header *manifest.Header
 	Sealed bool
 }
 
@@ -596,7 +621,7 @@ type HashReply struct {
 	Size   int64
 	Err    string
 	More   bool // the next THashReply carries more of this file's hashes
-	Hashes []Hash
+	Hashes []manifest.Hash
 }
 
 func (HashReply) Type() Type { return THashReply }

@@ -6,21 +6,24 @@ import (
 	"io"
 	"reflect"
 	"testing"
+
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
 
 // sample holds one message of every kind, with every field set.
 func sample() []Message {
-	h := &Header{Flags: 1, BlockSize: 8192, SystemIdentifier: 7311111111111111111, PGVersion: "15", Created: 1, Files: 2, Bytes: 3,
-		Passes: []Pass{{Kind: 1, Started: 1, Finished: 2, BytesRead: 3, BytesWritten: 4, FilesChanged: 5, FilesDeleted: 6, ReadNs: 7, WriteNs: 8}}}
+	h := &manifest.Header{Flags: 1, BlockSize: 8192, SystemIdentifier: 7311111111111111111, PGVersion: "15", Created: 1, Files: 2, Bytes: 3,
+		Passes: []manifest.Pass{{Kind: 1, Started: 1, Finished: 2, BytesRead: 3, BytesWritten: 4, FilesChanged: 5, FilesDeleted: 6, ReadNs: 7, WriteNs: 8}}}
 	e := Entry{Rel: "base/1/16384", Kind: EntryFile, Mode: 0o600, UID: 105, GID: 106, Size: 8192, Mtime: 1, Ctime: 2, Atime: 3, Inode: 4}
 	return []Message{
 		Hello{Magic: Magic, Version: Version, Program: "pgtwopass test"},
 		Error{Kind: ErrKindInput, What: "DEST is not empty", Hint: "give an empty directory"},
-		Open{SystemIdentifier: 1, PGVersion: "15", BlockSize: 8192, DryRun: true, Quick: true, UID: 1, GID: 2, User: "postgres", Group: "postgres", Tablespaces: []string{"16384"}},
+		Open{SystemIdentifier: 1, PGVersion: "15", BlockSize: 8192, DryRun: true, Quick: true, UID: 1, GID: 2, User: "postgres", Group: "postgres", Tablespaces: []string{"16384"},
+			BootID: "b", Reads: []Place{{What: "SRC", Path: "/srv/pg", Self: FileID{1, 2}, Up: []FileID{{1, 2}, {1, 1}}}}},
 		OpenReply{Header: h, Exists: true, UID: 1, GID: 2, AsRoot: true, Tablespaces: []string{"16384", "/srv/ts"}},
 		Entries{Entries: []Entry{e, {Rel: "pg_wal", Kind: EntryDir, Mode: 0o700}, {Rel: "link", Kind: EntrySymlink, Mode: 0o777, Target: "/etc"}}},
 		Begin{Kind: 2, BlockSize: 8192, DryRun: true, Quick: true, QuickMargin: 2e9, InFlight: 6, Quiet: true, Jobs: 2},
-		Basis{ID: 7, Index: 3, Rel: "base/1/16384", Size: 8192, More: true, Hashes: []Hash{{1}, {2}}},
+		Basis{ID: 7, Index: 3, Rel: "base/1/16384", Size: 8192, More: true, Hashes: []manifest.Hash{{1}, {2}}},
 		Write{ID: 7, Off: 8192, RawLen: 3, Data: []byte("abc")},
 		Done{ID: 7, Entry: e, Flags: 1, CRC32C: 2, ReadStart: 3, HashesSum: 4},
 		Commit{Pass: h.Passes[0], BackupManifest: true, Timeline: "1", CheckpointLSN: "0/15D7A28"},
@@ -32,7 +35,7 @@ func sample() []Message {
 		Patterns{T: TWalk, Jobs: 2, Excludes: []string{"postmaster.pid"}},
 		Diffs{Diffs: []Diff{{"base/1/1", "1 block(s) differ"}}},
 		HashFiles{BlockSize: 8192, Jobs: 2, More: true, Rels: []string{"a", "b"}},
-		HashReply{Rel: "a", Size: 1, Err: "gone", More: true, Hashes: []Hash{{9}}},
+		HashReply{Rel: "a", Size: 1, Err: "gone", More: true, Hashes: []manifest.Hash{{9}}},
 	}
 }
 

@@ -1,59 +1,50 @@
-package sync
+package pass
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
-	"syscall"
-
-	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"strings"
 )
 
-// entry is one source entry, as lstat saw it during the walk.
-type entry struct {
-	rel    string // slash-separated path relative to the root; "" is the root
-	mode   fs.FileMode
-	uid    uint32
-	gid    uint32
-	stat   manifest.Stat
-	atime  int64
-	target string // symlink target; for a followed link (walkedDir, a tablespace), its target
-}
-
-func (e *entry) isDir() bool     { return e.mode.IsDir() }
-func (e *entry) isRegular() bool { return e.mode.IsRegular() }
-func (e *entry) isSymlink() bool { return e.mode&fs.ModeSymlink != 0 }
-
-func statOf(fi fs.FileInfo) manifest.Stat {
-	st := fi.Sys().(*syscall.Stat_t)
-	return manifest.Stat{Size: fi.Size(), Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Inode: st.Ino}
-}
-
-func newEntry(rel string, fi fs.FileInfo) entry {
-	st := fi.Sys().(*syscall.Stat_t)
-	return entry{rel: rel, mode: fi.Mode(), uid: st.Uid, gid: st.Gid, stat: statOf(fi), atime: st.Atim.Nano()}
-}
-
-// walkedDir is walked through as a directory when it is a symlink: pg_wal on
+// WalkedDir is walked through as a directory when it is a symlink: pg_wal on
 // another disk becomes a directory of the copy, as in pg_basebackup, so that
 // the copy never shares WAL with its source. Tablespace links are followed
-// too (see followed).
-const walkedDir = "pg_wal"
+// too (see Followed).
+const WalkedDir = "pg_wal"
 
-// walk lists root depth-first, each directory in byte order, which is the
+// IsTablespaceLink reports whether rel is where a tablespace is linked.
+func IsTablespaceLink(rel string) bool { return path.Dir(rel) == "pg_tblspc" }
+
+// Followed reports whether the walk goes through a symlink at rel as if it
+// were a directory: pg_wal on another disk, and tablespaces.
+func Followed(rel string) bool { return rel == WalkedDir || IsTablespaceLink(rel) }
+
+// TablespaceRel splits "pg_tblspc/OID/rest" into OID and rest.
+func TablespaceRel(rel string) (oid, rest string, ok bool) {
+	after, ok := strings.CutPrefix(rel, "pg_tblspc/")
+	if !ok {
+		return "", "", false
+	}
+	oid, rest, _ = strings.Cut(after, "/")
+	return oid, rest, true
+}
+
+// Walk lists root depth-first, each directory in byte order, which is the
 // order of manifest.ComparePaths. Entries that vanish while it runs are
 // skipped: a live pass is best-effort, the cold pass runs on a stopped server.
-func walk(root string, ex excluder) ([]entry, error) {
+func Walk(root string, ex Excluder) ([]Entry, error) {
 	fi, err := os.Stat(root)
 	if err != nil {
 		return nil, err
 	}
-	entries := []entry{newEntry("", fi)}
+	entries := []Entry{NewEntry("", fi)}
 	var visit func(dir, rel string) error
 	visit = func(dir, rel string) error {
-		names, err := readDirNames(dir)
+		names, err := ReadDirNames(dir)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && rel != "" {
 				return nil
@@ -65,7 +56,7 @@ func walk(root string, ex excluder) ([]entry, error) {
 			if rel != "" {
 				crel = rel + "/" + name
 			}
-			if ex.excluded(crel) {
+			if ex.Excluded(crel) {
 				continue
 			}
 			p := filepath.Join(dir, name)
@@ -77,7 +68,7 @@ func walk(root string, ex excluder) ([]entry, error) {
 				return fmt.Errorf("failed to stat %s: %w", p, err)
 			}
 			var target string
-			if fi.Mode()&fs.ModeSymlink != 0 && followed(crel) {
+			if fi.Mode()&fs.ModeSymlink != 0 && Followed(crel) {
 				if target, err = os.Readlink(p); err != nil {
 					return fmt.Errorf("failed to read link %s: %w", p, err)
 				}
@@ -85,23 +76,23 @@ func walk(root string, ex excluder) ([]entry, error) {
 					return fmt.Errorf("failed to follow %s: %w", p, err)
 				}
 			}
-			e := newEntry(crel, fi)
-			e.target = target // where a followed link leads
+			e := NewEntry(crel, fi)
+			e.Target = target // where a followed link leads
 			switch {
-			case e.isSymlink():
-				if e.target, err = os.Readlink(p); err != nil {
+			case e.IsSymlink():
+				if e.Target, err = os.Readlink(p); err != nil {
 					if errors.Is(err, fs.ErrNotExist) {
 						continue
 					}
 					return fmt.Errorf("failed to read link %s: %w", p, err)
 				}
-			case e.isDir(), e.isRegular():
+			case e.IsDir(), e.IsRegular():
 			default:
 				// Sockets, FIFOs and devices have no place in a data directory.
 				continue
 			}
 			entries = append(entries, e)
-			if e.isDir() {
+			if e.IsDir() {
 				if err := visit(p, crel); err != nil {
 					return err
 				}
@@ -115,8 +106,8 @@ func walk(root string, ex excluder) ([]entry, error) {
 	return entries, nil
 }
 
-// readDirNames returns the names in dir in byte order.
-func readDirNames(dir string) ([]string, error) {
+// ReadDirNames returns the names in dir in byte order.
+func ReadDirNames(dir string) ([]string, error) {
 	des, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package sync
+package destination
 
 import (
 	"bytes"
@@ -21,16 +21,13 @@ import (
 
 	"github.com/pgtwopass/pgtwopass/internal/crc32c"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 var (
 	timelineRE = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
 	lsnRE      = regexp.MustCompile(`^[0-9A-F]{1,8}/[0-9A-F]{1,8}$`)
 )
-
-// backupManifestName is PostgreSQL's manifest of a base backup, which
-// pg_verifybackup checks.
-const backupManifestName = "backup_manifest"
 
 // writeBackupManifest writes PostgreSQL's backup_manifest into the copy, so
 // that `pg_verifybackup -n DEST` checks the copy independently of
@@ -42,11 +39,11 @@ const backupManifestName = "backup_manifest"
 // pgtwopass's own files (DEST/.pgtwopass, the markers in the copies of
 // tablespaces) are listed, since pg_verifybackup reports files it does not
 // know.
-func (lp *localPass) writeBackupManifest(tli, lsn string) error {
+func (lp *Pass) writeBackupManifest(tli, lsn string) error {
 	if err := lp.d.writeBackupManifest(tli, lsn); err != nil {
 		return err
 	}
-	lp.obs.Event(Event{Kind: Step, Pass: lp.req.Kind, Msg: "wrote backup_manifest: check the copy with pg_verifybackup -n"})
+	lp.obs.Event(pass.Event{Kind: pass.Step, Pass: lp.req.Kind, Msg: "wrote backup_manifest: check the copy with pg_verifybackup -n"})
 	return nil
 }
 
@@ -54,7 +51,7 @@ func (lp *localPass) writeBackupManifest(tli, lsn string) error {
 // and pgtwopass's own files as they are now; tli and lsn are the source's
 // checkpoint, the WAL range of the copy. It keeps DEST's mtime (the
 // source's), which renaming the new file into DEST moves.
-func (d *localDest) writeBackupManifest(tli, lsn string) error {
+func (d *Local) writeBackupManifest(tli, lsn string) error {
 	if !timelineRE.MatchString(tli) || !lsnRE.MatchString(lsn) {
 		return fmt.Errorf("no checkpoint timeline and location for the backup_manifest's WAL-Ranges (got %q and %q from pg_controldata)", tli, lsn)
 	}
@@ -97,7 +94,7 @@ func (d *localDest) writeBackupManifest(tli, lsn string) error {
 		crc := f.CRC32C
 		if f.Flags&manifest.FlagNoCRC32C != 0 {
 			if buf == nil {
-				buf = make([]byte, chunkSize)
+				buf = make([]byte, pass.ChunkSize)
 			}
 			if crc, err = d.copyCRC32C(f.Path, buf); err != nil {
 				return err
@@ -128,7 +125,7 @@ func (d *localDest) writeBackupManifest(tli, lsn string) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dest, backupManifestName)
+	path := filepath.Join(dest, pass.BackupManifestName)
 	if err := renameio.WriteFile(path, b.Bytes(), 0o600, renameio.WithTempDir(dest)); err != nil {
 		return fmt.Errorf("failed to write %s: %w", path, err)
 	}
@@ -145,22 +142,22 @@ func (d *localDest) writeBackupManifest(tli, lsn string) error {
 // for itself once it is sealed: those of DEST/.pgtwopass (but the held
 // pg_control, which the seal moves to global/, and temporary files) and the
 // marker in the copy of each tablespace.
-func (d *localDest) ownFiles() ([]string, error) {
+func (d *Local) ownFiles() ([]string, error) {
 	var out []string
-	names, err := readDirNames(filepath.Join(d.dir, manifest.DirName))
+	names, err := pass.ReadDirNames(filepath.Join(d.dir, manifest.DirName))
 	if err != nil {
 		return nil, err
 	}
 	for _, name := range names {
 		rel := manifest.DirName + "/" + name
-		if rel == heldControl || strings.HasPrefix(name, ".") {
+		if rel == pass.HeldControl || strings.HasPrefix(name, ".") {
 			continue
 		}
 		out = append(out, rel)
 	}
 	for _, oid := range sortedKeys(d.tsNew) {
-		if _, err := os.Stat(filepath.Join(d.tsNew[oid], tablespaceMarker)); err == nil {
-			out = append(out, "pg_tblspc/"+oid+"/"+tablespaceMarker)
+		if _, err := os.Stat(filepath.Join(d.tsNew[oid], pass.TablespaceMarker)); err == nil {
+			out = append(out, "pg_tblspc/"+oid+"/"+pass.TablespaceMarker)
 		}
 	}
 	return out, nil
@@ -169,7 +166,7 @@ func (d *localDest) ownFiles() ([]string, error) {
 // refreshBackupManifest rewrites the backup_manifest that the cold pass of
 // this session wrote, after pgtwopass changed its own files in the sealed
 // copy (the server timings recorded after the restart).
-func (d *localDest) refreshBackupManifest() error {
+func (d *Local) refreshBackupManifest() error {
 	if d.backupTLI == "" {
 		return nil // not asked for in this session
 	}
@@ -180,10 +177,10 @@ func (d *localDest) refreshBackupManifest() error {
 }
 
 // copyCRC32C returns the CRC-32C of the copy of rel, read in chunks into buf.
-func (d *localDest) copyCRC32C(rel string, buf []byte) (uint32, error) {
+func (d *Local) copyCRC32C(rel string, buf []byte) (uint32, error) {
 	root, name := d.at(rel, true)
 	f, err := root.Open(name)
-	if errors.Is(err, fs.ErrNotExist) && rel == controlFile {
+	if errors.Is(err, fs.ErrNotExist) && rel == pass.ControlFile {
 		// Sealed since (a rewrite after the seal): installed, not held.
 		root, name = d.at(rel, false)
 		f, err = root.Open(name)

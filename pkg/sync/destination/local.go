@@ -1,4 +1,4 @@
-package sync
+package destination
 
 import (
 	"bytes"
@@ -22,20 +22,23 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
 )
 
-// localDest is a copy on this host. Every path that comes from the sender
+// Local is a copy on this host. Every path that comes from the sender
 // (a remote one may be hostile or broken) is checked by validRel and opened
 // through an os.Root on DEST, or on the directory of a tablespace's copy, so
 // that nothing is ever written outside them: os.Root refuses "..", absolute
 // paths and symlinks that lead out.
-type localDest struct {
+type Local struct {
 	// config
 	dir   string            // absolute, symlinks resolved
 	given string            // as the user wrote it, for messages
 	tsNew map[string]string // tablespace OID -> the directory of its copy
-	obs   Observer
+	// tsGiven maps each OID to that directory as given, for messages.
+	tsGiven map[string]string
+	obs pass.Observer
 
 	// state
 	root   *os.Root            // DEST; nil until it exists
@@ -44,7 +47,7 @@ type localDest struct {
 	// manifestErr says why header is nil for an existing copy.
 	manifestErr error
 	exists      bool
-	owner       ownerIDs // the copy's owner (giveState, tablespace markers)
+	owner       pass.OwnerIDs // the copy's owner (giveState, tablespace markers)
 	sysID       uint64
 	pgVersion   string
 	// backupTLI and backupLSN are the WAL range of the backup_manifest
@@ -57,43 +60,89 @@ type localDest struct {
 	unlock  func()
 }
 
-// newLocalDest returns the copy in dir; tsNew maps the OID of each
-// tablespace to the directory of its copy. Nothing is read or written
-// before open.
-func newLocalDest(dir string, tsNew map[string]string, obs Observer) (*localDest, error) {
-	real, err := resolve(dir)
+// New returns the copy in dir; tsNew maps the OID of each tablespace to
+// the directory of its copy. Nothing is read or written before Open.
+func New(dir string, tsNew map[string]string, obs pass.Observer) (*Local, error) {
+	real, err := pass.Resolve(dir)
 	if err != nil {
 		return nil, err
 	}
 	if obs == nil {
-		obs = nopObserver{}
+		obs = pass.NopObserver{}
 	}
-	d := &localDest{dir: real, given: dir, tsNew: map[string]string{}, obs: obs, tsRoot: map[string]*os.Root{},
+	d := &Local{dir: real, given: dir, tsNew: map[string]string{}, obs: obs, tsRoot: map[string]*os.Root{},
 		asRoot: os.Geteuid() == 0, unlock: func() {}}
+	d.tsGiven = tsNew
 	for oid, new := range tsNew {
-		if d.tsNew[oid], err = resolve(new); err != nil {
+		if d.tsNew[oid], err = pass.Resolve(new); err != nil {
 			return nil, err
 		}
 	}
 	return d, nil
 }
 
-func (d *localDest) String() string { return d.dir }
+func (d *Local) String() string { return d.dir }
 
-func (d *localDest) manifestPath() string {
+// Dir is the copy's directory: absolute, symlinks resolved.
+func (d *Local) Dir() string { return d.dir }
+
+// TablespaceDirs maps each tablespace's OID to the directory of its copy:
+// absolute, symlinks resolved.
+func (d *Local) TablespaceDirs() map[string]string { return d.tsNew }
+
+// writePlaces are the directories the copy's passes write: DEST and the
+// copy of every tablespace, for pass.CheckPlaces.
+func (d *Local) writePlaces() ([]pass.Place, error) {
+	p, err := pass.NewPlace("DEST", d.dir, d.given)
+	if err != nil {
+		return nil, err
+	}
+	out := []pass.Place{p}
+	for _, oid := range sortedKeys(d.tsNew) {
+		p, err := pass.NewPlace("the copy of tablespace "+oid, d.tsNew[oid], d.tsGiven[oid])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// checkPlaces applies pass.CheckPlaces to what the copy's passes write and,
+// when the sender runs on this host, to what they read.
+func (d *Local) checkPlaces(req *pass.OpenRequest) error {
+	writes, err := d.writePlaces()
+	if err != nil {
+		return err
+	}
+	var reads []pass.Place
+	if id := pass.BootID(); id != "" && id == req.BootID {
+		reads = req.Reads
+	}
+	return pass.CheckPlaces(reads, writes)
+}
+
+// InFlight bounds the files in flight of a pass with jobs workers: enough
+// to keep them busy across small files.
+func (d *Local) InFlight(jobs int) int { return 2*jobs + 2 }
+
+// Traffic is 0: nothing crosses a network.
+func (d *Local) Traffic() (sent, received int64) { return 0, 0 }
+
+func (d *Local) manifestPath() string {
 	return filepath.Join(d.dir, manifest.DirName, manifest.FileName)
 }
 
-// open accepts DEST when it is missing, empty, or a pgtwopass copy of the
+// Open accepts DEST when it is missing, empty, or a pgtwopass copy of the
 // same cluster, and refuses anything else before anything is written.
-func (d *localDest) open(ctx context.Context, req *openRequest) (*openReply, error) {
+func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenReply, error) {
 	if req.ReadOnly {
 		// verify: any directory, compared as it is.
 		if fi, err := os.Stat(d.dir); err != nil || !fi.IsDir() {
-			return nil, inputErr("give the copy's directory", "DEST %s is not a directory", d.given)
+			return nil, pass.InputErr("give the copy's directory", "DEST %s is not a directory", d.given)
 		}
 		if !isCopy(d.dir) {
-			return nil, inputErr("give the directory of a copy of SRC: one made by pgtwopass, or any copy of a data directory (it holds PG_VERSION)",
+			return nil, pass.InputErr("give the directory of a copy of SRC: one made by pgtwopass, or any copy of a data directory (it holds PG_VERSION)",
 				"DEST %s is neither a pgtwopass copy nor a data directory (no %s, no PG_VERSION)", d.given, manifest.DirName)
 		}
 		d.exists = true
@@ -101,7 +150,10 @@ func (d *localDest) open(ctx context.Context, req *openRequest) (*openReply, err
 		if err := d.openRoots(); err != nil {
 			return nil, err
 		}
-		return &openReply{Exists: true, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tsNew}, nil
+		return &pass.OpenReply{Exists: true, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tsNew}, nil
+	}
+	if err := d.checkPlaces(req); err != nil {
+		return nil, err
 	}
 	if err := d.inspect(req.SystemIdentifier); err != nil {
 		return nil, err
@@ -109,7 +161,7 @@ func (d *localDest) open(ctx context.Context, req *openRequest) (*openReply, err
 	d.sysID, d.pgVersion = req.SystemIdentifier, req.PGVersion
 	for _, oid := range req.Tablespaces {
 		if _, ok := d.tsNew[oid]; !ok {
-			return nil, inputErr("map each tablespace to a directory for its copy: --tablespace-map OLD=NEW (repeatable)",
+			return nil, pass.InputErr("map each tablespace to a directory for its copy: --tablespace-map OLD=NEW (repeatable)",
 				"the destination has no directory for tablespace %s", oid)
 		}
 	}
@@ -117,7 +169,7 @@ func (d *localDest) open(ctx context.Context, req *openRequest) (*openReply, err
 		return nil, err
 	}
 	if req.Quick {
-		if err := checkQuickFS(existingAncestor(d.dir)); err != nil {
+		if err := pass.CheckQuickFS(pass.ExistingAncestor(d.dir)); err != nil {
 			return nil, err
 		}
 	}
@@ -144,45 +196,45 @@ func (d *localDest) open(ctx context.Context, req *openRequest) (*openReply, err
 	if err := d.openRoots(); err != nil {
 		return nil, err
 	}
-	rep := &openReply{Header: d.header, Exists: d.exists, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tsNew}
+	rep := &pass.OpenReply{Header: d.header, Exists: d.exists, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tsNew}
 	return rep, nil
 }
 
 // inspect reads what DEST is, and refuses it unless it is missing, empty or a
 // copy of the cluster with database system identifier want.
-func (d *localDest) inspect(want uint64) error {
+func (d *Local) inspect(want uint64) error {
 	dest := d.given
 	fi, err := os.Stat(d.dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return inputErr("check the path and its permissions", "cannot use DEST %s: %v", dest, err)
+		return pass.InputErr("check the path and its permissions", "cannot use DEST %s: %v", dest, err)
 	}
 	if !fi.IsDir() {
-		return inputErr("give a directory: an empty one, a missing one, or an earlier pgtwopass copy", "DEST %s is not a directory", dest)
+		return pass.InputErr("give a directory: an empty one, a missing one, or an earlier pgtwopass copy", "DEST %s is not a directory", dest)
 	}
 	d.exists = true
-	names, err := readDirNames(d.dir)
+	names, err := pass.ReadDirNames(d.dir)
 	if err != nil {
-		return inputErr("check the permissions of DEST", "cannot read DEST %s: %v", dest, err)
+		return pass.InputErr("check the permissions of DEST", "cannot read DEST %s: %v", dest, err)
 	}
 	if len(names) == 0 {
 		return nil
 	}
 	if fi, err := os.Stat(filepath.Join(d.dir, manifest.DirName)); err != nil || !fi.IsDir() {
-		return inputErr("give an empty or missing directory; pgtwopass replaces what DEST holds only in a copy it made itself",
+		return pass.InputErr("give an empty or missing directory; pgtwopass replaces what DEST holds only in a copy it made itself",
 			"DEST %s is not empty and is not a pgtwopass copy (it has no %s directory)", dest, manifest.DirName)
 	}
 	if running, pm, _ := pgctl.ServerRunning(d.dir); running {
-		return inputErr("stop the server that runs on the copy, or choose another DEST",
+		return pass.InputErr("stop the server that runs on the copy, or choose another DEST",
 			"a PostgreSQL server (pid %d) is running on DEST %s", pm.PID, dest)
 	}
 	d.crashed = crashedDuringPass(d.dir)
 	h, err := manifest.ReadHeader(d.manifestPath())
 	if err == nil {
 		if h.SystemIdentifier != want {
-			return inputErr("choose another DEST; a copy is only ever refreshed from the cluster it was made of",
+			return pass.InputErr("choose another DEST; a copy is only ever refreshed from the cluster it was made of",
 				"DEST %s is a copy of another cluster (database system identifier %d; SRC has %d)", dest, h.SystemIdentifier, want)
 		}
 		d.header = &h
@@ -194,10 +246,10 @@ func (d *localDest) inspect(want uint64) error {
 	id, cerr := copyIdentifier(d.dir)
 	switch {
 	case cerr != nil:
-		return inputErr("remove DEST and start a new copy",
+		return pass.InputErr("remove DEST and start a new copy",
 			"DEST %s has a damaged manifest (%v) and no pg_control to tell which cluster it is a copy of", dest, err)
 	case id != want:
-		return inputErr("choose another DEST; a copy is only ever refreshed from the cluster it was made of",
+		return pass.InputErr("choose another DEST; a copy is only ever refreshed from the cluster it was made of",
 			"DEST %s is a copy of another cluster (database system identifier %d; SRC has %d)", dest, id, want)
 	}
 	return nil
@@ -206,7 +258,7 @@ func (d *localDest) inspect(want uint64) error {
 // copyIdentifier reads the database system identifier from the copy's
 // pg_control, held or installed: it is the first field of the file.
 func copyIdentifier(dest string) (uint64, error) {
-	for _, rel := range []string{heldControl, controlFile} {
+	for _, rel := range []string{pass.HeldControl, pass.ControlFile} {
 		f, err := os.Open(filepath.Join(dest, filepath.FromSlash(rel)))
 		if err != nil {
 			continue
@@ -224,7 +276,7 @@ func copyIdentifier(dest string) (uint64, error) {
 // localOwner returns the owner the copy's files get on this host: the user
 // and group of the source owner's names when they exist here, else the
 // source's numbers. Only a remote destination can see them differ.
-func (d *localDest) localOwner(o ownerIDs) ownerIDs {
+func (d *Local) localOwner(o pass.OwnerIDs) pass.OwnerIDs {
 	out := o
 	if o.User != "" {
 		if u, err := user.Lookup(o.User); err == nil {
@@ -245,9 +297,9 @@ func (d *localDest) localOwner(o ownerIDs) ownerIDs {
 
 // initManifest writes a manifest with no records: it vouches for no file
 // of the copy, and says which cluster the copy belongs to.
-func (d *localDest) initManifest(req *openRequest) error {
+func (d *Local) initManifest(req *pass.OpenRequest) error {
 	h := manifest.Header{
-		BlockSize:        uint32(cmp.Or(req.BlockSize, DefaultBlockSize)),
+		BlockSize:        uint32(cmp.Or(req.BlockSize, pass.DefaultBlockSize)),
 		SystemIdentifier: req.SystemIdentifier,
 		PGVersion:        req.PGVersion,
 		Created:          time.Now().UnixNano(),
@@ -266,7 +318,7 @@ func (d *localDest) initManifest(req *openRequest) error {
 
 // openRoots opens DEST and the tablespaces' copies as os.Roots, once they
 // exist (a dry run on a missing DEST has none).
-func (d *localDest) openRoots() error {
+func (d *Local) openRoots() error {
 	if d.root == nil && d.exists {
 		r, err := os.OpenRoot(d.dir)
 		if err != nil {
@@ -290,7 +342,8 @@ func (d *localDest) openRoots() error {
 	return nil
 }
 
-func (d *localDest) close() error {
+// Close unlocks the copy.
+func (d *Local) Close() error {
 	d.unlock()
 	d.unlock = func() {}
 	if d.root != nil {
@@ -307,7 +360,7 @@ func (d *localDest) close() error {
 // giveState gives DEST/.pgtwopass and its files to the data directory's
 // owner when running as root, so that the server user can read the whole
 // copy (pg_basebackup of the copy, for one). Failures are harmless.
-func (d *localDest) giveState() {
+func (d *Local) giveState() {
 	if !d.asRoot {
 		return
 	}
@@ -339,11 +392,11 @@ func validRel(rel string) bool {
 // below DEST, or below the directory of a tablespace's copy, and
 // global/pg_control held aside until the seal when held is set. root is
 // nil when the directory does not exist (a dry run on a new copy).
-func (d *localDest) at(rel string, held bool) (*os.Root, string) {
-	if held && rel == controlFile {
-		rel = heldControl
+func (d *Local) at(rel string, held bool) (*os.Root, string) {
+	if held && rel == pass.ControlFile {
+		rel = pass.HeldControl
 	}
-	if oid, rest, ok := tablespaceRel(rel); ok {
+	if oid, rest, ok := pass.TablespaceRel(rel); ok {
 		if _, mapped := d.tsNew[oid]; mapped {
 			return d.tsRoot[oid], cmp.Or(rest, ".")
 		}
@@ -351,15 +404,6 @@ func (d *localDest) at(rel string, held bool) (*os.Root, string) {
 	return d.root, cmp.Or(rel, ".")
 }
 
-// tablespaceRel splits "pg_tblspc/OID/rest" into OID and rest.
-func tablespaceRel(rel string) (oid, rest string, ok bool) {
-	after, ok := strings.CutPrefix(rel, "pg_tblspc/")
-	if !ok {
-		return "", "", false
-	}
-	oid, rest, _ = strings.Cut(after, "/")
-	return oid, rest, true
-}
 
 // lstat is os.Root.Lstat that reports a missing root as a missing file.
 func lstat(root *os.Root, name string) (fs.FileInfo, error) {
@@ -386,19 +430,6 @@ func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {
 	return ents, err
 }
 
-// syncRootDir fsyncs a directory of root.
-func syncRootDir(root *os.Root, name string) error {
-	f, err := root.Open(name)
-	if err != nil {
-		return fmt.Errorf("failed to open directory for fsync: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("failed to fsync directory %s: %w", filepath.Join(root.Name(), name), err)
-	}
-	return nil
-}
-
 // lutimesAt sets the times of a symlink of root, not of its target.
 func lutimesAt(root *os.Root, name string, atime, mtime int64) error {
 	dir, base := path.Split(name)
@@ -411,55 +442,43 @@ func lutimesAt(root *os.Root, name string, atime, mtime int64) error {
 	return unix.UtimesNanoAt(int(f.Fd()), base, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
-func (d *localDest) status(context.Context) (*CopyStatus, error) {
+// Status reads what the manifest says; it writes nothing.
+func (d *Local) Status(context.Context) (*pass.CopyStatus, error) {
 	h, err := manifest.ReadHeader(d.manifestPath())
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, inputErr("give the directory of a copy made by pgtwopass prepare, finish or sync",
+		return nil, pass.InputErr("give the directory of a copy made by pgtwopass prepare, finish or sync",
 			"DEST %s has no pgtwopass manifest", d.given)
 	case err != nil:
 		return nil, err
 	}
-	_, installed := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(controlFile)))
-	_, held := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(heldControl)))
-	return &CopyStatus{Dest: d.dir, Header: h, Sealed: h.ColdComplete() && installed == nil && held != nil}, nil
+	_, installed := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(pass.ControlFile)))
+	_, held := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(pass.HeldControl)))
+	return &pass.CopyStatus{Dest: d.dir, Header: h, Sealed: h.ColdComplete() && installed == nil && held != nil}, nil
 }
 
-func (d *localDest) timings(context.Context) serverTimings { return readTimings(d.dir) }
-
-// saveTimings records the server's stop and start times in the copy. The
-// file is one of pgtwopass's own: it goes to the data directory's owner, and
-// a backup_manifest that this session's cold pass wrote is rewritten to list
-// it as it now is.
-func (d *localDest) saveTimings(_ context.Context, t serverTimings) error {
-	if err := writeTimings(d.dir, t); err != nil {
-		return fmt.Errorf("could not record the server's stop and start times: %w", err)
-	}
-	d.giveState()
-	return d.refreshBackupManifest()
-}
 
 // checkTablespaces refuses the directory of a tablespace's copy that holds
 // something other than a pgtwopass copy of the same tablespace of the same
 // cluster.
-func (d *localDest) checkTablespaces() error {
+func (d *Local) checkTablespaces() error {
 	for _, oid := range sortedKeys(d.tsNew) {
 		new := d.tsNew[oid]
-		names, err := readDirNames(new)
+		names, err := pass.ReadDirNames(new)
 		if errors.Is(err, fs.ErrNotExist) || err == nil && len(names) == 0 {
 			continue
 		}
 		if err != nil {
-			return inputErr("check the path and its permissions", "cannot use %s for tablespace %s: %v", new, oid, err)
+			return pass.InputErr("check the path and its permissions", "cannot use %s for tablespace %s: %v", new, oid, err)
 		}
-		got, err := os.ReadFile(filepath.Join(new, tablespaceMarker))
+		got, err := os.ReadFile(filepath.Join(new, pass.TablespaceMarker))
 		if err != nil {
-			return inputErr("give an empty or missing directory for the tablespace's copy",
+			return pass.InputErr("give an empty or missing directory for the tablespace's copy",
 				"%s (for tablespace %s) is not empty and is not a pgtwopass copy of a tablespace", new, oid)
 		}
 		if !bytes.Equal(got, markerFor(oid, d.sysID)) {
-			return inputErr("give another directory: this one holds the copy of another tablespace or cluster",
-				"%s is a copy of another tablespace: %s says %q", new, tablespaceMarker, strings.TrimSpace(string(got)))
+			return pass.InputErr("give another directory: this one holds the copy of another tablespace or cluster",
+				"%s is a copy of another tablespace: %s says %q", new, pass.TablespaceMarker, strings.TrimSpace(string(got)))
 		}
 	}
 	return nil
@@ -503,17 +522,6 @@ const passMarkName = "pass"
 
 const distrustMark = "distrust"
 
-// bootIDPath is where Linux gives the ID of the current boot.
-var bootIDPath = "/proc/sys/kernel/random/boot_id"
-
-func bootID() string {
-	b, err := os.ReadFile(bootIDPath)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
 // crashedDuringPass reports whether the copy in dir holds the mark of a
 // pass that its host's crash interrupted.
 func crashedDuringPass(dir string) bool {
@@ -521,13 +529,13 @@ func crashedDuringPass(dir string) bool {
 	if err != nil {
 		return false
 	}
-	id := bootID()
+	id := pass.BootID()
 	return id == "" || strings.TrimSpace(string(b)) != id
 }
 
 // markPass leaves the pass mark, durably, before a pass writes the copy.
-func (d *localDest) markPass() error {
-	mark := bootID()
+func (d *Local) markPass() error {
+	mark := pass.BootID()
 	if d.crashed || mark == "" {
 		mark = distrustMark
 	}
@@ -540,7 +548,7 @@ func (d *localDest) markPass() error {
 
 // unmarkPass removes the pass mark once the pass's manifest is committed:
 // its records were written after the files they describe were fsynced.
-func (d *localDest) unmarkPass() error {
+func (d *Local) unmarkPass() error {
 	dir := filepath.Join(d.dir, manifest.DirName)
 	if err := os.Remove(filepath.Join(dir, passMarkName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

@@ -1,4 +1,4 @@
-package sync
+package remote
 
 import (
 	"context"
@@ -6,13 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	stdsync "sync"
+	"maps"
+	"slices"
+	sync "sync"
 	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/pgtwopass/pgtwopass/internal/wire"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
-	"github.com/pgtwopass/pgtwopass/pkg/wire"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/destination"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 // ReceiveOptions configures the receiving end of a copy to another host.
@@ -41,44 +46,44 @@ const maxEntries = 20_000_000
 // stream ends; a pass that was not committed leaves the copy as an
 // interrupted pass would (unsealed, the old manifest in place).
 func Receive(ctx context.Context, r io.Reader, w io.Writer, o ReceiveOptions) error {
-	s := &server{conn: wire.NewConn(r, w), o: o}
-	s.obs = serverObserver{s}
+	s := &receiver{conn: wire.NewConn(r, w), o: o}
+	s.obs = receiverObserver{s}
 	err := s.serve(ctx)
 	if s.pass != nil {
 		s.pass.abort()
 	}
 	if s.d != nil {
-		s.d.close()
+		s.d.Close()
 	}
 	return err
 }
 
-type server struct {
+type receiver struct {
 	// config
 	conn *wire.Conn
 	o    ReceiveOptions
-	obs  Observer
+	obs  pass.Observer
 
 	// state
-	d       *localDest
-	entries []entry
-	pass    *serverPass
+	d       *destination.Local
+	entries []pass.Entry
+	pass    *receiverPass
 	hashReq []string
 }
 
-// serverObserver sends the destination's events to the sender.
-type serverObserver struct{ s *server }
+// receiverObserver sends the destination's events to the sender.
+type receiverObserver struct{ s *receiver }
 
-func (o serverObserver) Event(e Event)         { o.s.conn.Send(toWireEvent(&e)) }
-func (o serverObserver) Progress(int64, int64) {}
+func (o receiverObserver) Event(e pass.Event)    { o.s.conn.Send(toWireEvent(&e)) }
+func (o receiverObserver) Progress(int64, int64) {}
 
-func (s *server) sendError(err error) error { return s.conn.Send(toWireError(err)) }
+func (s *receiver) sendError(err error) error { return s.conn.Send(toWireError(err)) }
 
-func (s *server) serve(ctx context.Context) error {
+func (s *receiver) serve(ctx context.Context) error {
 	if err := s.hello(); err != nil {
 		return err
 	}
-	d, err := newLocalDest(s.o.Dir, s.o.Tablespaces, s.obs)
+	d, err := destination.New(s.o.Dir, s.o.Tablespaces, s.obs)
 	if err != nil {
 		return s.sendError(err)
 	}
@@ -105,7 +110,7 @@ func (s *server) serve(ctx context.Context) error {
 	}
 }
 
-func (s *server) hello() error {
+func (s *receiver) hello() error {
 	f, err := s.conn.Read()
 	if err != nil {
 		return fmt.Errorf("failed to read the sender's hello: %w", err)
@@ -129,7 +134,7 @@ func (s *server) hello() error {
 
 // handle answers one frame. It returns an error only when the session
 // cannot go on (the stream is broken).
-func (s *server) handle(ctx context.Context, f wire.Frame) error {
+func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 	d := wire.NewDecoder(f.Payload)
 	reply := func(m wire.Message, err error) error {
 		if err != nil {
@@ -150,14 +155,15 @@ func (s *server) handle(ctx context.Context, f wire.Frame) error {
 		if err := decodeErr(); err != nil {
 			return err
 		}
-		rep, err := s.d.open(ctx, &openRequest{SystemIdentifier: m.SystemIdentifier, PGVersion: m.PGVersion, BlockSize: int(m.BlockSize),
+		rep, err := s.d.Open(ctx, &pass.OpenRequest{SystemIdentifier: m.SystemIdentifier, PGVersion: m.PGVersion, BlockSize: int(m.BlockSize),
 			DryRun: m.DryRun, ReadOnly: m.ReadOnly, Quick: m.Quick,
-			Owner: ownerIDs{UID: m.UID, GID: m.GID, User: m.User, Group: m.Group}, Tablespaces: m.Tablespaces})
+			Owner: pass.OwnerIDs{UID: m.UID, GID: m.GID, User: m.User, Group: m.Group}, Tablespaces: m.Tablespaces,
+			BootID: m.BootID, Reads: fromWirePlaces(m.Reads)})
 		if err != nil {
 			return s.sendError(err)
 		}
-		out := wire.OpenReply{Header: toWireHeader(rep.Header), Exists: rep.Exists, UID: rep.Owner.UID, GID: rep.Owner.GID, AsRoot: rep.AsRoot}
-		for _, oid := range sortedKeys(rep.Tablespaces) {
+		out := wire.OpenReply{Header: rep.Header, Exists: rep.Exists, UID: rep.Owner.UID, GID: rep.Owner.GID, AsRoot: rep.AsRoot}
+		for _, oid := range slices.Sorted(maps.Keys(rep.Tablespaces)) {
 			out.Tablespaces = append(out.Tablespaces, oid, rep.Tablespaces[oid])
 		}
 		return s.conn.Send(out)
@@ -232,7 +238,7 @@ func (s *server) handle(ctx context.Context, f wire.Frame) error {
 		if err != nil {
 			return s.sendError(err)
 		}
-		return s.conn.Send(wire.Committed{Header: toWireHeader(rep.Header), FilesSkipped: rep.FilesSkipped,
+		return s.conn.Send(wire.Committed{Header: rep.Header, FilesSkipped: rep.FilesSkipped,
 			FilesChanged: rep.FilesChanged, FilesDeleted: rep.FilesDeleted, BytesRead: rep.BytesRead})
 
 	case wire.TAbort:
@@ -243,29 +249,29 @@ func (s *server) handle(ctx context.Context, f wire.Frame) error {
 		return s.conn.Send(wire.Empty(wire.TOK))
 
 	case wire.TTimings:
-		b, err := json.Marshal(s.d.timings(ctx))
+		b, err := json.Marshal(s.d.Timings(ctx))
 		return reply(wire.Blob{T: wire.TTimingsReply, Data: b}, err)
 
 	case wire.TSaveTimings:
-		var t serverTimings
+		var t pass.ServerTimings
 		if err := json.Unmarshal(wire.DecodeBlob(d), &t); err != nil || d.Err() != nil {
 			return s.sendError(fmt.Errorf("bad server timings: %v", errors.Join(err, d.Err())))
 		}
-		return reply(wire.Empty(wire.TOK), s.d.saveTimings(ctx, t))
+		return reply(wire.Empty(wire.TOK), s.d.SaveTimings(ctx, t))
 
 	case wire.TStatus:
-		st, err := s.d.status(ctx)
+		st, err := s.d.Status(ctx)
 		if err != nil {
 			return s.sendError(err)
 		}
-		return s.conn.Send(wire.StatusReply{Dest: st.Dest, Header: toWireHeader(&st.Header), Sealed: st.Sealed})
+		return s.conn.Send(wire.StatusReply{Dest: st.Dest, Header: &st.Header, Sealed: st.Sealed})
 
 	case wire.TVerifyManifest:
 		m := wire.DecodePatterns(d)
 		if err := decodeErr(); err != nil {
 			return err
 		}
-		diffs, err := s.d.verifyManifest(ctx, clampJobs(m.Jobs), excluder(m.Excludes))
+		diffs, err := s.d.VerifyManifest(ctx, clampJobs(m.Jobs), pass.Excluder(m.Excludes))
 		out := wire.Diffs{}
 		for _, x := range diffs {
 			out.Diffs = append(out.Diffs, wire.Diff{Path: x.Path, What: x.What})
@@ -277,7 +283,7 @@ func (s *server) handle(ctx context.Context, f wire.Frame) error {
 		if err := decodeErr(); err != nil {
 			return err
 		}
-		entries, err := s.d.walkCopy(ctx, excluder(m.Excludes))
+		entries, err := s.d.WalkCopy(ctx, pass.Excluder(m.Excludes))
 		if err != nil {
 			return s.sendError(err)
 		}
@@ -302,7 +308,7 @@ func (s *server) handle(ctx context.Context, f wire.Frame) error {
 		}
 		rels := s.hashReq
 		s.hashReq = nil
-		err := s.d.hashFiles(ctx, rels, int(m.BlockSize), clampJobs(m.Jobs), func(rel string, size int64, hashes []manifest.Hash, err error) error {
+		err := s.d.HashFiles(ctx, rels, int(m.BlockSize), clampJobs(m.Jobs), func(rel string, size int64, hashes []manifest.Hash, err error) error {
 			if err != nil {
 				return err
 			}
@@ -318,10 +324,13 @@ func (s *server) handle(ctx context.Context, f wire.Frame) error {
 	return err
 }
 
+// errAborted is why an aborted pass stops.
+var errAborted = errors.New("the pass was aborted")
+
 func clampJobs(n uint32) int { return int(min(max(n, 1), 256)) }
 
 // sendEntries sends entries in batches.
-func sendEntries(c *wire.Conn, entries []entry) error {
+func sendEntries(c *wire.Conn, entries []pass.Entry) error {
 	var batch wire.Entries
 	size := 0
 	for i := range entries {
@@ -343,141 +352,116 @@ func sendEntries(c *wire.Conn, entries []entry) error {
 
 // sendHashes sends one file's hashes, in several frames if need be.
 func sendHashes(c *wire.Conn, rel string, size int64, hashes []manifest.Hash) error {
-	wh := toWireHashes(hashes)
-	for {
-		n := min(len(wh), wire.HashesPerFrame)
-		m := wire.HashReply{Rel: rel, Size: size, Hashes: wh[:n], More: n < len(wh)}
-		if err := c.Send(m); err != nil {
-			return err
-		}
-		wh = wh[n:]
-		if len(wh) == 0 {
-			return nil
-		}
-	}
+	return sendHashParts(hashes, func(part []manifest.Hash, more bool) error {
+		return c.Send(wire.HashReply{Rel: rel, Size: size, Hashes: part, More: more})
+	})
 }
 
-// serverPass is a pass driven over the wire: a localPass, the generator that
+// receiverPass is a pass driven over the wire: a localPass, the generator that
 // sends its bases, the workers that complete its files, and the block hashes
 // rebuilt from the bases and the blocks received.
-type serverPass struct {
+type receiverPass struct {
 	// config
-	s    *server
-	lp   *localPass
+	s    *receiver
+	lp   *destination.Pass
 	bs   int
 	jobs int
 
 	// state
-	ctx         context.Context
-	cancel      context.CancelFunc
-	mu          stdsync.Mutex
+	ctx         context.Context // ends at the first failure, its cause
+	cancel      context.CancelCauseFunc
+	mu          sync.Mutex
 	hashes      map[uint64][]manifest.Hash // file id -> hashes rebuilt so far
-	dones       chan *fileResult
-	workers     stdsync.WaitGroup
-	gen         chan struct{} // closed when the generator is done; nil before start
-	ended       atomic.Bool   // the generator is sending the end of the bases
+	dones       chan *pass.FileResult
+	workers     errgroup.Group // the generator and the workers
+	gen         chan struct{}  // closed when the generator is done; nil before start
+	ended       atomic.Bool    // the generator is sending the end of the bases
 	donesClosed bool
 	aborting    atomic.Bool
-	errOnce     stdsync.Once
-	err         error
+	reported    atomic.Bool // the failure was sent to the sender
 	dec         *zstd.Decoder
 	buf         []byte
 }
 
-func (s *server) beginPass(ctx context.Context, m *wire.Begin, entries []entry) (*serverPass, error) {
+func (s *receiver) beginPass(ctx context.Context, m *wire.Begin, entries []pass.Entry) (*receiverPass, error) {
 	kind := manifest.PassKind(m.Kind)
 	if kind != manifest.Live && kind != manifest.Cold {
 		return nil, fmt.Errorf("unknown pass kind %d", m.Kind)
 	}
-	req := &passRequest{Kind: kind, BlockSize: int(m.BlockSize), DryRun: m.DryRun, Quick: m.Quick, QuickMargin: m.QuickMargin,
+	req := &pass.PassRequest{Kind: kind, BlockSize: int(m.BlockSize), DryRun: m.DryRun, Quick: m.Quick, QuickMargin: m.QuickMargin,
 		InFlight: int(min(max(m.InFlight, 1), 4096)), Quiet: m.Quiet}
-	dp, err := s.d.beginPass(ctx, req, entries)
+	lp, err := s.d.Begin(ctx, req, entries)
 	if err != nil {
 		return nil, err
 	}
-	sp := &serverPass{s: s, lp: dp.(*localPass), bs: req.BlockSize, jobs: clampJobs(m.Jobs),
+	sp := &receiverPass{s: s, lp: lp, bs: req.BlockSize, jobs: clampJobs(m.Jobs),
 		hashes: map[uint64][]manifest.Hash{}}
-	sp.ctx, sp.cancel = context.WithCancel(ctx)
+	sp.ctx, sp.cancel = context.WithCancelCause(ctx)
 	return sp, nil
 }
 
-// fail reports the pass's first error to the sender and stops the pass; the
-// frames of the pass that follow are ignored until the sender aborts it.
-func (sp *serverPass) fail(err error) {
-	sp.errOnce.Do(func() {
-		sp.mu.Lock()
-		sp.err = err
-		sp.mu.Unlock()
-		sp.cancel()
-		if !sp.aborting.Load() {
-			sp.s.sendError(err)
-		}
-	})
+// fail stops the pass and reports its first error to the sender; the frames
+// of the pass that follow are ignored until the sender aborts it.
+func (sp *receiverPass) fail(err error) {
+	sp.cancel(err)
+	if !sp.aborting.Load() && sp.reported.CompareAndSwap(false, true) {
+		sp.s.sendError(context.Cause(sp.ctx))
+	}
 }
 
-func (sp *serverPass) failed() error {
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	return sp.err
-}
+// failed returns why the pass failed, or nil.
+func (sp *receiverPass) failed() error { return context.Cause(sp.ctx) }
 
 // start runs the generator and the workers.
-func (sp *serverPass) start(ctx context.Context) {
+func (sp *receiverPass) start(ctx context.Context) {
 	sp.gen = make(chan struct{})
-	sp.dones = make(chan *fileResult, sp.jobs)
+	sp.dones = make(chan *pass.FileResult, sp.jobs)
 	for range sp.jobs {
-		sp.workers.Add(1)
-		go func() {
-			defer sp.workers.Done()
+		sp.workers.Go(func() error {
 			for res := range sp.dones {
 				if sp.failed() != nil {
 					continue
 				}
-				if err := sp.lp.done(res); err != nil {
+				if err := sp.lp.Done(res); err != nil {
 					sp.fail(err)
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	go func() {
+	sp.workers.Go(func() error {
 		defer close(sp.gen)
 		for {
-			b, err := sp.lp.next(sp.ctx)
+			b, err := sp.lp.Next(sp.ctx)
 			if err != nil {
 				sp.fail(err)
-				return
+				return nil
 			}
 			if b == nil {
 				sp.ended.Store(true)
 				if err := sp.s.conn.Send(wire.Empty(wire.TEndBases)); err != nil {
 					sp.fail(err)
 				}
-				return
+				return nil
 			}
-			if !sp.lp.req.DryRun {
+			if !sp.lp.DryRun() {
 				sp.mu.Lock()
 				sp.hashes[b.ID] = append([]manifest.Hash(nil), b.Hashes...)
 				sp.mu.Unlock()
 			}
-			wh := toWireHashes(b.Hashes)
-			for {
-				n := min(len(wh), wire.HashesPerFrame)
-				m := wire.Basis{ID: b.ID, Index: uint32(b.Index), Rel: b.Rel, Size: b.Size, Hashes: wh[:n], More: n < len(wh)}
-				if err := sp.s.conn.Send(m); err != nil {
-					sp.fail(err)
-					return
-				}
-				wh = wh[n:]
-				if len(wh) == 0 {
-					break
-				}
+			err = sendHashParts(b.Hashes, func(part []manifest.Hash, more bool) error {
+				return sp.s.conn.Send(wire.Basis{ID: b.ID, Index: uint32(b.Index), Rel: b.Rel, Size: b.Size, Hashes: part, More: more})
+			})
+			if err != nil {
+				sp.fail(err)
+				return nil
 			}
 		}
-	}()
+	})
 }
 
 // write applies blocks of a file, and rebuilds their hashes.
-func (sp *serverPass) write(m *wire.Write) {
+func (sp *receiverPass) write(m *wire.Write) {
 	if sp.failed() != nil {
 		return
 	}
@@ -513,22 +497,21 @@ func (sp *serverPass) write(m *wire.Write) {
 		return
 	}
 	first := int(m.Off / int64(sp.bs))
-	for b, i := 0, first; b < len(data); b, i = b+sp.bs, i+1 {
-		for len(hs) <= i {
-			hs = append(hs, manifest.Hash{})
-		}
-		hs[i] = manifest.HashBlock(data[b:min(b+sp.bs, len(data))])
+	end := first + manifest.NumBlocks(int64(len(data)), sp.bs)
+	if len(hs) < end {
+		hs = append(hs, make([]manifest.Hash, end-len(hs))...)
 	}
+	pass.HashBlocks(hs[first:end], data, sp.bs)
 	sp.mu.Lock()
 	sp.hashes[m.ID] = hs
 	sp.mu.Unlock()
-	if err := sp.lp.write(m.ID, m.Off, data); err != nil {
+	if err := sp.lp.Write(m.ID, m.Off, data); err != nil {
 		sp.fail(err)
 	}
 }
 
 // done completes a file, once its rebuilt hashes match the sender's.
-func (sp *serverPass) done(m *wire.Done) {
+func (sp *receiverPass) done(m *wire.Done) {
 	if sp.failed() != nil {
 		return
 	}
@@ -540,21 +523,21 @@ func (sp *serverPass) done(m *wire.Done) {
 		sp.fail(fmt.Errorf("%w: the end of file %d, which is not in flight", wire.ErrCorrupt, m.ID))
 		return
 	}
-	res := &fileResult{ID: m.ID, Vanished: m.Vanished}
+	res := &pass.FileResult{ID: m.ID, Vanished: m.Vanished}
 	if !m.Vanished {
 		e := fromWireEntry(&m.Entry)
-		if e.stat.Size > maxFileSize {
-			sp.fail(fmt.Errorf("%s is %d bytes, more than a receiver takes (%d)", e.rel, e.stat.Size, maxFileSize))
+		if e.Stat.Size > maxFileSize {
+			sp.fail(fmt.Errorf("%s is %d bytes, more than a receiver takes (%d)", e.Rel, e.Stat.Size, maxFileSize))
 			return
 		}
-		nb := manifest.NumBlocks(e.stat.Size, sp.bs)
+		nb := manifest.NumBlocks(e.Stat.Size, sp.bs)
 		if len(hs) < nb {
-			sp.fail(fmt.Errorf("%w: %s ends at %d bytes, but no blocks came for its end", wire.ErrCorrupt, e.rel, e.stat.Size))
+			sp.fail(fmt.Errorf("%w: %s ends at %d bytes, but no blocks came for its end", wire.ErrCorrupt, e.Rel, e.Stat.Size))
 			return
 		}
 		hs = hs[:nb]
-		if hashesSum(hs) != m.HashesSum {
-			sp.fail(fmt.Errorf("%w: the blocks received for %s do not add up to the sender's file", wire.ErrCorrupt, e.rel))
+		if pass.HashesSum(hs) != m.HashesSum {
+			sp.fail(fmt.Errorf("%w: the blocks received for %s do not add up to the sender's file", wire.ErrCorrupt, e.Rel))
 			return
 		}
 		res.Entry, res.Flags, res.CRC32C, res.ReadStart, res.Hashes = e, m.Flags, m.CRC32C, m.ReadStart, hs
@@ -566,7 +549,7 @@ func (sp *serverPass) done(m *wire.Done) {
 }
 
 // commit waits for the generator and the workers, then commits the pass.
-func (sp *serverPass) commit(ctx context.Context, m *wire.Commit) (*commitReply, error) {
+func (sp *receiverPass) commit(ctx context.Context, m *wire.Commit) (*pass.CommitReply, error) {
 	if !sp.ended.Load() {
 		// A sender commits after the end of the bases, never before.
 		sp.abort()
@@ -584,15 +567,15 @@ func (sp *serverPass) commit(ctx context.Context, m *wire.Commit) (*commitReply,
 		sp.abort()
 		return nil, fmt.Errorf("%w: commit with %d files not done", wire.ErrCorrupt, left)
 	}
-	rep, err := sp.lp.commit(ctx, &commitRequest{Pass: fromWirePass(&m.Pass), BackupManifest: m.BackupManifest,
+	rep, err := sp.lp.Commit(ctx, &pass.CommitRequest{Pass: m.Pass, BackupManifest: m.BackupManifest,
 		Timeline: m.Timeline, CheckpointLSN: m.CheckpointLSN})
-	sp.cancel()
+	sp.cancel(nil)
 	return rep, err
 }
 
 // stopWorkers waits for the generator, then lets the workers finish the
 // files handed to them.
-func (sp *serverPass) stopWorkers() {
+func (sp *receiverPass) stopWorkers() {
 	if sp.gen == nil {
 		return
 	}
@@ -601,14 +584,14 @@ func (sp *serverPass) stopWorkers() {
 		sp.donesClosed = true
 		close(sp.dones)
 	}
-	sp.workers.Wait()
+	sp.workers.Wait() // their errors went to fail
 }
 
 // abort ends the pass without committing it: the generator and the workers
 // stop first, so that nothing uses the pass while it is taken apart.
-func (sp *serverPass) abort() {
+func (sp *receiverPass) abort() {
 	sp.aborting.Store(true)
-	sp.cancel()
+	sp.cancel(errAborted)
 	sp.stopWorkers()
-	sp.lp.abort()
+	sp.lp.Abort()
 }

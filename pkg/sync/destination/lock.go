@@ -1,4 +1,4 @@
-package sync
+package destination
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 // lockDest creates DEST and DEST/.pgtwopass if needed and takes an exclusive
@@ -34,7 +35,7 @@ func lockDest(dest string) (unlock func(), err error) {
 	// A killed pgtwopass may have left the temporary file of a manifest
 	// or of server.json (renameio names them ".NAME" + digits): under the
 	// lock no one is writing them.
-	if names, err := readDirNames(dir); err == nil {
+	if names, err := pass.ReadDirNames(dir); err == nil {
 		for _, name := range names {
 			if strings.HasPrefix(name, ".") {
 				os.Remove(filepath.Join(dir, name))

@@ -1,4 +1,4 @@
-package sync
+package remote
 
 import (
 	"bytes"
@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgtwopass/pgtwopass/internal/wire"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
-	"github.com/pgtwopass/pgtwopass/pkg/wire"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 // A receiver driven by hand-made frames, as a broken or hostile sender
@@ -154,7 +155,7 @@ func TestReceiverCopiesAFileSentByHand(t *testing.T) {
 		t.Fatalf("the receiver asks for the new file PG_VERSION with no basis, got %q size %d", b.Rel, b.Size)
 	}
 	s.send(wire.Write{ID: b.ID, RawLen: uint32(len(data)), Data: data})
-	s.send(wire.Done{ID: b.ID, Entry: fileEntry("PG_VERSION", int64(len(data))), HashesSum: hashesSum([]manifest.Hash{manifest.HashBlock(data)})})
+	s.send(wire.Done{ID: b.ID, Entry: fileEntry("PG_VERSION", int64(len(data))), HashesSum: pass.HashesSum([]manifest.Hash{manifest.HashBlock(data)})})
 	s.expect(wire.TEndBases)
 	s.send(wire.Commit{})
 	s.expect(wire.TCommitted)
@@ -222,11 +223,11 @@ func TestReceiverRefusesBrokenStreams(t *testing.T) {
 			s.send(wire.Done{ID: id, Entry: fileEntry("f", 3), HashesSum: 42})
 		}},
 		{"an end with blocks missing", func(s *testSender, id uint64) {
-			s.send(wire.Done{ID: id, Entry: fileEntry("f", 3), HashesSum: hashesSum([]manifest.Hash{manifest.HashBlock([]byte("abc"))})})
+			s.send(wire.Done{ID: id, Entry: fileEntry("f", 3), HashesSum: pass.HashesSum([]manifest.Hash{manifest.HashBlock([]byte("abc"))})})
 		}},
 		{"an end for another file", func(s *testSender, id uint64) {
 			s.send(wire.Write{ID: id, RawLen: 3, Data: []byte("abc")})
-			s.send(wire.Done{ID: id, Entry: fileEntry("g", 3), HashesSum: hashesSum([]manifest.Hash{manifest.HashBlock([]byte("abc"))})})
+			s.send(wire.Done{ID: id, Entry: fileEntry("g", 3), HashesSum: pass.HashesSum([]manifest.Hash{manifest.HashBlock([]byte("abc"))})})
 		}},
 		{"a compressed write that is not zstd", func(s *testSender, id uint64) {
 			s.send(wire.Write{ID: id, Compressed: true, RawLen: 3, Data: []byte("not zstd")})
@@ -316,7 +317,7 @@ func FuzzReceive(f *testing.F) {
 		return buf.Bytes()
 	}
 	data := []byte("15\n")
-	hs := hashesSum([]manifest.Hash{manifest.HashBlock(data)})
+	hs := pass.HashesSum([]manifest.Hash{manifest.HashBlock(data)})
 	f.Add(seed(wire.Entries{Entries: []wire.Entry{dirEntry(""), fileEntry("PG_VERSION", 3)}},
 		wire.Begin{Kind: 1, BlockSize: 8192, InFlight: 4, Jobs: 1},
 		wire.Write{ID: 1, RawLen: 3, Data: data}, wire.Done{ID: 1, Entry: fileEntry("PG_VERSION", 3), HashesSum: hs},
@@ -347,4 +348,11 @@ func FuzzReceive(f *testing.F) {
 			t.Fatalf("a sender wrote outside the receiver's directory: %v", names)
 		}
 	})
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }

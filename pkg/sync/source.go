@@ -8,17 +8,9 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 
-	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
-)
-
-const (
-	controlFile = "global/pg_control"
-	// heldControl is where the copy keeps its pg_control while it is not
-	// sealed, so that a half-finished copy cannot be started.
-	heldControl = manifest.DirName + "/pg_control"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 // source holds what the engine knows about SRC.
@@ -52,7 +44,7 @@ func inspectSource(ctx context.Context, dir string, tsmap map[string]string) (*s
 	}
 	real, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		return nil, err
+		return nil, inputErr(hint, "cannot resolve SRC %s: %v", dir, err)
 	}
 	s := &source{dir: real}
 	if _, err := os.ReadDir(real); err != nil {
@@ -61,8 +53,8 @@ func inspectSource(ctx context.Context, dir string, tsmap map[string]string) (*s
 	if s.pgVersion, err = pgctl.ReadPGVersion(real); err != nil {
 		return nil, inputErr(hint, "SRC %s is not a PostgreSQL data directory: %v", dir, err)
 	}
-	if _, err := os.Stat(filepath.Join(real, controlFile)); err != nil {
-		return nil, inputErr(hint, "SRC %s is not a PostgreSQL data directory: %s is missing", dir, controlFile)
+	if _, err := os.Stat(filepath.Join(real, pass.ControlFile)); err != nil {
+		return nil, inputErr(hint, "SRC %s is not a PostgreSQL data directory: %s is missing", dir, pass.ControlFile)
 	}
 	if s.tablespaces, err = mapTablespaces(real, tsmap); err != nil {
 		return nil, err
@@ -79,50 +71,9 @@ func inspectSource(ctx context.Context, dir string, tsmap map[string]string) (*s
 	return s, nil
 }
 
-// resolve returns path made absolute with the symlinks of its longest
-// existing prefix resolved, so that paths that do not exist yet can be
-// compared with paths that do.
-func resolve(path string) (string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", err
-	}
-	var rest []string
-	for p := abs; ; p = filepath.Dir(p) {
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			return filepath.Join(append([]string{real}, rest...)...), nil
-		}
-		if p == filepath.Dir(p) {
-			return abs, nil
-		}
-		rest = append([]string{filepath.Base(p)}, rest...)
-	}
-}
-
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
-}
-
-// checkPaths refuses a copy on this host that is SRC, is inside it, or
-// holds it.
-func checkPaths(src *source, d *localDest) error {
-	const hint = "choose a DEST outside the source data directory"
-	switch real := d.dir; {
-	case real == src.dir:
-		return inputErr(hint, "DEST %s is SRC itself", d.given)
-	case within(real, src.dir):
-		return inputErr(hint, "DEST %s is inside SRC %s", d.given, src.dir)
-	case within(src.dir, real):
-		return inputErr("choose a DEST that does not contain the source data directory, e.g. a new directory beside it",
-			"SRC %s is inside DEST %s", src.dir, d.given)
-	}
-	return nil
-}
-
 // ownerIDs names the data directory's owner by number and by name.
-func (s *source) ownerIDs() ownerIDs {
-	o := ownerIDs{UID: s.owner.UID, GID: s.owner.GID, User: s.owner.Name}
+func (s *source) ownerIDs() pass.OwnerIDs {
+	o := pass.OwnerIDs{UID: s.owner.UID, GID: s.owner.GID, User: s.owner.Name}
 	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(s.owner.GID), 10)); err == nil {
 		o.Group = g.Name
 	}

@@ -1,4 +1,6 @@
-package main
+//go:build pgtwopass_faults
+
+package faults
 
 import (
 	"fmt"
@@ -8,15 +10,13 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
-// quickMargin overrides the quick cold pass's safe horizon in tests.
-var quickMargin time.Duration
+// Armed reports that this binary was built with the fault hooks' arming.
+const Armed = true
 
-// Fault injection for the crash tests (integration/faults_test.go). Each
-// variable arms one fault; none is set in normal use.
+// init arms the hooks from the environment, for the crash tests
+// (integration/faults_test.go). Each variable arms one fault:
 //
 //	PGTWOPASS_FAULT_KILL_AFTER_BLOCKS=K  SIGKILL itself once K blocks are written
 //	PGTWOPASS_FAULT_KILL_AFTER_FILES=K   SIGKILL itself once K files are complete
@@ -24,16 +24,23 @@ var quickMargin time.Duration
 //	PGTWOPASS_FAULT_FILE_DELAY=DURATION  sleep after each file (to signal a pass mid-way)
 //	PGTWOPASS_FAULT_EIO_READ=SUFFIX      reads of source files whose path ends in SUFFIX fail with EIO
 //	PGTWOPASS_FAULT_QUICK_MARGIN=DURATION the quick cold pass's safe horizon (default 2s)
-func armFaults() error {
+func init() {
+	if err := arm(); err != nil {
+		fmt.Fprintf(os.Stderr, "pgtwopass: error: %v\n", err)
+		os.Exit(2)
+	}
+}
+
+func arm() error {
 	if v := os.Getenv("PGTWOPASS_FAULT_QUICK_MARGIN"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			return fmt.Errorf("PGTWOPASS_FAULT_QUICK_MARGIN=%q: want a positive duration", v)
 		}
-		quickMargin = d
+		Hooks.QuickMargin = d
 	}
 	if suffix := os.Getenv("PGTWOPASS_FAULT_EIO_READ"); suffix != "" {
-		pgsync.Faults.BeforeRead = func(path string) error {
+		Hooks.BeforeRead = func(path string) error {
 			if strings.HasSuffix(path, suffix) {
 				return syscall.EIO
 			}
@@ -71,7 +78,7 @@ func armFaults() error {
 		}
 	}
 	if kb || eb {
-		pgsync.Faults.BeforeWrite = func(path string, n int64) error {
+		Hooks.BeforeWrite = func(path string, n int64) error {
 			done := blocks.Add(n) - n
 			if kb && done >= killBlocks {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -84,7 +91,7 @@ func armFaults() error {
 		}
 	}
 	if kf || delay > 0 {
-		pgsync.Faults.AfterFile = func(string) {
+		Hooks.AfterFile = func(string) {
 			if kf && files.Add(1) >= killFiles {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {}

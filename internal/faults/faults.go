@@ -1,0 +1,59 @@
+// Package faults holds the hooks by which tests stop or break the engine at
+// precise points: the crash and fault tests of integration/ and the unit
+// tests of the engine's packages.
+//
+// The hooks are nil in a release build and nothing in it can set them: the
+// code that arms them from PGTWOPASS_FAULT_* environment variables is
+// compiled only with the build tag pgtwopass_faults (arm.go), which the
+// integration tests use to build their binary. Unit tests set the hooks
+// directly.
+package faults
+
+import "time"
+
+// Hooks are the fault points. Each is nil unless a test armed it.
+var Hooks struct {
+	// BeforeWrite runs before each run of changed blocks is written to the
+	// copy; an error it returns is the write's error.
+	BeforeWrite func(path string, blocks int64) error
+	// BeforeRead runs before each chunk of a source file is read; an error
+	// it returns is the read's error.
+	BeforeRead func(path string) error
+	// AfterFile runs after each file of a pass is complete and durable.
+	AfterFile func(rel string)
+	// AfterOpen runs after a source file is opened and stat'ed, before it
+	// is read: a test may change the file under the pass there.
+	AfterOpen func(path string)
+	// QuickMargin, when not 0, replaces the quick cold pass's safe horizon.
+	QuickMargin time.Duration
+}
+
+// BeforeWrite calls Hooks.BeforeWrite if set.
+func BeforeWrite(path string, blocks int64) error {
+	if h := Hooks.BeforeWrite; h != nil {
+		return h(path, blocks)
+	}
+	return nil
+}
+
+// BeforeRead calls Hooks.BeforeRead if set.
+func BeforeRead(path string) error {
+	if h := Hooks.BeforeRead; h != nil {
+		return h(path)
+	}
+	return nil
+}
+
+// AfterFile calls Hooks.AfterFile if set.
+func AfterFile(rel string) {
+	if h := Hooks.AfterFile; h != nil {
+		h(rel)
+	}
+}
+
+// AfterOpen calls Hooks.AfterOpen if set.
+func AfterOpen(path string) {
+	if h := Hooks.AfterOpen; h != nil {
+		h(path)
+	}
+}

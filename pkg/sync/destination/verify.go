@@ -1,0 +1,172 @@
+package destination
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pgtwopass/pgtwopass/internal/crc32c"
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
+)
+
+// differences collects the differences found by workers.
+type differences struct {
+	mu    sync.Mutex
+	diffs []pass.Difference
+}
+
+func (v *differences) add(path, format string, args ...any) {
+	v.mu.Lock()
+	v.diffs = append(v.diffs, pass.Difference{Path: path, What: fmt.Sprintf(format, args...)})
+	v.mu.Unlock()
+}
+
+func (v *differences) sorted() []pass.Difference {
+	sort.Slice(v.diffs, func(a, b int) bool { return manifest.ComparePaths(v.diffs[a].Path, v.diffs[b].Path) < 0 })
+	return v.diffs
+}
+
+// VerifyManifest reads every file of the copy and compares it with the
+// manifest: block hashes, CRC-32C and size; files the manifest does not
+// know and records whose file is gone are differences too. It writes
+// nothing.
+func (d *Local) VerifyManifest(ctx context.Context, jobs int, ex pass.Excluder) ([]pass.Difference, error) {
+	st, err := d.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := manifest.Open(d.manifestPath())
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	entries, err := pass.Walk(d.dir, ex)
+	if err != nil {
+		return nil, err
+	}
+	onDisk := make(map[string]bool)
+	for i := range entries {
+		if e := &entries[i]; e.IsRegular() && e.Rel != pass.BackupManifestName {
+			onDisk[e.Rel] = true
+		}
+	}
+	v := &differences{}
+	bs := int(st.Header.BlockSize)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for {
+		f, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			g.Wait()
+			return nil, err
+		}
+		path := filepath.Join(st.Dest, filepath.FromSlash(f.Path))
+		if f.Path == pass.ControlFile && !onDisk[f.Path] {
+			path = filepath.Join(st.Dest, filepath.FromSlash(pass.HeldControl))
+		}
+		delete(onDisk, f.Path)
+		g.Go(func() error { return d.checkRecord(gctx, v, f, path, bs) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for rel := range onDisk {
+		v.add(rel, "in the copy but not in the manifest")
+	}
+	return v.sorted(), nil
+}
+
+func (d *Local) checkRecord(ctx context.Context, v *differences, rec *manifest.File, path string, bs int) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		v.add(rec.Path, "in the manifest but missing from the copy")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("failed to open %s: %w", path, err)
+	}
+	defer f.Close()
+	var crc uint32
+	hashes, size, err := pass.HashFile(ctx, f, bs, func(b []byte) {
+		crc = crc32c.Update(crc, b)
+		d.obs.Progress(int64(len(b)), 0)
+	})
+	if err != nil {
+		return fmt.Errorf("failed to read %s: %w", path, err)
+	}
+	var differing, first int64 = 0, -1
+	for blk, h := range hashes {
+		if blk >= len(rec.Hashes) || rec.Hashes[blk] != h {
+			differing++
+			if first < 0 {
+				first = int64(blk) * int64(bs)
+			}
+		}
+	}
+	switch {
+	case size != rec.Dest.Size:
+		v.add(rec.Path, "%d bytes in the copy, %d in the manifest", size, rec.Dest.Size)
+	case differing > 0:
+		v.add(rec.Path, "%d block(s) of %d bytes differ from the manifest's hashes, the first at byte %d", differing, bs, first)
+	case rec.Flags&manifest.FlagNoCRC32C == 0 && crc != rec.CRC32C:
+		v.add(rec.Path, "CRC-32C %08x in the copy, %08x in the manifest", crc, rec.CRC32C)
+	}
+	return nil
+}
+
+// WalkCopy lists the copy as Walk lists SRC; the tablespace links lead to
+// the tablespaces' copies.
+func (d *Local) WalkCopy(_ context.Context, ex pass.Excluder) ([]pass.Entry, error) {
+	return pass.Walk(d.dir, ex)
+}
+
+// HashFiles hashes the copy's files rels with jobs workers.
+func (d *Local) HashFiles(ctx context.Context, rels []string, bs, jobs int, fn func(string, int64, []manifest.Hash, error) error) error {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, rel := range rels {
+		if !validRel(rel) || rel == "" {
+			return fmt.Errorf("refusing to hash %q: not a file below the data directory", rel)
+		}
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			size, hashes, err := d.hashFile(gctx, rel, bs)
+			mu.Lock()
+			defer mu.Unlock()
+			return fn(rel, size, hashes, err)
+		})
+	}
+	return g.Wait()
+}
+
+func (d *Local) hashFile(ctx context.Context, rel string, bs int) (int64, []manifest.Hash, error) {
+	root, name := d.at(rel, false)
+	if root == nil {
+		return 0, nil, fmt.Errorf("failed to open %s in the copy: %w", rel, fs.ErrNotExist)
+	}
+	f, err := root.Open(name)
+	if err != nil {
+		return 0, nil, fmt.Errorf("failed to open %s in the copy: %w", rel, err)
+	}
+	defer f.Close()
+	hashes, size, err := pass.HashFile(ctx, f, bs, nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("failed to read %s in the copy: %w", rel, err)
+	}
+	return size, hashes, nil
+}

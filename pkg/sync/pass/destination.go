@@ -1,0 +1,235 @@
+package pass
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+)
+
+// The two sides of a pass meet here. A pass runs as a stream, so that the
+// destination can be on another host (a receiver at the end of a remote
+// shell) as well as on this one:
+//
+//  1. the sender walks SRC and gives the destination the list of entries;
+//  2. the destination deletes what SRC no longer has, makes directories
+//     and symlinks, and merges the entries with its manifest: for each
+//     regular file, in walk order, it either keeps the record (a file
+//     trusted by its stat, where the pass allows that) or hands the sender
+//     a basis: the block hashes that the copy of that file holds;
+//  3. the sender reads each of those files, hashes its blocks, and sends
+//     only the blocks whose hashes differ from the basis, then the file's
+//     end (its stat, CRC-32C and hashes);
+//  4. the destination makes each file durable and records it, and at the
+//     commit makes the directories durable, replaces the manifest and, after
+//     a cold pass, seals the copy.
+
+// Destination is the side of a job that holds a copy and its manifest.
+type Destination interface {
+	// Open checks the copy for a job on the cluster that req describes,
+	// and, unless req.DryRun, locks it and creates it when missing. A
+	// refusal (*InputError) leaves everything as it was.
+	Open(ctx context.Context, req *OpenRequest) (*OpenReply, error)
+	// BeginPass starts a pass over entries (the walk of SRC, in walk order).
+	BeginPass(ctx context.Context, req *PassRequest, entries []Entry) (DestinationPass, error)
+	// Timings and SaveTimings keep how long the source's last stop and
+	// start took, for the next prediction.
+	Timings(ctx context.Context) ServerTimings
+	SaveTimings(ctx context.Context, t ServerTimings) error
+	// Status reads what the manifest says; it writes nothing.
+	Status(ctx context.Context) (*CopyStatus, error)
+	// VerifyManifest re-reads the copy and compares it with the manifest.
+	VerifyManifest(ctx context.Context, jobs int, ex Excluder) ([]Difference, error)
+	// WalkCopy lists the copy the way Walk lists SRC (for verify).
+	WalkCopy(ctx context.Context, ex Excluder) ([]Entry, error)
+	// HashFiles reads the copy's files rels and calls fn, from one
+	// goroutine at a time, with each one's size and block hashes.
+	HashFiles(ctx context.Context, rels []string, bs, jobs int, fn func(rel string, size int64, hashes []manifest.Hash, err error) error) error
+	// InFlight is how many files a pass with jobs workers should have
+	// handed to the sender and not done: enough to keep the workers busy
+	// across small files, or to fill a network's round trip.
+	InFlight(jobs int) int
+	// Traffic counts the bytes sent to and received from a receiver on
+	// another host (0 for a copy on this host).
+	Traffic() (sent, received int64)
+	// Close unlocks the copy and ends the session.
+	Close() error
+	// String names the copy for messages.
+	String() string
+}
+
+// DestinationPass is one pass on the destination side, driven by the sender.
+type DestinationPass interface {
+	// Next returns the next file the sender must read, in walk order, or
+	// nil when there are no more. It must not be called concurrently.
+	Next(ctx context.Context) (*Basis, error)
+	// Write writes data at off into the copy of file id. Safe for
+	// concurrent use; the data may be reused once it returns.
+	Write(id uint64, off int64, data []byte) error
+	// Done completes file id: all its writes have returned.
+	Done(res *FileResult) error
+	// Commit makes the pass durable once every file is done, and seals the
+	// copy after a cold pass. The copy is left as the pass left it when
+	// Commit is not called (Abort).
+	Commit(ctx context.Context, c *CommitRequest) (*CommitReply, error)
+	// Abort ends a pass without committing it.
+	Abort()
+}
+
+// OpenRequest describes the source to the destination.
+type OpenRequest struct {
+	SystemIdentifier uint64
+	PGVersion        string
+	// BlockSize is --block-size; 0 means the copy's, or the default.
+	BlockSize int
+	DryRun    bool
+	// ReadOnly opens the copy for verify: no checks of what it is, no lock.
+	ReadOnly bool
+	// Quick asks for the checks of the quick cold pass (no network file
+	// system under the copy).
+	Quick bool
+	// Owner is the data directory's owner. A remote destination gives
+	// the copy the owner of the same name on its host.
+	Owner OwnerIDs
+	// Tablespaces are the OIDs of SRC's tablespaces; the destination knows
+	// where each one's copy goes.
+	Tablespaces []string
+	// BootID is the sender's kernel boot ID, and Reads the directories its
+	// passes read: a destination on the same boot (the same host) refuses
+	// to write any of them (CheckPlaces).
+	BootID string
+	Reads  []Place
+}
+
+// OpenReply is what the destination says about the copy.
+type OpenReply struct {
+	// Header is the manifest's header; nil for a new copy or when the
+	// manifest cannot be trusted.
+	Header *manifest.Header
+	Exists bool
+	// Owner is the source's owner as the copy's files must have it.
+	Owner OwnerIDs
+	// AsRoot: the destination can give files any owner.
+	AsRoot bool
+	// Tablespaces maps each OID to the directory of its copy.
+	Tablespaces map[string]string
+}
+
+// PassRequest starts a pass.
+type PassRequest struct {
+	Kind        manifest.PassKind
+	BlockSize   int
+	DryRun      bool
+	Quick       bool  // a quick cold pass: trust files past the safe horizon
+	QuickMargin int64 // ns
+	// InFlight bounds the files handed to the sender and not yet done.
+	InFlight int
+	// Quiet: report no events (a dry run that predicts the downtime).
+	Quiet bool
+	// Jobs is how many files the sender works on at once.
+	Jobs int
+}
+
+// Basis is what the copy holds of one file that the sender must read.
+type Basis struct {
+	ID  uint64
+	Rel string
+	// Index is the file's place in the entries of the pass.
+	Index int
+	// Hashes are the hashes of the copy's blocks: the trusted record's, or
+	// those of the copy's contents when no record can be trusted; empty for
+	// a file the copy does not have.
+	Hashes []manifest.Hash
+	// Size is the size of the copy's file (-1: none).
+	Size int64
+}
+
+// FileResult ends one file of a pass.
+type FileResult struct {
+	ID uint64
+	// Vanished: the running server removed, shortened or replaced the
+	// file under the live pass; it gets no record, and the next pass
+	// compares it again.
+	Vanished bool
+	// Entry is the source file as fstat saw it just before it was read:
+	// the copy gets its size, mode, owner and times.
+	Entry     Entry
+	Flags     uint32
+	CRC32C    uint32
+	ReadStart int64
+	// Hashes are the hashes of every block of the source file.
+	Hashes []manifest.Hash
+}
+
+// CommitRequest ends a pass.
+type CommitRequest struct {
+	// Pass is the sender's account of the pass, for the manifest's history.
+	Pass manifest.Pass
+	// BackupManifest, after a cold pass, writes PostgreSQL's
+	// backup_manifest; its WAL range is the checkpoint TimeLine and LSN.
+	BackupManifest bool
+	Timeline       string
+	CheckpointLSN  string
+}
+
+// CommitReply is the destination's account of a pass.
+type CommitReply struct {
+	Header       *manifest.Header // the manifest now committed (nil in a dry run)
+	FilesSkipped int64
+	FilesChanged int64
+	FilesDeleted int64
+	// BytesRead counts the copy's own bytes read where no record could
+	// vouch for them.
+	BytesRead int64
+}
+
+// CopyStatus is what the manifest of a copy says.
+type CopyStatus struct {
+	Dest   string
+	Header manifest.Header
+	// Sealed: a cold pass completed and global/pg_control is installed,
+	// so the copy can be started.
+	Sealed bool
+}
+
+// Difference is one way in which the copy differs from the source.
+type Difference struct {
+	Path string
+	What string
+}
+
+func (d Difference) String() string { return d.Path + ": " + d.What }
+
+// ServerTimings are how long the last stop and start of the source took,
+// kept in DEST/.pgtwopass/server.json for the next prediction.
+type ServerTimings struct {
+	StopSeconds  float64   `json:"stop_seconds"`
+	StartSeconds float64   `json:"start_seconds"`
+	When         time.Time `json:"when"`
+}
+
+// Stop and Start are the times as durations.
+func (t ServerTimings) Stop() time.Duration  { return time.Duration(t.StopSeconds * 1e9) }
+func (t ServerTimings) Start() time.Duration { return time.Duration(t.StartSeconds * 1e9) }
+
+// MaxServerSeconds bounds a believable stop or start of the server.
+const MaxServerSeconds = 24 * 60 * 60
+
+// ParseTimings reads server.json, a file in DEST that anyone may have
+// edited or damaged. A time it cannot believe (negative, over a day, not a
+// number) counts as unknown, so that it can neither shorten a prediction
+// below the copy's own time nor overflow it: a prediction that lets a budget
+// pass wrongly stops a server for longer than the DBA allowed.
+func ParseTimings(b []byte) ServerTimings {
+	var t ServerTimings
+	if err := json.Unmarshal(b, &t); err != nil {
+		return ServerTimings{}
+	}
+	for _, s := range []*float64{&t.StopSeconds, &t.StartSeconds} {
+		if !(*s >= 0 && *s <= MaxServerSeconds) { // NaN fails both
+			*s = 0
+		}
+	}
+	return t
+}

@@ -1,0 +1,48 @@
+package pass
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+)
+
+func TestExcluder(t *testing.T) {
+	x := NewExcluder(false, []string{"log/*", "*.bak"})
+	for rel, want := range map[string]bool{
+		"postmaster.pid":                  true,
+		"base/postmaster.pid":             true, // name patterns match at any depth
+		"pg_stat_tmp/global.Stat":         true,
+		"pg_stat_tmp":                     false,
+		"base/pgsql_tmp":                  true,
+		"base/pgsql_tmp/pgsql_tmp123.0":   true,
+		"log/postgresql.log":              true,
+		"log":                             false,
+		"base/1/1259.bak":                 true,
+		"base/1/1259":                     false,
+		manifest.DirName:                  true,
+		"global/pg_control":               false,
+		"pg_tblspc/16384/PG_15/pgsql_tmp": true,
+	} {
+		if got := x.Excluded(rel); got != want {
+			t.Errorf("excluded(%q) = %v, want %v", rel, got, want)
+		}
+	}
+}
+
+func TestWithin(t *testing.T) {
+	for _, c := range []struct {
+		path, dir string
+		want      bool
+	}{
+		{"/a/b", "/a", true}, {"/a", "/a", false}, {"/ab", "/a", false}, {"/a/../b", "/a", false}, {"/a/..b", "/a", true},
+	} {
+		if got := Within(filepath.Clean(c.path), c.dir); got != c.want {
+			t.Errorf("within(%q, %q) = %v, want %v", c.path, c.dir, got, c.want)
+		}
+	}
+}
+
+// checkRecords fails unless every record's hashes describe the copy, and
+// its CRC-32C too, or it is flagged as having none (when noCRC says it may).
+// It returns the records.
