@@ -22,8 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
-	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 // Local is a copy on this host. Every path that comes from the sender
@@ -38,7 +38,7 @@ type Local struct {
 	tsNew map[string]string // tablespace OID -> the directory of its copy
 	// tsGiven maps each OID to that directory as given, for messages.
 	tsGiven map[string]string
-	obs pass.Observer
+	obs     pass.Observer
 
 	// state
 	root   *os.Root            // DEST; nil until it exists
@@ -404,7 +404,6 @@ func (d *Local) at(rel string, held bool) (*os.Root, string) {
 	return d.root, cmp.Or(rel, ".")
 }
 
-
 // lstat is os.Root.Lstat that reports a missing root as a missing file.
 func lstat(root *os.Root, name string) (fs.FileInfo, error) {
 	if root == nil {
@@ -456,7 +455,6 @@ func (d *Local) Status(context.Context) (*pass.CopyStatus, error) {
 	_, held := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(pass.HeldControl)))
 	return &pass.CopyStatus{Dest: d.dir, Header: h, Sealed: h.ColdComplete() && installed == nil && held != nil}, nil
 }
-
 
 // checkTablespaces refuses the directory of a tablespace's copy that holds
 // something other than a pgtwopass copy of the same tablespace of the same

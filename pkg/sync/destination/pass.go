@@ -34,7 +34,7 @@ type Pass struct {
 	req     pass.PassRequest
 	entries []pass.Entry
 	bs      int
-	obs pass.Observer
+	obs     pass.Observer
 
 	// state
 	old     *oldManifest
