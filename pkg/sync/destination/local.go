@@ -58,6 +58,7 @@ type Local struct {
 	crashed bool
 	asRoot  bool
 	unlock  func()
+	clock   fsClock // the timestamps of the file systems under the copy
 }
 
 // New returns the copy in dir; tsNew maps the OID of each tablespace to
@@ -182,6 +183,9 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 		d.unlock = unlock
 		d.exists = true
 		if err := d.markTablespaces(); err != nil {
+			return nil, err
+		}
+		if err := d.probeClocks(); err != nil {
 			return nil, err
 		}
 		if d.header == nil && d.manifestErr == nil {

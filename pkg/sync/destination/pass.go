@@ -38,6 +38,8 @@ type Pass struct {
 
 	// state
 	old     *oldManifest
+	horizon horizon // which records the copy's stat may vouch for
+	newest  newest  // the newest ctime the pass gave a file, by file system
 	mw      *manifest.Writer
 	idx     int // the next entry next() looks at
 	nextID  uint64
@@ -126,6 +128,7 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 			return nil, err
 		}
 	}
+	lp.horizon = d.newHorizon()
 	lp.old = lp.openManifest()
 	if !req.DryRun {
 		mw, err := manifest.Create(d.manifestPath(), lp.bs)
@@ -310,7 +313,7 @@ func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileI
 		changed = true
 	}
 	if e.IsSymlink() {
-		if st.Stat.Mtime != e.Stat.Mtime {
+		if !d.clock.sameMtime(fi, st.Stat.Mtime, e.Stat.Mtime) {
 			if err := lutimesAt(root, name, e.Atime, e.Stat.Mtime); err != nil {
 				return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.Rel, err)
 			}
@@ -325,7 +328,7 @@ func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileI
 		}
 		changed = true
 	}
-	if st.Stat.Mtime != e.Stat.Mtime {
+	if !d.clock.sameMtime(fi, st.Stat.Mtime, e.Stat.Mtime) {
 		if err := root.Chtimes(name, time.Unix(0, e.Atime), time.Unix(0, e.Stat.Mtime)); err != nil {
 			return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.Rel, err)
 		}
@@ -405,13 +408,6 @@ func (om *oldManifest) close() {
 	}
 }
 
-// trusted reports whether rec still describes the copy's contents: the
-// copy's stat is what it was after pgtwopass last wrote it. pg_control is
-// never trusted: it moves at every seal, and is one block.
-func trusted(rec *manifest.File, fi fs.FileInfo) bool {
-	return rec != nil && fi != nil && fi.Mode().IsRegular() && rec.Path != pass.ControlFile && pass.StatOf(fi) == rec.Dest
-}
-
 // sameSource reports whether the source's stat is what it was when rec's
 // contents were read: size, mtime, ctime and inode.
 func sameSource(rec *manifest.File, e *pass.Entry) bool {
@@ -449,7 +445,7 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 			}
 			dfi = nil
 		}
-		trust := trusted(rec, dfi)
+		trust := lp.horizon.trusts(rec, dfi)
 		if trust && sameSource(rec, e) && (lp.req.Kind == manifest.Live || lp.req.Quick && pastHorizon(rec, lp.req.QuickMargin)) {
 			lp.skipped.Add(1)
 			if lp.req.DryRun {
@@ -563,6 +559,7 @@ func (lp *Pass) keep(e *pass.Entry, rec *manifest.File, root *os.Root, name stri
 		return nil, err
 	}
 	df.rec.Dest = pass.StatOf(fi)
+	lp.newest.saw(fi)
 	lp.changed.Add(1)
 	lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel, Msg: "owner or mode"})
 	return df, nil
@@ -663,6 +660,7 @@ func (lp *Pass) complete(df *destFile, res *pass.FileResult) error {
 			return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 		}
 	}
+	lp.newest.saw(dfi)
 	df.rec = manifest.File{Path: e.Rel, Flags: res.Flags, CRC32C: res.CRC32C, Source: e.Stat, Dest: pass.StatOf(dfi),
 		ReadStart: res.ReadStart, Hashes: res.Hashes}
 	faults.AfterFile(e.Rel)
@@ -742,6 +740,11 @@ func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.Commit
 	pass.FilesChanged = lp.changed.Load()
 	pass.FilesDeleted = lp.deleted.Load()
 	h.AddPass(pass)
+	if lp.req.Kind == manifest.Live {
+		// So that the next pass, the cold one above all, trusts the records
+		// of the files this pass wrote last (see horizon).
+		lp.newest.waitPast(ctx, &d.clock)
+	}
 	err := lp.mw.Commit(h)
 	lp.mw = nil
 	if err != nil {
