@@ -1,6 +1,7 @@
 package pgctl
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -329,21 +330,30 @@ func supportedVersions() string {
 // and fails when the same wrong CRC comes back twice.
 func ReadControlFile(dataDir string) (*ControlFile, error) {
 	path := filepath.Join(dataDir, "global", "pg_control")
-	var lastErr error
+	c, err := readRetrying(func() ([]byte, error) { return os.ReadFile(path) },
+		func() { time.Sleep(10 * time.Millisecond) })
+	if err != nil {
+		return nil, fmt.Errorf("failed to read %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// readRetrying parses what read returns, and on a CRC mismatch reads again
+// after sleep, up to 10 times, until it parses or the same wrong CRC comes
+// back twice in a row (then the file is damaged, not being written).
+func readRetrying(read func() ([]byte, error), sleep func()) (*ControlFile, error) {
+	var last []byte
 	for try := 0; ; try++ {
-		b, err := os.ReadFile(path)
+		b, err := read()
 		if err != nil {
-			return nil, fmt.Errorf("failed to read pg_control: %w", err)
+			return nil, err
 		}
 		c, err := ParseControlFile(b)
-		if err == nil {
-			return c, nil
+		if err == nil || !errors.Is(err, ErrControlFileCRC) || try == 10 || (last != nil && bytes.Equal(b, last)) {
+			return c, err
 		}
-		if !errors.Is(err, ErrControlFileCRC) || try == 10 || (lastErr != nil && err.Error() == lastErr.Error()) {
-			return nil, fmt.Errorf("failed to read %s: %w", path, err)
-		}
-		lastErr = err
-		time.Sleep(10 * time.Millisecond)
+		last = b
+		sleep()
 	}
 }
 
