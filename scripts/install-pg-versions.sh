@@ -106,9 +106,9 @@ fi
 # traversable by everyone.
 chmod 755 "$CACHE"
 d=$CACHE
-while [ "$d" != / ]; do
-	d=$(dirname "$d")
-	[ -w "$d" ] && [ "$d" != / ] && chmod go+x "$d"
+while d=$(dirname "$d") && [ "$d" != / ]; do
+	[ -O "$d" ] && chmod go+x "$d"
+	[ -x "$d" ] || die "$d is not searchable: the postgres user could not reach $CACHE"
 done
 
 exec 9>"$CACHE/.lock"
