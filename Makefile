@@ -17,7 +17,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/pgtwopass
 
 deps:
-	@bash scripts/install-deps.sh
+	@bash scripts/install-deps.sh --with-pg-versions
 
 vet:
 	$(GO) vet ./...

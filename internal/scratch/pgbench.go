@@ -24,8 +24,12 @@ func (c *Cluster) pgbenchConn() []string {
 // PgbenchInit creates and fills the pgbench tables in database "postgres":
 // `pgbench -i -s scale -q` (scale 1 = 100000 accounts, about 16 MB).
 func (c *Cluster) PgbenchInit(ctx context.Context, scale int) error {
+	bin, err := clientDir(c.BinDir, c.ClientBinDir, "pgbench")
+	if err != nil {
+		return err
+	}
 	args := append([]string{"-i", "-s", strconv.Itoa(scale), "-q"}, c.pgbenchConn()...)
-	_, err := c.who.run(ctx, c.BinDir, "pgbench", append(args, "postgres")...)
+	_, err = c.who.run(ctx, bin, "pgbench", append(args, "postgres")...)
 	return err
 }
 
@@ -62,6 +66,10 @@ func (c *Cluster) Load(ctx context.Context, clients int, seconds int) (*Load, er
 	if seconds <= 0 {
 		seconds = 86400
 	}
+	bin, err := clientDir(c.BinDir, c.ClientBinDir, "pgbench")
+	if err != nil {
+		return nil, err
+	}
 	l := &Load{
 		c:       c,
 		appName: fmt.Sprintf("scratch-load-%d-%d", os.Getpid(), loadSeq.Add(1)),
@@ -69,7 +77,7 @@ func (c *Cluster) Load(ctx context.Context, clients int, seconds int) (*Load, er
 	}
 	args := append([]string{"-c", strconv.Itoa(clients), "-j", "1", "-T", strconv.Itoa(seconds), "-n"},
 		c.pgbenchConn()...)
-	cmd := c.who.command(ctx, c.BinDir, "pgbench", append(args, "postgres")...)
+	cmd := c.who.command(ctx, bin, "pgbench", append(args, "postgres")...)
 	cmd.Env = append(cmd.Env, "PGAPPNAME="+l.appName)
 	cmd.Stdout, cmd.Stderr = &l.out, &l.out
 	cmd.Cancel = func() error {

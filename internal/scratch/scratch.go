@@ -5,6 +5,14 @@
 // It never prints and never imports "testing": every function returns an
 // error, and errors of external commands carry their output.
 //
+// # Major versions
+//
+// Options.BinDir chooses the server; Versions lists those installed, by
+// major version: Debian's, and PostgreSQL 13 to 18 that InstallScript
+// fetches into VersionCache. Those ship only initdb, pg_ctl and postgres:
+// pgbench and psql then come from Debian's newest installation
+// (Options.ClientBinDir).
+//
 // # Running as root
 //
 // initdb, pg_ctl and postgres refuse to run as root. When the effective uid
@@ -51,8 +59,16 @@ type Options struct {
 	// RunAs is the OS user that runs PostgreSQL programs when the process
 	// runs as root; "" means "postgres". Ignored when not root.
 	RunAs string
-	// BinDir holds initdb, pg_ctl, pgbench, ...; "" means FindBinDir.
+	// BinDir holds initdb, pg_ctl, postgres and usually the client
+	// programs (pgbench, psql, pg_checksums); "" means FindBinDir. See
+	// Versions for the servers of other major versions.
 	BinDir string
+	// ClientBinDir holds the client programs that BinDir lacks (the npm
+	// builds of InstallScript have none); "" means the newest Debian
+	// installation (/usr/lib/postgresql/*/bin) that has the program.
+	// pgbench and psql of one major version work with servers of others;
+	// pg_checksums only with its own pg_control format (see Checksums).
+	ClientBinDir string
 }
 
 // Cluster is a PostgreSQL data directory and the server that may run on it.
@@ -61,7 +77,10 @@ type Cluster struct {
 	SocketDir string // unix socket directory; Start makes a short one under the temp dir when ""
 	Port      int    // server port (names the socket); Start picks a free one when 0
 	BinDir    string // PostgreSQL programs
-	LogFile   string // server log, outside Dir: Dir+".log"
+	// ClientBinDir is Options.ClientBinDir: where client programs missing
+	// from BinDir come from ("" = the newest Debian installation).
+	ClientBinDir string
+	LogFile      string // server log, outside Dir: Dir+".log"
 
 	who       runAs
 	ownSocket bool // SocketDir was made by Start; Close removes it
@@ -310,7 +329,7 @@ func newCluster(dir string, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{Dir: abs, BinDir: bin, LogFile: abs + ".log", who: w}, nil
+	return &Cluster{Dir: abs, BinDir: bin, ClientBinDir: o.ClientBinDir, LogFile: abs + ".log", who: w}, nil
 }
 
 // FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
@@ -544,7 +563,10 @@ func formatValue(v any) string {
 }
 
 // Checksums runs `pg_checksums --check -D dir` as the run-as user and
-// returns its output; the server must be cleanly stopped.
+// returns its output; the server must be cleanly stopped. pg_checksums
+// comes from o.BinDir, else o.ClientBinDir, else the Debian installation of
+// dir's major version, else the newest one; pg_checksums refuses a
+// pg_control format other than its own (it reads 13 to 16 alike).
 func Checksums(ctx context.Context, dir string, o Options) (string, error) {
 	bin, w, err := o.resolve()
 	if err != nil {
@@ -554,5 +576,13 @@ func Checksums(ctx context.Context, dir string, o Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return w.run(ctx, bin, "pg_checksums", "--check", "-D", abs)
+	client := o.ClientBinDir
+	if d := "/usr/lib/postgresql/" + clusterMajor(abs) + "/bin"; client == "" && isExecutable(filepath.Join(d, "pg_checksums")) {
+		client = d
+	}
+	cbin, err := clientDir(bin, client, "pg_checksums")
+	if err != nil {
+		return "", err
+	}
+	return w.run(ctx, cbin, "pg_checksums", "--check", "-D", abs)
 }

@@ -1,6 +1,10 @@
 // Package pgctl controls a PostgreSQL server (stop, start, CHECKPOINT) and
-// reads facts about a cluster (PG_VERSION, pg_controldata, postmaster.pid,
+// reads facts about a cluster (PG_VERSION, global/pg_control, postmaster.pid,
 // postmaster.opts, the data directory's owner).
+//
+// [ReadControlFile] reads pg_control itself for PostgreSQL 13 to 18, with
+// no program of the cluster's version; [ReadControlData] runs
+// pg_controldata instead.
 //
 // It never writes into the data directory itself, and it never prints or
 // logs: it returns values and errors.
