@@ -212,6 +212,27 @@ func (c *ControlFile) Majors() string {
 	return "unknown"
 }
 
+// WrittenBy reports whether PostgreSQL major version major (PG_VERSION's
+// contents, e.g. "15") writes pg_control in c's format.
+func (c *ControlFile) WrittenBy(major string) bool {
+	l := controlLayouts[c.PGControlVersion]
+	if l == nil {
+		return false
+	}
+	for _, m := range strings.Split(l.majors, " ") {
+		if m == major {
+			return true
+		}
+	}
+	// "13 to 16"
+	var first, last int
+	if _, err := fmt.Sscanf(l.majors, "%d to %d", &first, &last); err == nil {
+		n, err := strconv.Atoi(major)
+		return err == nil && n >= first && n <= last
+	}
+	return false
+}
+
 // Fields returns c as pg_controldata prints it in the C locale: its line
 // names ("Latest checkpoint location", ...) and values ("0/1549F10"), times
 // in the local time zone. Fields pg_controldata prints but pg_control does

@@ -138,6 +138,22 @@ func FindBinDir(major string) (string, error) {
 		what, strings.Join(tried, ", "))
 }
 
+// FindBinDirFor finds the pg_ctl for the cluster in dataDir, of major
+// version major: first beside the postgres that last ran it (the first word
+// of postmaster.opts), when that pg_ctl is of the same major version, else
+// as FindBinDir does. A server installed outside the usual places (a build
+// of its own, a package under /opt) is then controlled by its own pg_ctl.
+func FindBinDirFor(dataDir, major string) (string, error) {
+	if os.Getenv("PGTWOPASS_BINDIR") == "" {
+		if bin, _, err := ReadPostmasterOpts(dataDir); err == nil && filepath.IsAbs(bin) {
+			if d := filepath.Dir(bin); hasPgCtl(d) && binDirMajor(d) == major {
+				return d, nil
+			}
+		}
+	}
+	return FindBinDir(major)
+}
+
 func hasPgCtl(dir string) bool {
 	fi, err := os.Stat(filepath.Join(dir, "pg_ctl"))
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/pgtwopass/pgtwopass/internal/human"
@@ -56,7 +57,11 @@ func (s *ServerOptions) controller(src *source) (pgctl.Controller, error) {
 	case s.StopCommand != "" || s.StartCommand != "":
 		return pgctl.NewCommand(s.StopCommand, s.StartCommand), nil
 	}
-	return pgctl.NewPgCtl(src.binDir, src.dir, src.owner, s.StartLog)
+	dir, err := src.pgCtlDir()
+	if err != nil {
+		return nil, err
+	}
+	return pgctl.NewPgCtl(dir, src.dir, src.owner, s.StartLog)
 }
 
 // Result is what a job did.
@@ -175,8 +180,8 @@ func (j *job) senderConfig(kind manifest.PassKind) *sender.Config {
 		DryRun: o.DryRun, Quick: kind == manifest.Cold && o.ColdPass == ColdQuick, QuickMargin: o.QuickMargin,
 		BackupManifest: o.BackupManifest, IDs: j.ids, Observer: o.Observer}
 	if kind == manifest.Cold && o.BackupManifest {
-		cfg.Timeline = j.src.control.Fields["Latest checkpoint's TimeLineID"]
-		cfg.CheckpointLSN = j.src.control.Fields["Latest checkpoint location"]
+		cfg.Timeline = strconv.FormatUint(uint64(j.src.control.TimeLineID), 10)
+		cfg.CheckpointLSN = j.src.control.CheckPoint.String()
 	}
 	return cfg
 }
@@ -271,9 +276,9 @@ func (s *ServerOptions) checkNoStop(j *job) error {
 	return nil
 }
 
-func errCrashed(cd pgctl.ControlData) error {
+func errCrashed(cf *pgctl.ControlFile) error {
 	return inputErr("start the server and stop it cleanly, or pass --allow-crashed to copy it as it is (PostgreSQL then runs crash recovery on the copy)",
-		"the cluster in SRC was not shut down cleanly (pg_controldata: %q)", cd.State)
+		"the cluster in SRC was not shut down cleanly (its pg_control says %q)", cf.State)
 }
 
 func errNoStopRunning(src *source) error {
@@ -429,7 +434,7 @@ func (j *job) coldPass(ctx context.Context) error {
 	} else if up {
 		return fmt.Errorf("a server (pid %d) is still running on SRC: the cold pass needs it stopped", pm.PID)
 	}
-	cd, err := pgctl.ReadControlData(ctx, j.src.binDir, j.src.dir)
+	cd, err := readControl(j.src.dir, j.src.pgVersion)
 	if err != nil {
 		return err
 	}
@@ -437,7 +442,7 @@ func (j *job) coldPass(ctx context.Context) error {
 		if !j.opts.AllowCrashed {
 			return errCrashed(cd)
 		}
-		j.warn("copying a cluster that was not shut down cleanly (pg_controldata: %q): the copy will run crash recovery when it starts", cd.State)
+		j.warn("copying a cluster that was not shut down cleanly (its pg_control says %q): the copy will run crash recovery when it starts", cd.State)
 	}
 	j.src.control = cd
 	return j.pass(ctx, manifest.Cold)

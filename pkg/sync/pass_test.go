@@ -70,8 +70,8 @@ func must(t *testing.T, err error) {
 }
 
 func testSource(dir string) *source {
-	return &source{dir: dir, pgVersion: "15", control: pgctl.ControlData{SystemIdentifier: testSysID, State: "shut down",
-		Fields: map[string]string{"Latest checkpoint's TimeLineID": "1", "Latest checkpoint location": "0/15D7A28"}}}
+	return &source{dir: dir, pgVersion: "15", control: &pgctl.ControlFile{SystemIdentifier: testSysID, State: pgctl.StateShutDown,
+		TimeLineID: 1, CheckPoint: 0x15D7A28}}
 }
 
 // destKind says which destination a pass test runs against: the copy on

@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/user"
@@ -17,8 +18,7 @@ import (
 type source struct {
 	dir       string // absolute, symlinks resolved
 	pgVersion string
-	binDir    string
-	control   pgctl.ControlData
+	control   *pgctl.ControlFile
 	owner     pgctl.Owner
 	// tablespaces maps the OID of each tablespace linked from pg_tblspc to
 	// where the copy puts it.
@@ -59,10 +59,7 @@ func inspectSource(ctx context.Context, dir string, tsmap map[string]string) (*s
 	if s.tablespaces, err = mapTablespaces(real, tsmap); err != nil {
 		return nil, err
 	}
-	if s.binDir, err = pgctl.FindBinDir(s.pgVersion); err != nil {
-		return nil, inputErr("install PostgreSQL's server programs (pg_controldata, pg_ctl) or set PGTWOPASS_BINDIR", "%v", err)
-	}
-	if s.control, err = pgctl.ReadControlData(ctx, s.binDir, real); err != nil {
+	if s.control, err = readControl(real, s.pgVersion); err != nil {
 		return nil, err
 	}
 	if s.owner, err = pgctl.OwnerOf(real); err != nil {
@@ -78,4 +75,33 @@ func (s *source) ownerIDs() pass.OwnerIDs {
 		o.Group = g.Name
 	}
 	return o
+}
+
+// readControl reads SRC's pg_control, and checks that its format is one
+// that PostgreSQL's PG_VERSION writes.
+func readControl(dir, pgVersion string) (*pgctl.ControlFile, error) {
+	cf, err := pgctl.ReadControlFile(dir)
+	if err != nil {
+		var ve *pgctl.ControlVersionError
+		if errors.As(err, &ve) {
+			return nil, inputErr("pgtwopass copies clusters of PostgreSQL 13 to 18", "SRC %s: %v", dir, err)
+		}
+		return nil, fmt.Errorf("SRC %s: %w", dir, err)
+	}
+	if !cf.WrittenBy(pgVersion) {
+		return nil, inputErr("check that SRC is the data directory of one cluster, not one PostgreSQL upgraded in place halfway",
+			"SRC %s says PostgreSQL %s in PG_VERSION, but its pg_control has the format of PostgreSQL %s", dir, pgVersion, cf.Majors())
+	}
+	return cf, nil
+}
+
+// pgCtlDir returns the directory of the pg_ctl that controls SRC: beside the
+// postgres that runs it (postmaster.opts names it), else the installation
+// of its major version.
+func (s *source) pgCtlDir() (string, error) {
+	dir, err := pgctl.FindBinDirFor(s.dir, s.pgVersion)
+	if err != nil {
+		return "", inputErr("install PostgreSQL's server programs (pg_ctl) of this version, set PGTWOPASS_BINDIR, or stop and start the server with --systemd-unit or --stop-command/--start-command", "%v", err)
+	}
+	return dir, nil
 }

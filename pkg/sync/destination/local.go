@@ -185,9 +185,6 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 		if err := d.markTablespaces(); err != nil {
 			return nil, err
 		}
-		if err := d.probeClocks(); err != nil {
-			return nil, err
-		}
 		if d.header == nil && d.manifestErr == nil {
 			// A new copy: record whose copy it is before any data is
 			// written, so that a pass killed before its end leaves an

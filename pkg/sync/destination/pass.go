@@ -110,6 +110,9 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 		lp.obs = pass.NopObserver{}
 	}
 	if !req.DryRun {
+		if err := d.probeClocks(); err != nil {
+			return nil, err
+		}
 		if err := d.markPass(); err != nil {
 			return nil, err
 		}
