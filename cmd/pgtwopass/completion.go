@@ -280,15 +280,19 @@ func fishFlag(cond string, f cli.Flag) string {
 	for _, n := range d.long {
 		s += " -l " + n
 	}
+	values := ""
 	if d.placeholder != "" {
 		s += " -r"
 		if cf, ok := f.(*choiceFlag); ok {
-			s += " -f -a " + fishQuote(strings.Join(cf.Choices, " "))
+			// The values on a line of their own, so that the option's
+			// description is not shown beside each value.
+			s += " -f"
+			values = s + " -a " + fishQuote(strings.Join(cf.Choices, " ")) + "\n"
 		} else {
 			s += " -F"
 		}
 	}
-	return s + " -d " + fishQuote(firstClause(d.usage)) + "\n"
+	return values + s + " -d " + fishQuote(firstClause(d.usage)) + "\n"
 }
 
 // fishQuote quotes s for fish.

@@ -137,7 +137,7 @@ func serverFlags() []cli.Flag {
 func coldFlags() []cli.Flag {
 	return []cli.Flag{
 		newChoiceFlag(cli.StringFlag{Name: "cold-pass", Category: catCold, Value: pgsync.ColdChecksum,
-			Usage: "checksum: read every source block; quick: skip files whose size, mtime, ctime and inode prove them unchanged since a copy made safely after their last change (refused on network file systems; docs/design.md says when not to use it)"},
+			Usage: "what the cold pass reads; checksum: every source block; quick: not the files whose size, mtime, ctime and inode prove them unchanged since a copy made safely after their last change (refused on network file systems; docs/design.md says when not to use it)"},
 			pgsync.ColdChecksum, pgsync.ColdQuick),
 		&cli.BoolFlag{Name: "backup-manifest", Category: catCold, Usage: "write PostgreSQL's backup_manifest into the copy (CRC-32C of every file, from the cold pass's reads), so that pg_verifybackup -n DEST checks it"},
 		&cli.BoolFlag{Name: "allow-crashed", Category: catCold, Usage: "copy a cluster that was not shut down cleanly (it runs crash recovery when the copy starts)"},
