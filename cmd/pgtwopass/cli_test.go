@@ -508,3 +508,24 @@ func shortOpts(f cli.Flag) string {
 	}
 	return s
 }
+
+// TestShellScripts: bash and zsh read their completion scripts without a
+// syntax error (when installed; completion.txtar runs the bash one).
+func TestShellScripts(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh"} {
+		path, err := exec.LookPath(shell)
+		if err != nil {
+			t.Logf("%s not installed: its script was not checked", shell)
+			continue
+		}
+		out, _, code := runCLI("completion", shell)
+		if code != 0 {
+			t.Fatal(code)
+		}
+		file := filepath.Join(t.TempDir(), "pgtwopass."+shell)
+		os.WriteFile(file, []byte(out), 0o644)
+		if b, err := exec.Command(path, "-n", file).CombinedOutput(); err != nil {
+			t.Errorf("%s -n: %v\n%s", shell, err, b)
+		}
+	}
+}
