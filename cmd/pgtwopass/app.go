@@ -13,7 +13,7 @@ import (
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
-// Exit codes, documented in every command's help (exitStatusHelp).
+// Exit codes: the one table is exitCode; exitTexts says what each means.
 const (
 	exitOK          = 0
 	exitFailure     = 1
@@ -21,13 +21,6 @@ const (
 	exitBudget      = 3
 	exitDifferences = 4
 )
-
-const exitStatusHelp = `EXIT STATUS:
-   0  success
-   1  failure (the message says what failed and in what state it left SRC and DEST)
-   2  bad usage or bad input: nothing was changed
-   3  the downtime budget cannot be met: the server was not stopped
-   4  verify found differences between SRC and DEST`
 
 // usageError is a command line that does not parse. hint, when set, says
 // more than the default hint.
@@ -93,54 +86,54 @@ func hintFor(err error) string {
 	return ""
 }
 
-// version is set at build time: go build -ldflags "-X main.version=1.2.3".
-var version = "devel"
+const appUsage = "copy a PostgreSQL data directory with the shortest possible downtime"
 
-// program names this pgtwopass to a receiver on another host, and to the
-// sender that started it.
-func program() string { return "pgtwopass " + version }
-
-func newApp(stdout, stderr io.Writer) *cli.App {
-	app := &cli.App{
-		Name:    "pgtwopass",
-		Version: version,
-		Usage:   "copy a PostgreSQL data directory with the shortest possible downtime",
-		Description: `pgtwopass copies a data directory in two kinds of pass. Live passes run while the
+const appDescription = `pgtwopass copies a data directory in two kinds of pass. Live passes run while the
 server runs and copy what changed since the last pass. The cold pass runs with the
 server stopped: it reads every source block, compares it with the manifest of block
 hashes kept in DEST/.pgtwopass, and writes only the blocks that changed. Only a copy
 finished by a cold pass can be started: global/pg_control goes in last (the seal).
 
-A maintenance window:
-   pgtwopass prepare /var/lib/postgresql/15/main /mnt/new/main   # any time, repeatable
-   pgtwopass finish --restart /var/lib/postgresql/15/main /mnt/new/main
-
 DEST may be on another host, [user@]host:PATH, as with rsync: pgtwopass runs
 "pgtwopass receive PATH" there through a remote shell (-e/--rsh, default ssh) and
 sends only the blocks that differ; every command takes such a DEST.
 
-` + exitStatusHelp,
-		Writer:               stdout,
-		ErrWriter:            stderr,
-		HideHelpCommand:      true,
-		EnableBashCompletion: false,
-		Commands: []*cli.Command{
-			prepareCommand(), finishCommand(), syncCommand(), verifyCommand(), statusCommand(), demoCommand(), receiveCommand(),
-		},
-		OnUsageError: onUsageError,
-		Action:       unknownCommand,
+Options go before or after the arguments; -- ends them. "pgtwopass COMMAND --help"
+lists a command's options.`
+
+// appExamples are the maintenance window of the README.
+var appExamples = []example{
+	{"Any time before the window, as often as you like: live passes while the server runs.",
+		"pgtwopass prepare /var/lib/postgresql/15/main /mnt/new/main"},
+	{"In the window: stop the server, finish and seal the copy, start the server again.",
+		"pgtwopass finish --restart /var/lib/postgresql/15/main /mnt/new/main"},
+	{"Whether the copy is sealed and can be started.",
+		"pgtwopass status /mnt/new/main"},
+}
+
+// newApp returns the app of the commands cmds.
+func newApp(cmds []*command, stdout, stderr io.Writer) *cli.App {
+	onUsage := usageErrorFor(cmds)
+	app := &cli.App{
+		Name:            "pgtwopass",
+		Version:         readBuildInfo().Version,
+		Usage:           appUsage,
+		Description:     appDescription,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		OnUsageError:    onUsage,
+		Action:          unknownCommand,
 		ExitErrHandler: func(*cli.Context, error) {
 			// run() reports errors and picks the exit status.
 		},
 	}
-	for _, c := range app.Commands {
-		c.OnUsageError = onUsageError
-		c.Description = strings.TrimSpace(c.Description) + "\n\n" + exitStatusHelp
+	for _, c := range cmds {
+		c.OnUsageError = onUsage
+		app.Commands = append(app.Commands, c.Command)
 	}
 	return app
 }
-
-func onUsageError(_ *cli.Context, err error, _ bool) error { return &usageError{err: err} }
 
 // unknownCommand runs when no command matches: without arguments (or with
 // "help [COMMAND]") it shows the help, otherwise the first argument is a
@@ -168,7 +161,15 @@ func unknownCommand(c *cli.Context) error {
 
 // run runs the command line and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := newApp(stdout, stderr).RunContext(ctx, args)
+	if n := len(args); n > 0 && args[n-1] == completionFlag {
+		complete(stdout, commands(), args[1:n-1])
+		return exitOK
+	}
+	cmds := commands()
+	reordered, err := reorder(cmds, args)
+	if err == nil {
+		err = newApp(cmds, stdout, stderr).RunContext(ctx, reordered)
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -184,12 +185,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitCode(err)
-}
-
-// twoArgs returns SRC and DEST.
-func twoArgs(c *cli.Context) (string, string, error) {
-	if c.NArg() != 2 {
-		return "", "", usagef("%s needs two arguments, SRC and DEST; got %d", c.Command.Name, c.NArg())
-	}
-	return c.Args().Get(0), c.Args().Get(1), nil
 }

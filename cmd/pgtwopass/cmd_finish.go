@@ -6,8 +6,8 @@ import (
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
-func finishCommand() *cli.Command {
-	return &cli.Command{
+func finishCommand() *command {
+	c := define(&cli.Command{
 		Name:      "finish",
 		Usage:     "CHECKPOINT, stop the server, cold pass, seal the copy",
 		ArgsUsage: "SRC DEST",
@@ -24,27 +24,28 @@ started again afterwards, also when the cold pass failed.
 Before the stop it runs one more live pass and predicts the downtime from the
 rates the passes measured; with --max-downtime it refuses to stop the server when
 the prediction exceeds the budget (exit status 3; the copy stays unsealed). On a
-terminal it draws a bar per pass and, while the server is down, a line that counts
-the downtime (--progress, --no-progress); --metrics-file records the run for
+terminal it shows the progress of each pass and, while the server is down, the
+downtime so far (--progress, --no-progress); --metrics-file records the run for
 Prometheus, also when it failed.`,
-		Flags:  append(passFlags(), serverFlags()...),
-		Action: runFinish,
+		Flags: flags(copyFlags(), []cli.Flag{dryRunFlag()}, serverFlags(), coldFlags(), connectFlags(), sendFlags(), logFlags(), reportFlags()),
+	}, runParser(readDryRun, readSend, readServer, readCold), runFinish)
+	c.examples = []example{
+		{"Stop the server, finish the copy, and start the server again.",
+			"pgtwopass finish --restart /tmp/ex/main /tmp/ex/copy"},
+		{"Through systemd, and only if the predicted downtime is at most 30 seconds.",
+			"pgtwopass finish --restart --systemd-unit postgresql@15-main --max-downtime 30s /var/lib/postgresql/15/main /mnt/new/main"},
 	}
+	c.exits = []int{exitOK, exitFailure, exitBadInput, exitBudget}
+	return c
 }
 
-func runFinish(c *cli.Context) error {
-	out, err := newOutput(c)
+func runFinish(c *cli.Context, o runOptions) error {
+	out, err := newOutput(c, o.Output)
 	if err != nil {
 		return err
 	}
-	o, err := passOptions(c, out.obs)
-	if err != nil {
-		return out.done(nil, err)
-	}
-	so, err := serverOptions(c)
-	if err != nil {
-		return out.done(nil, err)
-	}
-	res, err := pgsync.Finish(c.Context, o, so)
+	out.quick(o.Pass)
+	o.Pass.Observer = out.obs
+	res, err := pgsync.Finish(c.Context, o.Pass, o.Server)
 	return out.done(res, err)
 }

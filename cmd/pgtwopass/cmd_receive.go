@@ -9,8 +9,8 @@ import (
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
-func receiveCommand() *cli.Command {
-	return &cli.Command{
+func receiveCommand() *command {
+	c := define(&cli.Command{
 		Name:      "receive",
 		Usage:     "the receiving end of a copy to another host (started by pgtwopass over a remote shell)",
 		ArgsUsage: "PATH",
@@ -22,23 +22,32 @@ directories that --tablespace names, whatever the sender sends; it keeps the cop
 lock for the session, and a session that ends before the sender's commit leaves the
 copy unsealed.`,
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "tablespace", Usage: "write the copy of tablespace OID below DIR (`OID=DIR`, repeatable)"},
+			&cli.StringSliceFlag{Name: "tablespace", Usage: "write the copy of tablespace OID below DIR (`OID=DIR`)"},
 		},
-		Action: runReceive,
+	}, parseReceive, runReceive)
+	c.examples = []example{
+		{"What pgtwopass sync SRC db2:/srv/postgresql/15/main runs on db2 through ssh.",
+			"pgtwopass receive /srv/postgresql/15/main"},
 	}
+	c.exits = []int{exitOK, exitFailure, exitBadInput}
+	return c
 }
 
-func runReceive(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usagef("receive needs one argument, PATH; got %d", c.NArg())
+func parseReceive(c *cli.Context) (pgsync.ReceiveOptions, error) {
+	if err := argsNeeded(c, "PATH"); err != nil {
+		return pgsync.ReceiveOptions{}, err
 	}
 	ts := map[string]string{}
 	for _, v := range c.StringSlice("tablespace") {
 		oid, dir, ok := strings.Cut(v, "=")
 		if !ok || oid == "" || !strings.HasPrefix(dir, "/") {
-			return &pgsync.InputError{What: "invalid --tablespace " + v, Hint: "give OID=DIR with an absolute DIR"}
+			return pgsync.ReceiveOptions{}, &pgsync.InputError{What: "invalid --tablespace " + v, Hint: "give OID=DIR with an absolute DIR"}
 		}
 		ts[oid] = dir
 	}
-	return pgsync.Receive(c.Context, os.Stdin, os.Stdout, pgsync.ReceiveOptions{Dir: c.Args().First(), Tablespaces: ts, Program: program()})
+	return pgsync.ReceiveOptions{Dir: c.Args().First(), Tablespaces: ts, Program: program()}, nil
+}
+
+func runReceive(c *cli.Context, o pgsync.ReceiveOptions) error {
+	return pgsync.Receive(c.Context, os.Stdin, os.Stdout, o)
 }

@@ -11,8 +11,8 @@ import (
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
-func statusCommand() *cli.Command {
-	return &cli.Command{
+func statusCommand() *command {
+	c := define(&cli.Command{
 		Name:      "status",
 		Usage:     "show what the manifest of a copy says",
 		ArgsUsage: "DEST",
@@ -20,11 +20,31 @@ func statusCommand() *cli.Command {
 the PostgreSQL version, the block size, the files and bytes recorded, the passes
 with their times, and whether the copy is sealed (finished by a cold pass, with
 global/pg_control installed) and so can be started. It reads only DEST/.pgtwopass.`,
-		Flags: append([]cli.Flag{
+		Flags: flags([]cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the status as one JSON object"},
-		}, remoteFlags()...),
-		Action: runStatus,
+		}, connectFlags()),
+	}, parseStatus, runStatus)
+	c.examples = []example{
+		{"Whether a copy is sealed, and its passes.",
+			"pgtwopass status /tmp/ex/copy"},
+		{"The same for a copy on another host, as JSON.",
+			"pgtwopass status --json root@127.0.0.1:/tmp/ex/remote"},
 	}
+	c.exits = []int{exitOK, exitFailure, exitBadInput}
+	return c
+}
+
+// statusOptions are what status reads from its command line.
+type statusOptions struct {
+	Copy pgsync.Options // Dest and Remote
+	JSON bool
+}
+
+func parseStatus(c *cli.Context) (statusOptions, error) {
+	if err := argsNeeded(c, "DEST"); err != nil {
+		return statusOptions{}, err
+	}
+	return statusOptions{Copy: pgsync.Options{Dest: c.Args().First(), Remote: connectOptions(c)}, JSON: c.Bool("json")}, nil
 }
 
 type statusPassJSON struct {
@@ -49,15 +69,8 @@ type statusJSON struct {
 	Passes           []statusPassJSON `json:"passes"`
 }
 
-func runStatus(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usagef("status needs one argument, DEST; got %d", c.NArg())
-	}
-	remote, err := remoteOptions(c)
-	if err != nil {
-		return err
-	}
-	st, err := pgsync.Status(c.Context, pgsync.Options{Dest: c.Args().First(), Remote: remote})
+func runStatus(c *cli.Context, o statusOptions) error {
+	st, err := pgsync.Status(c.Context, o.Copy)
 	if err != nil {
 		return err
 	}
@@ -73,7 +86,7 @@ func runStatus(c *cli.Context) error {
 			BytesRead: p.BytesRead, BytesWritten: p.BytesWritten, FilesChanged: p.FilesChanged, FilesDeleted: p.FilesDeleted,
 		})
 	}
-	if c.Bool("json") {
+	if o.JSON {
 		return writeJSON(c.App.Writer, v)
 	}
 	w := c.App.Writer

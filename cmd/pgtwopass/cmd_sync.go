@@ -6,8 +6,8 @@ import (
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
-func syncCommand() *cli.Command {
-	return &cli.Command{
+func syncCommand() *command {
+	c := define(&cli.Command{
 		Name:      "sync",
 		Usage:     "prepare, then finish",
 		ArgsUsage: "SRC DEST",
@@ -16,24 +16,25 @@ than the one before, at most --max-passes), then finish: CHECKPOINT, one more li
 pass, the downtime prediction (and --max-downtime), stop, cold pass, seal (and with
 --restart, start the server again). The live passes leave little for the cold pass,
 so the downtime is short. It takes the flags of prepare and finish.`,
-		Flags:  append(append(passFlags(), liveFlags()...), serverFlags()...),
-		Action: runSync,
+		Flags: flags(copyFlags(), []cli.Flag{dryRunFlag()}, liveFlags(), serverFlags(), coldFlags(), connectFlags(), sendFlags(), logFlags(), reportFlags()),
+	}, runParser(readDryRun, readLive, readSend, readServer, readCold), runSync)
+	c.examples = []example{
+		{"Copy a cluster to another host over ssh, with a few seconds of downtime.",
+			"pgtwopass sync --restart --compress -e 'ssh -p 2222 -i ~/.ssh/id' /tmp/ex/main root@127.0.0.1:/tmp/ex/remote"},
+		{"Move a cluster to a new disk on this host.",
+			"pgtwopass sync --restart /var/lib/postgresql/15/main /mnt/new/main"},
 	}
+	c.exits = []int{exitOK, exitFailure, exitBadInput, exitBudget}
+	return c
 }
 
-func runSync(c *cli.Context) error {
-	out, err := newOutput(c)
+func runSync(c *cli.Context, o runOptions) error {
+	out, err := newOutput(c, o.Output)
 	if err != nil {
 		return err
 	}
-	o, err := passOptions(c, out.obs)
-	if err != nil {
-		return out.done(nil, err)
-	}
-	so, err := serverOptions(c)
-	if err != nil {
-		return out.done(nil, err)
-	}
-	res, err := pgsync.Sync(c.Context, o, so)
+	out.quick(o.Pass)
+	o.Pass.Observer = out.obs
+	res, err := pgsync.Sync(c.Context, o.Pass, o.Server)
 	return out.done(res, err)
 }

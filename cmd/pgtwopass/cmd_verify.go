@@ -9,8 +9,8 @@ import (
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
-func verifyCommand() *cli.Command {
-	return &cli.Command{
+func verifyCommand() *command {
+	c := define(&cli.Command{
 		Name:      "verify",
 		Usage:     "compare a stopped source with its copy, byte for byte",
 		ArgsUsage: "SRC DEST | --manifest-only DEST",
@@ -22,10 +22,49 @@ be stopped. It changes nothing. Exit status 4 means the trees differ.
 With --manifest-only it needs no source: it reads every file of the copy and
 compares it with the manifest (block hashes, CRC-32C, sizes), which finds a copy
 damaged since pgtwopass wrote it.`,
-		Flags: append(append(commonFlags(), treeFlags()...),
-			&cli.BoolFlag{Name: "manifest-only", Usage: "compare the copy with its manifest only; takes DEST alone"}),
-		Action: runVerify,
+		Flags: flags([]cli.Flag{
+			&cli.BoolFlag{Name: "manifest-only", Usage: "compare the copy with its manifest only; takes DEST alone"},
+		}, copyFlags(), connectFlags(), logFlags()),
+	}, parseVerify, runVerify)
+	c.examples = []example{
+		{"Compare a copy with its source, whose server is stopped.",
+			"pgtwopass verify /tmp/ex/main /tmp/ex/copy"},
+		{"Re-read a copy and compare it with its manifest; no source needed.",
+			"pgtwopass verify --manifest-only /tmp/ex/copy"},
 	}
+	c.exits = []int{exitOK, exitFailure, exitBadInput, exitDifferences}
+	return c
+}
+
+// verifyOptions are what verify reads from its command line.
+type verifyOptions struct {
+	Pass         pgsync.Options
+	ManifestOnly bool
+	Output       outputOptions
+}
+
+func parseVerify(c *cli.Context) (verifyOptions, error) {
+	var o verifyOptions
+	var err error
+	if o.Output, err = outputOptionsOf(c); err != nil {
+		return o, err
+	}
+	if o.ManifestOnly = c.Bool("manifest-only"); !o.ManifestOnly {
+		o.Pass, err = passOptions(c)
+		return o, err
+	}
+	for _, name := range []string{"tablespace-map", "block-size"} {
+		if c.IsSet(name) {
+			return o, &usageError{err: fmt.Errorf("verify --manifest-only takes no --%s", name),
+				hint: "it reads no source, and compares the copy block by block as its manifest says"}
+		}
+	}
+	if err := argsNeeded(c, "DEST"); err != nil {
+		return o, err
+	}
+	o.Pass = pgsync.Options{Dest: c.Args().First(), Jobs: c.Int("jobs"), Excludes: c.StringSlice("exclude"),
+		NoDefaultExcludes: c.Bool("no-default-excludes"), Remote: connectOptions(c)}
+	return o, nil
 }
 
 type verifyJSON struct {
@@ -39,29 +78,21 @@ type difference struct {
 	What string `json:"what"`
 }
 
-func runVerify(c *cli.Context) error {
-	out, err := newOutput(c)
+func runVerify(c *cli.Context, o verifyOptions) error {
+	out, err := newOutput(c, o.Output)
 	if err != nil {
 		return err
 	}
+	o.Pass.Observer = out.obs
 	var diffs []pgsync.Difference
-	if c.Bool("manifest-only") {
-		if c.NArg() != 1 {
-			return usagef("verify --manifest-only needs one argument, DEST; got %d", c.NArg())
-		}
-		remote, rerr := remoteOptions(c)
-		if rerr != nil {
-			return rerr
-		}
-		diffs, err = pgsync.VerifyManifest(c.Context, pgsync.Options{Dest: c.Args().First(), Jobs: c.Int("jobs"), Excludes: c.StringSlice("exclude"),
-			Remote: remote, Observer: out.obs})
+	if o.ManifestOnly {
+		diffs, err = pgsync.VerifyManifest(c.Context, o.Pass)
 	} else {
-		var o pgsync.Options
-		if o, err = passOptions(c, out.obs); err != nil {
-			return err
-		}
-		diffs, err = pgsync.Verify(c.Context, o)
+		diffs, err = pgsync.Verify(c.Context, o.Pass)
 	}
+	// The display ends before the results go to stdout.
+	out.obs.stopTicker()
+	out.ui.close()
 	if err != nil {
 		return err
 	}
@@ -77,7 +108,7 @@ func runVerify(c *cli.Context) error {
 		for _, d := range diffs {
 			fmt.Fprintln(out.stdout, d)
 		}
-		if len(diffs) == 0 && c.Bool("manifest-only") {
+		if len(diffs) == 0 && o.ManifestOnly {
 			fmt.Fprintln(out.stdout, "the copy matches its manifest")
 		} else if len(diffs) == 0 {
 			fmt.Fprintln(out.stdout, "the copy is identical to the source")

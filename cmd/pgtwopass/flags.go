@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -12,35 +13,203 @@ import (
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
-func commonFlags() []cli.Flag {
-	return append([]cli.Flag{
-		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "workers that read, hash and write (default: one per CPU)"},
-		&cli.IntFlag{Name: "block-size", Usage: "bytes per block: a power of two from 4096 to 16777216 (default: the copy's, else 8192, PostgreSQL's page size)"},
-		&cli.StringSliceFlag{Name: "exclude", Usage: "leave out entries matching `PATTERN` (shell glob; without a slash it matches names at any depth), on top of the default excludes"},
-		&cli.BoolFlag{Name: "json", Usage: "print one JSON object with the results on stdout at the end"},
-		&cli.StringFlag{Name: "log-format", Usage: "`console` or json (default: console on a terminal, json otherwise)"},
-		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log every file changed or deleted"},
-	}, remoteFlags()...)
+// The flags, in groups that commands combine, and the functions that read
+// each group into the engine's options. A flag's Category is the section
+// of the help it is listed in; its Usage names its value in backquotes;
+// its default is its Value or DefaultText, never written in its Usage.
+
+// Categories of flags: the help's sections after OPTIONS.
+const (
+	catServer = "server"
+	catCold   = "cold pass"
+	catRemote = "remote"
+	catOutput = "output"
+)
+
+// choiceFlag is a string option with a fixed set of values: the help shows
+// them as its value, completion offers them, and any other value is bad
+// usage (exit status 2).
+type choiceFlag struct {
+	cli.StringFlag
+	Choices []string
 }
 
-// remoteFlags say how to reach a DEST of the form [user@]host:PATH.
-func remoteFlags() []cli.Flag {
+func newChoiceFlag(f cli.StringFlag, choices ...string) *choiceFlag {
+	cf := &choiceFlag{StringFlag: f, Choices: choices}
+	cf.Action = func(_ *cli.Context, v string) error {
+		if !slices.Contains(cf.Choices, v) {
+			return &usageError{err: fmt.Errorf("--%s must be %s, not %q", cf.Name, orList(cf.Choices), v),
+				hint: fmt.Sprintf("e.g. --%s %s; see the command's --help", cf.Name, cf.Choices[0])}
+		}
+		return nil
+	}
+	return cf
+}
+
+// orList is "a, b or c".
+func orList(s []string) string { return joinList(s, " or ") }
+
+// andList is "a, b and c".
+func andList(s []string) string { return joinList(s, " and ") }
+
+func joinList(s []string, last string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + last + s[len(s)-1]
+}
+
+// copyFlags say how a pass reads and writes: every command that copies or
+// compares SRC and DEST.
+func copyFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "rsh", Aliases: []string{"e"}, Value: pgsync.DefaultRsh, Usage: "remote shell `CMD` (with its options, as rsync -e) for a DEST of the form [user@]host:PATH"},
-		&cli.StringFlag{Name: "remote-path", Value: pgsync.DefaultRemotePath, Usage: "pgtwopass on the other host (`PATH`, or a command such as 'sudo -u postgres pgtwopass')"},
-		&cli.BoolFlag{Name: "compress", Aliases: []string{"z"}, Usage: "compress the blocks sent to another host (zstd)"},
-		&cli.StringFlag{Name: "bwlimit", Usage: "send at most `RATE` bytes per second to another host: a number of KiB, or with a suffix K, M or G (e.g. 50M); 0 means no limit"},
+		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, DefaultText: "one per CPU", Usage: "`N` workers that read, hash and write"},
+		&cli.IntFlag{Name: "block-size", DefaultText: "the copy's, else 8192, PostgreSQL's page size", Usage: "`BYTES` per block: a power of two from 4096 to 16777216"},
+		&cli.StringSliceFlag{Name: "exclude", Usage: "leave out entries matching `PATTERN` (shell glob; without a slash it matches names at any depth), on top of the default excludes"},
+		&cli.StringSliceFlag{Name: "tablespace-map", Aliases: []string{"T"}, Usage: "copy the tablespace in directory OLD to NEW, and link the copy's pg_tblspc entry to NEW (`OLD=NEW`, as pg_basebackup -T)"},
+		&cli.BoolFlag{Name: "no-default-excludes", Usage: "copy also what is left out by default (postmaster.pid, postmaster.opts, pg_stat_tmp/*, pgsql_tmp*, *.tmp of the server)"},
 	}
 }
 
-// remoteOptions returns the remote flags' values.
-func remoteOptions(c *cli.Context) (pgsync.RemoteOptions, error) {
-	bw, err := parseRate(c.String("bwlimit"))
-	if err != nil {
-		return pgsync.RemoteOptions{}, err
+// dryRunFlag is for the commands that write the copy.
+func dryRunFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "check everything and report what would be read and deleted, from file stats alone; change nothing, stop nothing"}
+}
+
+// connectFlags say how to reach a DEST of the form [user@]host:PATH.
+func connectFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "rsh", Aliases: []string{"e"}, Category: catRemote, Value: pgsync.DefaultRsh, Usage: "remote shell `CMD` (with its options, as rsync -e) for a DEST of the form [user@]host:PATH"},
+		&cli.StringFlag{Name: "remote-path", Category: catRemote, Value: pgsync.DefaultRemotePath, Usage: "pgtwopass on the other host (`PATH`, or a command such as 'sudo -u postgres pgtwopass')"},
 	}
-	return pgsync.RemoteOptions{Rsh: c.String("rsh"), RemotePath: c.String("remote-path"), Compress: c.Bool("compress"),
-		BWLimit: bw, Stderr: c.App.ErrWriter, Program: program()}, nil
+}
+
+// sendFlags say how blocks are sent to another host: the commands that
+// write the copy.
+func sendFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "compress", Aliases: []string{"z"}, Category: catRemote, Usage: "compress the blocks sent to another host (zstd)"},
+		&cli.StringFlag{Name: "bwlimit", Category: catRemote, Usage: "send at most `RATE` bytes per second to another host: a number of KiB, or with a suffix K, M or G (e.g. 50M); 0 means no limit"},
+	}
+}
+
+// logFlags say how the run is logged on stderr.
+func logFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "json", Category: catOutput, Usage: "print one JSON object with the results on stdout at the end"},
+		newChoiceFlag(cli.StringFlag{Name: "log-format", Category: catOutput, DefaultText: "json when stderr is the systemd journal, else console",
+			Usage: "log lines for people (console) or for log shippers (json)"}, "console", "json"),
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Category: catOutput, Usage: "log every file changed or deleted"},
+	}
+}
+
+// reportFlags say how a run of prepare, finish or sync is shown and recorded.
+func reportFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "progress", Category: catOutput, Usage: "show the progress of each pass (bytes, rate, ETA) and the downtime while the server is down, also when stderr is not a terminal (then as one line per second)"},
+		&cli.BoolFlag{Name: "no-progress", Category: catOutput, Usage: "show no progress, also on a terminal (log lines only)"},
+		&cli.StringFlag{Name: "metrics-file", Category: catOutput, Usage: "after the run, also a failed one, write its results to `FILE` in Prometheus's text format, atomically, for node_exporter's textfile collector"},
+	}
+}
+
+// liveFlags are the flags of commands that run live passes.
+func liveFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "max-passes", Value: pgsync.DefaultMaxPasses, Usage: "repeat live passes while each writes less than the one before, at most `N` times"},
+	}
+}
+
+// serverFlags say how the source server is stopped and started.
+func serverFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "restart", Category: catServer, Usage: "start the source server again after the cold pass, also when it failed"},
+		&cli.BoolFlag{Name: "no-stop", Category: catServer, Usage: "the server must already be stopped: check it, stop nothing"},
+		&cli.DurationFlag{Name: "max-downtime", Category: catServer, Usage: "do not stop the server when the predicted downtime exceeds `DURATION` (e.g. 30s); exit status 3"},
+		&cli.StringFlag{Name: "systemd-unit", Category: catServer, Usage: "stop and start the server with systemctl stop/start `UNIT`"},
+		&cli.StringFlag{Name: "stop-command", Category: catServer, Usage: "stop the server with `CMD` (run by /bin/sh) instead of pg_ctl stop -m fast"},
+		&cli.StringFlag{Name: "start-command", Category: catServer, Usage: "start the server with `CMD` (run by /bin/sh) instead of pg_ctl start"},
+		&cli.StringFlag{Name: "dsn", Category: catServer, DefaultText: "from SRC/postmaster.pid, as the data directory's owner", Usage: "connect to `DSN` for the CHECKPOINT before the stop"},
+		&cli.StringFlag{Name: "start-log", Category: catServer, DefaultText: "in the temporary directory", Usage: "server log `FILE` when pgtwopass starts the server with pg_ctl"},
+	}
+}
+
+// coldFlags say what the cold pass does.
+func coldFlags() []cli.Flag {
+	return []cli.Flag{
+		newChoiceFlag(cli.StringFlag{Name: "cold-pass", Category: catCold, Value: pgsync.ColdChecksum,
+			Usage: "what the cold pass reads; checksum: every source block; quick: not the files whose size, mtime, ctime and inode prove them unchanged since a copy made safely after their last change (refused on network file systems; docs/design.md says when not to use it)"},
+			pgsync.ColdChecksum, pgsync.ColdQuick),
+		&cli.BoolFlag{Name: "backup-manifest", Category: catCold, Usage: "write PostgreSQL's backup_manifest into the copy (CRC-32C of every file, from the cold pass's reads), so that pg_verifybackup -n DEST checks it"},
+		&cli.BoolFlag{Name: "allow-crashed", Category: catCold, Usage: "copy a cluster that was not shut down cleanly (it runs crash recovery when the copy starts)"},
+	}
+}
+
+// flags joins groups of flags.
+func flags(groups ...[]cli.Flag) []cli.Flag { return slices.Concat(groups...) }
+
+// passOptions reads SRC, DEST, copyFlags and connectFlags: what every
+// command that compares or copies SRC and DEST takes. The readers below
+// read the other groups, each its own, so that a group offered by a
+// command that does not read it shows (TestEveryFlagIsUsed).
+func passOptions(c *cli.Context) (pgsync.Options, error) {
+	if err := argsNeeded(c, "SRC", "DEST"); err != nil {
+		return pgsync.Options{}, err
+	}
+	if c.IsSet("jobs") && c.Int("jobs") < 1 {
+		return pgsync.Options{}, &pgsync.InputError{What: "invalid --jobs " + c.String("jobs"), Hint: "use --jobs 1 or more"}
+	}
+	if c.IsSet("block-size") && c.Int("block-size") == 0 {
+		return pgsync.Options{}, &pgsync.InputError{What: "invalid block size 0", Hint: "use a power of two from 4096 to 16777216, e.g. --block-size 8192"}
+	}
+	tsmap, err := tablespaceMap(c)
+	if err != nil {
+		return pgsync.Options{}, err
+	}
+	return pgsync.Options{
+		Source:            c.Args().Get(0),
+		Dest:              c.Args().Get(1),
+		BlockSize:         c.Int("block-size"),
+		Jobs:              c.Int("jobs"),
+		Excludes:          c.StringSlice("exclude"),
+		NoDefaultExcludes: c.Bool("no-default-excludes"),
+		TablespaceMap:     tsmap,
+		Remote:            connectOptions(c),
+	}, nil
+}
+
+// connectOptions reads connectFlags.
+func connectOptions(c *cli.Context) pgsync.RemoteOptions {
+	return pgsync.RemoteOptions{Rsh: c.String("rsh"), RemotePath: c.String("remote-path"), Stderr: c.App.ErrWriter, Program: program()}
+}
+
+// readSend reads sendFlags.
+func readSend(c *cli.Context, o *runOptions) error {
+	bw, err := parseRate(c.String("bwlimit"))
+	o.Pass.Remote.Compress, o.Pass.Remote.BWLimit = c.Bool("compress"), bw
+	return err
+}
+
+// readDryRun reads dryRunFlag.
+func readDryRun(c *cli.Context, o *runOptions) error {
+	o.Pass.DryRun = c.Bool("dry-run")
+	return nil
+}
+
+// readLive reads liveFlags.
+func readLive(c *cli.Context, o *runOptions) error {
+	if c.IsSet("max-passes") && c.Int("max-passes") < 1 {
+		return &pgsync.InputError{What: "invalid --max-passes " + c.String("max-passes"), Hint: "use --max-passes 1 or more"}
+	}
+	o.Pass.MaxPasses = c.Int("max-passes")
+	return nil
+}
+
+// readCold reads coldFlags.
+func readCold(c *cli.Context, o *runOptions) error {
+	o.Pass.ColdPass = c.String("cold-pass")
+	o.Pass.BackupManifest = c.Bool("backup-manifest")
+	o.Pass.AllowCrashed = c.Bool("allow-crashed")
+	return nil
 }
 
 // parseRate parses --bwlimit as rsync does: KiB per second, or a number
@@ -69,14 +238,6 @@ func parseRate(s string) (int64, error) {
 	return int64(v * unit), nil
 }
 
-// treeFlags say what the copy holds: every command that reads SRC.
-func treeFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "tablespace-map", Aliases: []string{"T"}, Usage: "copy the tablespace in directory OLD to NEW, and link the copy's pg_tblspc entry to NEW (`OLD=NEW`, repeatable, as pg_basebackup -T)"},
-		&cli.BoolFlag{Name: "no-default-excludes", Usage: "copy also what is left out by default (postmaster.pid, postmaster.opts, pg_stat_tmp/*, pgsql_tmp*, *.tmp of the server)"},
-	}
-}
-
 // tablespaceMap parses --tablespace-map OLD=NEW values.
 func tablespaceMap(c *cli.Context) (map[string]string, error) {
 	m := map[string]string{}
@@ -90,89 +251,12 @@ func tablespaceMap(c *cli.Context) (map[string]string, error) {
 	return m, nil
 }
 
-func passFlags() []cli.Flag {
-	return append(append(append(commonFlags(), treeFlags()...),
-		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "check everything and report what would be read and deleted, from file stats alone; change nothing, stop nothing"},
-	), reportFlags()...)
-}
-
-// reportFlags say how a run of prepare, finish or sync is shown and recorded.
-func reportFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.BoolFlag{Name: "progress", Usage: "draw the progress of each pass (bytes, rate, ETA) and the downtime while the server is down on stderr also when it is not a terminal; without it, only on a terminal"},
-		&cli.BoolFlag{Name: "no-progress", Usage: "draw no progress, also on a terminal (log lines only)"},
-		&cli.StringFlag{Name: "metrics-file", Usage: "after the run, also a failed one, write its results to `FILE` in Prometheus's text format, atomically, for node_exporter's textfile collector (e.g. /var/lib/prometheus/node-exporter/pgtwopass.prom)"},
-	}
-}
-
-// liveFlags are the flags of commands that run live passes.
-func liveFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.IntFlag{Name: "max-passes", Value: pgsync.DefaultMaxPasses, Usage: "repeat live passes while each writes less than the one before, at most `N` times"},
-	}
-}
-
-func serverFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.BoolFlag{Name: "no-stop", Usage: "the server must already be stopped: check it, stop nothing"},
-		&cli.DurationFlag{Name: "max-downtime", Usage: "do not stop the server when the predicted downtime exceeds `DURATION` (e.g. 30s); exit status 3"},
-		&cli.StringFlag{Name: "stop-command", Usage: "stop the server with `CMD` (run by /bin/sh) instead of pg_ctl stop -m fast"},
-		&cli.StringFlag{Name: "start-command", Usage: "start the server with `CMD` (run by /bin/sh) instead of pg_ctl start"},
-		&cli.StringFlag{Name: "systemd-unit", Usage: "stop and start the server with systemctl stop/start `UNIT`"},
-		&cli.BoolFlag{Name: "restart", Usage: "start the source server again after the cold pass, also when it failed"},
-		&cli.StringFlag{Name: "dsn", Usage: "connect here for the CHECKPOINT before the stop (default: from SRC/postmaster.pid, as the data directory's owner)"},
-		&cli.StringFlag{Name: "start-log", Usage: "server log `FILE` when pgtwopass starts the server with pg_ctl (default: in the temporary directory)"},
-		&cli.StringFlag{Name: "cold-pass", Value: "checksum", Usage: "`checksum`: read every source block; quick: skip files whose size, mtime, ctime and inode prove them unchanged since a copy made safely after their last change (refused on network file systems; docs/design.md says when not to use it)"},
-		&cli.BoolFlag{Name: "backup-manifest", Usage: "write PostgreSQL's backup_manifest into the copy (CRC-32C of every file, from the cold pass's reads), so that pg_verifybackup -n DEST checks it"},
-		&cli.BoolFlag{Name: "allow-crashed", Usage: "copy a cluster that was not shut down cleanly (it runs crash recovery when the copy starts)"},
-	}
-}
-
-func passOptions(c *cli.Context, obs pgsync.Observer) (pgsync.Options, error) {
-	src, dst, err := twoArgs(c)
-	if err != nil {
-		return pgsync.Options{}, err
-	}
-	if c.IsSet("jobs") && c.Int("jobs") < 1 {
-		return pgsync.Options{}, &pgsync.InputError{What: "invalid --jobs " + c.String("jobs"), Hint: "use --jobs 1 or more"}
-	}
-	if c.IsSet("block-size") && c.Int("block-size") == 0 {
-		return pgsync.Options{}, &pgsync.InputError{What: "invalid block size 0", Hint: "use a power of two from 4096 to 16777216, e.g. --block-size 8192"}
-	}
-	if c.IsSet("max-passes") && c.Int("max-passes") < 1 {
-		return pgsync.Options{}, &pgsync.InputError{What: "invalid --max-passes " + c.String("max-passes"), Hint: "use --max-passes 1 or more"}
-	}
-	tsmap, err := tablespaceMap(c)
-	if err != nil {
-		return pgsync.Options{}, err
-	}
-	remote, err := remoteOptions(c)
-	if err != nil {
-		return pgsync.Options{}, err
-	}
-	return pgsync.Options{
-		Remote:            remote,
-		TablespaceMap:     tsmap,
-		NoDefaultExcludes: c.Bool("no-default-excludes"),
-		Source:            src,
-		Dest:              dst,
-		BlockSize:         c.Int("block-size"),
-		Jobs:              c.Int("jobs"),
-		Excludes:          c.StringSlice("exclude"),
-		DryRun:            c.Bool("dry-run"),
-		AllowCrashed:      c.Bool("allow-crashed"),
-		BackupManifest:    c.Bool("backup-manifest"),
-		ColdPass:          c.String("cold-pass"),
-		MaxPasses:         c.Int("max-passes"),
-		Observer:          obs,
-	}, nil
-}
-
-func serverOptions(c *cli.Context) (pgsync.ServerOptions, error) {
+// readServer reads serverFlags.
+func readServer(c *cli.Context, o *runOptions) error {
 	if d := c.Duration("max-downtime"); d < 0 {
-		return pgsync.ServerOptions{}, &pgsync.InputError{What: "invalid --max-downtime " + d.String(), Hint: "give a positive duration, e.g. --max-downtime 30s, or leave it out for no budget"}
+		return &pgsync.InputError{What: "invalid --max-downtime " + d.String(), Hint: "give a positive duration, e.g. --max-downtime 30s, or leave it out for no budget"}
 	}
-	return pgsync.ServerOptions{
+	o.Server = pgsync.ServerOptions{
 		NoStop:       c.Bool("no-stop"),
 		StopCommand:  c.String("stop-command"),
 		StartCommand: c.String("start-command"),
@@ -181,5 +265,6 @@ func serverOptions(c *cli.Context) (pgsync.ServerOptions, error) {
 		DSN:          c.String("dsn"),
 		StartLog:     c.String("start-log"),
 		MaxDowntime:  c.Duration("max-downtime"),
-	}, nil
+	}
+	return nil
 }

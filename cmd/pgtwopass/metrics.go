@@ -13,7 +13,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"github.com/urfave/cli/v2"
 	"google.golang.org/protobuf/proto"
 
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
@@ -47,8 +46,7 @@ const (
 
 // newMetricsFile returns the metrics file that --metrics-file names, or
 // nil. Its directory must exist, so that a typo fails before any work.
-func newMetricsFile(c *cli.Context) (*metricsFile, error) {
-	path := c.String("metrics-file")
+func newMetricsFile(path, command, dest string) (*metricsFile, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -61,7 +59,7 @@ func newMetricsFile(c *cli.Context) (*metricsFile, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		return nil, &pgsync.InputError{What: fmt.Sprintf("invalid --metrics-file %s: it is a directory", path), Hint: "give a file name ending in .prom"}
 	}
-	return &metricsFile{path: path, command: c.Command.Name, dest: c.Args().Get(1)}, nil
+	return &metricsFile{path: path, command: command, dest: dest}, nil
 }
 
 // write replaces the file with the metrics of this run: res may be nil

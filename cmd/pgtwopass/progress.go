@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -8,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/urfave/cli/v2"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
@@ -18,35 +18,52 @@ import (
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
-// progressUI draws a progress bar per pass on stderr (bytes, rate, what
-// was written, ETA), and, from the stop of the source server to its
-// restart, a line that counts the downtime. It is used when stderr is a
-// terminal, or with --progress; --no-progress turns it off.
+// progressSetting is --progress, --no-progress or neither.
+type progressSetting int
+
+const (
+	progressAuto progressSetting = iota // on a terminal only
+	progressOn
+	progressOff
+)
+
+// progressUI shows the progress of each pass (bytes, rate, what was
+// written, ETA) and, from the stop of the source server to its restart, the
+// downtime so far, on stderr. It is on when stderr is a terminal, or with
+// --progress; --no-progress turns it off.
 //
-// Log lines and bars share stderr: while the container exists, log lines
-// go through mpb's writer, which prints them above the bars at its next
-// refresh (it erases the bars, prints the lines, draws the bars again), so
-// neither garbles the other. The container is made at the first pass or
-// stop and shut down by close, which flushes the log lines still pending,
-// before anything is printed on stdout.
+// On a terminal of known width it draws a bar per pass with mpb. Log lines
+// and bars share stderr: while the container exists, log lines go through
+// mpb's writer, which prints them above the bars at its next refresh (it
+// erases the bars, prints the lines, draws the bars again), so neither
+// garbles the other. The container is made at the first pass or stop and
+// shut down by close, which flushes the log lines still pending, before
+// anything is printed on stdout.
+//
+// Elsewhere (a pipe, a file, a terminal without a size as under script) it
+// prints one plain line per second while a pass runs or the server is down.
 type progressUI struct {
 	// config
 	out   io.Writer
-	force bool // --progress on a non-terminal: draw anyway
-	quick bool // --cold-pass quick: the cold pass skips files too
+	lines bool          // one plain line per second instead of bars
+	every time.Duration // between plain lines
+	quick bool          // --cold-pass quick: the cold pass skips files too
 
 	// state
-	mu     sync.Mutex // guards p, passes and down; never held by a decorator
+	mu     sync.Mutex // guards p, passes, down, ticker and writes to out; never held by a decorator
 	p      *mpb.Progress
 	passes int
-	down   *downLine // the downtime line, from the stop on
+	down   *downLine     // the downtime line, from the stop on
+	ticker chan struct{} // closed to stop the plain lines
+	closed bool
 
 	cur atomic.Pointer[passBar] // the running pass, nil between passes
 }
 
-// passBar is one pass's bar; its decorator reads only atomics.
+// passBar is one pass's bar; its decorator reads only atomics and the
+// rate meter.
 type passBar struct {
-	bar        *mpb.Bar
+	bar        *mpb.Bar // nil for plain lines
 	kind       manifest.PassKind
 	n          int
 	upperBound bool // the pass may skip files: the total and the ETA are upper bounds
@@ -56,29 +73,25 @@ type passBar struct {
 	written    atomic.Int64
 	finished   atomic.Bool
 	elapsed    atomic.Int64 // ns the pass took, once finished
+	meter      rateMeter
 }
 
 // downLine is the downtime line; its decorator reads only atomics.
 type downLine struct {
-	bar   *mpb.Bar
+	bar   *mpb.Bar     // nil for plain lines
 	since time.Time    // when the stop command was issued: where the engine starts counting
 	phase atomic.Int32 // a pgsync.ServerPhase
 	until atomic.Int64 // Unix ns when the server was up again, or when pgtwopass ended; 0 before
 }
 
-// newProgressUI returns the progress display that --progress and
-// --no-progress ask for, or nil for none. Without either flag it draws only
-// when stderr is a terminal.
-func newProgressUI(c *cli.Context) (*progressUI, error) {
-	on, off := c.Bool("progress"), c.Bool("no-progress")
-	if on && off {
-		return nil, usagef("--progress and --no-progress contradict each other: give one")
+// newProgressUI returns the progress display that the setting asks for on
+// stderr, or nil for none.
+func newProgressUI(stderr io.Writer, s progressSetting) *progressUI {
+	tty := isTerminal(stderr)
+	if s == progressOff || (s == progressAuto && !tty) {
+		return nil
 	}
-	tty := isTerminal(c.App.ErrWriter)
-	if off || (!on && !tty) {
-		return nil, nil
-	}
-	return &progressUI{out: c.App.ErrWriter, force: !tty, quick: c.String("cold-pass") == pgsync.ColdQuick}, nil
+	return &progressUI{out: stderr, lines: terminalWidth(stderr) == 0, every: time.Second}
 }
 
 func isTerminal(w io.Writer) bool {
@@ -86,22 +99,31 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// progressWidth is the width of the display when stderr is not a terminal.
-const progressWidth = 100
-
-// container returns the mpb container, making it on first use. u.mu is held.
-func (u *progressUI) container() *mpb.Progress {
-	if u.p == nil {
-		opts := []mpb.ContainerOption{mpb.WithOutput(u.out), mpb.WithRefreshRate(200 * time.Millisecond)}
-		if u.force {
-			// Not a terminal: draw anyway, at a fixed width. ForceTTY alone
-			// does not refresh (mpb v8.16 would then buffer the log lines
-			// and never print them): WithAutoRefresh is needed too.
-			opts = append(opts, mpb.ForceTTY(), mpb.WithAutoRefresh(), mpb.WithWidth(progressWidth))
-		}
-		u.p = mpb.New(opts...)
+// terminalWidth is w's width in columns, 0 when it is not a terminal or
+// has no size.
+func terminalWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok {
+		return 0
 	}
-	return u.p
+	width, _, err := term.GetSize(int(f.Fd()))
+	if err != nil || width <= 0 {
+		return 0
+	}
+	return width
+}
+
+// start makes the mpb container, or starts the plain lines, on first use.
+// u.mu is held.
+func (u *progressUI) start() {
+	switch {
+	case u.closed:
+	case u.lines && u.ticker == nil:
+		u.ticker = make(chan struct{})
+		go u.tick(u.ticker)
+	case !u.lines && u.p == nil:
+		u.p = mpb.New(mpb.WithConsoleWriter(&terminalWriter{out: u.out}), mpb.WithRefreshRate(200*time.Millisecond))
+	}
 }
 
 // Write prints a log line: above the bars while the container exists,
@@ -125,7 +147,7 @@ func (u *progressUI) Sync() error { return nil }
 func (u *progressUI) event(e pgsync.Event) {
 	switch e.Kind {
 	case pgsync.PassStarted:
-		u.passStarted(e.Pass, e.Total)
+		u.passStarted(e.Pass, e.Total, time.Now())
 	case pgsync.PassFinished:
 		u.passFinished()
 	case pgsync.Step:
@@ -136,20 +158,23 @@ func (u *progressUI) event(e pgsync.Event) {
 }
 
 // passStarted adds the bar of a new pass; total is the bytes it reads at most.
-func (u *progressUI) passStarted(kind manifest.PassKind, total int64) {
+func (u *progressUI) passStarted(kind manifest.PassKind, total int64, now time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.abortPass()
 	u.passes++
-	pb := &passBar{kind: kind, n: u.passes, started: time.Now(), upperBound: kind == manifest.Live || u.quick}
+	pb := &passBar{kind: kind, n: u.passes, started: now, upperBound: kind == manifest.Live || u.quick}
 	pb.total.Store(total)
-	pb.bar = u.container().New(0, mpb.BarStyle(),
-		mpb.BarPriority(1+pb.n), // under the downtime line
-		mpb.BarRemoveOnComplete(),
-		mpb.PrependDecorators(decor.Name(fmt.Sprintf("%s pass %d", kind, pb.n))),
-		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return pb.text(time.Now()) })),
-	)
-	pb.bar.SetTotal(max(total, 1), false)
+	u.start()
+	if u.p != nil {
+		pb.bar = u.p.New(0, mpb.BarStyle(),
+			mpb.BarPriority(1+pb.n), // under the downtime line
+			mpb.BarRemoveOnComplete(),
+			mpb.PrependDecorators(decor.Name(pb.name())),
+			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return pb.text(time.Now()) })),
+		)
+		pb.bar.SetTotal(max(total, 1), false)
+	}
 	u.cur.Store(pb)
 }
 
@@ -163,10 +188,16 @@ func (u *progressUI) progress(read, written int64) {
 	pb.written.Add(written)
 	// Reads of the copy (when the manifest cannot answer) count too, so a
 	// pass may read more than its total: grow the total, never overflow it.
+	grown := false
 	if t := pb.total.Load(); r > t && pb.total.CompareAndSwap(t, r) {
-		pb.bar.SetTotal(r, false)
+		grown = true
 	}
-	pb.bar.IncrInt64(read)
+	if pb.bar != nil {
+		if grown {
+			pb.bar.SetTotal(r, false)
+		}
+		pb.bar.IncrInt64(read)
+	}
 }
 
 // passFinished completes the running pass's bar: drawn full once, then
@@ -178,12 +209,14 @@ func (u *progressUI) passFinished() {
 	}
 	pb.elapsed.Store(int64(time.Since(pb.started)))
 	pb.finished.Store(true)
-	pb.bar.SetTotal(-1, true)
+	if pb.bar != nil {
+		pb.bar.SetTotal(-1, true)
+	}
 }
 
 // abortPass removes the bar of a pass that did not finish. u.mu is held.
 func (u *progressUI) abortPass() {
-	if pb := u.cur.Swap(nil); pb != nil {
+	if pb := u.cur.Swap(nil); pb != nil && pb.bar != nil {
 		pb.bar.Abort(true)
 	}
 }
@@ -199,10 +232,13 @@ func (u *progressUI) serverPhase(phase pgsync.ServerPhase, at time.Time) {
 	if phase == pgsync.ServerStopping && (d == nil || d.until.Load() != 0) {
 		d = &downLine{since: at}
 		d.phase.Store(int32(phase))
-		d.bar = u.container().New(0, mpb.NopStyle(),
-			mpb.BarPriority(0), // on top
-			mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { return d.text(time.Now()) })),
-		)
+		u.start()
+		if u.p != nil {
+			d.bar = u.p.New(0, mpb.NopStyle(),
+				mpb.BarPriority(0), // on top
+				mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { return d.text(time.Now()) })),
+			)
+		}
 		u.down = d
 		return
 	}
@@ -211,14 +247,54 @@ func (u *progressUI) serverPhase(phase pgsync.ServerPhase, at time.Time) {
 	}
 	d.phase.Store(int32(phase))
 	if phase == pgsync.ServerStarted {
-		d.end(at)
+		u.endDown(d, at)
 	}
 }
 
-// end freezes the downtime line at t and completes it: it stays drawn.
-func (d *downLine) end(t time.Time) {
+// endDown freezes the downtime line at t: a bar stays drawn; as plain
+// lines, the downtime is printed once. u.mu is held.
+func (u *progressUI) endDown(d *downLine, t time.Time) {
 	d.until.Store(t.UnixNano())
-	d.bar.SetTotal(-1, true)
+	if d.bar != nil {
+		d.bar.SetTotal(-1, true)
+	} else if u.lines {
+		fmt.Fprintln(u.out, d.text(t))
+	}
+}
+
+// tick prints a plain line every u.every while a pass runs or the server
+// is down, until stop is closed.
+func (u *progressUI) tick(stop chan struct{}) {
+	t := time.NewTicker(u.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			u.mu.Lock()
+			if line := u.plainLine(now); line != "" && !u.closed {
+				fmt.Fprintln(u.out, line)
+			}
+			u.mu.Unlock()
+		}
+	}
+}
+
+// plainLine is the running pass and the downtime so far, in one line, or
+// "" when there is neither. u.mu is held.
+func (u *progressUI) plainLine(now time.Time) string {
+	s := ""
+	if pb := u.cur.Load(); pb != nil {
+		s = pb.name() + ": " + pb.text(now)
+	}
+	if d := u.down; d != nil && d.until.Load() == 0 {
+		if s != "" {
+			s += "; "
+		}
+		s += d.text(now)
+	}
+	return s
 }
 
 // close draws the last frame, flushes the log lines still pending and
@@ -231,12 +307,19 @@ func (u *progressUI) close() {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.p == nil {
+	if u.closed {
 		return
 	}
+	u.closed = true
 	u.abortPass()
 	if d := u.down; d != nil && d.until.Load() == 0 {
-		d.end(time.Now())
+		u.endDown(d, time.Now())
+	}
+	if u.ticker != nil {
+		close(u.ticker)
+	}
+	if u.p == nil {
+		return
 	}
 	// The last render happens when the last bar completes, and it flushes
 	// the log lines written before it; the container renders nothing more
@@ -246,13 +329,67 @@ func (u *progressUI) close() {
 	last.SetTotal(-1, true)
 	u.p.Wait()
 	u.p = nil
+	// The cursor is on the line after the last frame, where the terminal
+	// may have echoed ^C: clear it for what comes next.
+	io.WriteString(u.out, "\r\x1b[K")
 }
 
+// terminalWriter is mpb's ConsoleWriter for a terminal. mpb's own writes a
+// frame, then moves the cursor up to the frame's first line and erases
+// from there, ready for the next frame: the last frame is erased too, and
+// a ^C that the terminal echoes (two columns right of the cursor) shifts
+// the next frame, which leaves fragments such as "lilive pass". This one
+// erases the previous frame just before it writes the next one, from a
+// carriage return: the last frame stays on the screen, with the cursor on
+// the line after it.
+type terminalWriter struct {
+	bytes.Buffer
+	out     io.Writer
+	pending int // lines of the frame on the screen, to erase before the next
+}
+
+func (w *terminalWriter) IsTerminal() bool { return true }
+
+func (w *terminalWriter) GetTermSize() (int, int, error) {
+	f, ok := w.out.(*os.File)
+	if !ok {
+		return progressWidth, 40, nil
+	}
+	return term.GetSize(int(f.Fd()))
+}
+
+func (w *terminalWriter) Flush(lines int) error {
+	frame := make([]byte, 0, 16+w.Len())
+	frame = append(frame, '\r')
+	if w.pending > 0 {
+		frame = fmt.Appendf(frame, "\x1b[%dA\x1b[J", w.pending)
+	}
+	frame = append(frame, w.Bytes()...)
+	w.Reset()
+	w.pending = lines
+	_, err := w.out.Write(frame)
+	return err
+}
+
+// progressWidth is the width of the bars when the output is not a file
+// (in tests).
+const progressWidth = 100
+
+func (pb *passBar) name() string { return fmt.Sprintf("%s pass %d", pb.kind, pb.n) }
+
+// etaWarmup is how long a pass runs before it shows an ETA: its first
+// moment (listing files, opening them, the page cache) says little about
+// its rate.
+const etaWarmup = 2 * time.Second
+
 // text is what follows a pass's bar: bytes read, rate, bytes written, ETA.
+// The rate is measured over the last rateWindow; the ETA is the bytes left
+// at that rate, shown after etaWarmup.
 func (pb *passBar) text(now time.Time) string {
 	read, total, written := pb.read.Load(), pb.total.Load(), pb.written.Load()
 	elapsed := now.Sub(pb.started)
-	if pb.finished.Load() {
+	finished := pb.finished.Load()
+	if finished {
 		elapsed = time.Duration(pb.elapsed.Load())
 	}
 	bound := ""
@@ -260,21 +397,60 @@ func (pb *passBar) text(now time.Time) string {
 		bound = "≤"
 	}
 	s := fmt.Sprintf("%s / %s%s", human.Bytes(read), bound, human.Bytes(total))
-	rate := 0.0
-	if secs := elapsed.Seconds(); secs > 0 {
-		rate = float64(read) / secs
+	rate, measured := pb.meter.rate(now, read)
+	if finished || !measured {
+		rate = 0
+		if secs := elapsed.Seconds(); secs > 0 {
+			rate = float64(read) / secs
+		}
 	}
 	s += fmt.Sprintf("  %s/s  wrote %s", human.Bytes(int64(rate)), human.Bytes(written))
 	switch {
-	case pb.finished.Load():
+	case finished:
 		s += "  done in " + shortDuration(elapsed)
-	case rate <= 0 || elapsed < 500*time.Millisecond:
+	case !measured || rate <= 0 || elapsed < etaWarmup:
 		s += "  ETA --"
 	default:
 		eta := time.Duration(float64(max(total-read, 0)) / rate * float64(time.Second))
 		s += "  ETA " + bound + shortDuration(eta)
 	}
 	return s
+}
+
+// rateWindow is the span over which the rate of a pass is measured.
+const rateWindow = 5 * time.Second
+
+// rateMeter measures a rate over the last rateWindow from samples of a
+// growing count.
+type rateMeter struct {
+	mu      sync.Mutex
+	samples []rateSample // oldest first
+}
+
+type rateSample struct {
+	t time.Time
+	n int64
+}
+
+// rate records n at now and returns the rate per second since the oldest
+// sample within rateWindow (or just before it); measured is false until
+// the samples span a second.
+func (m *rateMeter) rate(now time.Time, n int64) (perSecond float64, measured bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if k := len(m.samples); k == 0 || now.Sub(m.samples[k-1].t) >= 100*time.Millisecond {
+		m.samples = append(m.samples, rateSample{now, n})
+	}
+	// Keep one sample at or before the window's start.
+	for len(m.samples) > 2 && now.Sub(m.samples[1].t) >= rateWindow {
+		m.samples = m.samples[1:]
+	}
+	first := m.samples[0]
+	span := now.Sub(first.t)
+	if span < time.Second {
+		return 0, false
+	}
+	return float64(n-first.n) / span.Seconds(), true
 }
 
 // text is the downtime line.

@@ -4,53 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"golang.org/x/term"
 
 	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
-
-// newLogger logs to sink (stderr, or the progress display that prints
-// above its bars): human-readable when stderr is a terminal, JSON otherwise
-// (journald and log shippers keep it), or as --log-format says.
-func newLogger(c *cli.Context, sink io.Writer) (*zap.Logger, error) {
-	format := c.String("log-format")
-	if format == "" {
-		format = "json"
-		if f, ok := c.App.ErrWriter.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			format = "console"
-		}
-	}
-	level := zap.InfoLevel
-	if c.Bool("verbose") {
-		level = zap.DebugLevel
-	}
-	var enc zapcore.Encoder
-	switch format {
-	case "console":
-		cfg := zap.NewDevelopmentEncoderConfig()
-		cfg.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
-		cfg.EncodeLevel = zapcore.CapitalLevelEncoder
-		cfg.CallerKey, cfg.StacktraceKey, cfg.NameKey = "", "", ""
-		enc = zapcore.NewConsoleEncoder(cfg)
-	case "json":
-		cfg := zap.NewProductionEncoderConfig()
-		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
-		cfg.CallerKey, cfg.StacktraceKey = "", ""
-		enc = zapcore.NewJSONEncoder(cfg)
-	default:
-		return nil, usagef("--log-format must be console or json, not %q", format)
-	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(sink), level)), nil
-}
 
 // logObserver renders the engine's events as log lines, and its progress
 // on the progress display (ui), or without one as a log line every
@@ -262,7 +225,79 @@ func printSummary(w io.Writer, command string, res *pgsync.Result) {
 	}
 }
 
-// output is what a pass command needs to report.
+// outputOptions say how a run is shown and recorded: logFlags and, for
+// prepare, finish and sync, reportFlags.
+type outputOptions struct {
+	JSON        bool
+	LogFormat   string // console, json, or "": json under systemd, else console
+	Verbose     bool
+	Progress    progressSetting
+	MetricsFile string
+}
+
+// outputOptionsOf reads logFlags and reportFlags.
+func outputOptionsOf(c *cli.Context) (outputOptions, error) {
+	o := outputOptions{JSON: c.Bool("json"), LogFormat: c.String("log-format"), Verbose: c.Bool("verbose"), MetricsFile: c.String("metrics-file")}
+	switch on, off := c.Bool("progress"), c.Bool("no-progress"); {
+	case on && off:
+		return o, usagef("--progress and --no-progress contradict each other: give one")
+	case on:
+		o.Progress = progressOn
+	case off:
+		o.Progress = progressOff
+	}
+	return o, nil
+}
+
+// runOptions are what prepare, finish and sync read from their command
+// line.
+type runOptions struct {
+	Pass   pgsync.Options
+	Server pgsync.ServerOptions // finish and sync
+	Output outputOptions
+	// outputRead: Output was read, so that an error after it is reported
+	// as a failed run is (--json, --metrics-file).
+	outputRead bool
+}
+
+// runParser returns the parse of prepare, finish or sync: the output
+// options, SRC, DEST, copyFlags and connectFlags, then the groups that
+// readers read.
+func runParser(readers ...func(*cli.Context, *runOptions) error) func(*cli.Context) (runOptions, error) {
+	return func(c *cli.Context) (runOptions, error) {
+		var o runOptions
+		var err error
+		if o.Output, err = outputOptionsOf(c); err != nil {
+			return o, err
+		}
+		o.outputRead = true
+		if o.Pass, err = passOptions(c); err != nil {
+			return o, err
+		}
+		for _, read := range readers {
+			if err := read(c, &o); err != nil {
+				return o, err
+			}
+		}
+		return o, nil
+	}
+}
+
+// reportParseError reports a command line that could not be read as a
+// failed run, once its output options are known: the --json summary and
+// the --metrics-file say it failed (exit status 2).
+func (o runOptions) reportParseError(c *cli.Context, err error) error {
+	if !o.outputRead {
+		return err
+	}
+	out, oerr := newOutput(c, o.Output)
+	if oerr != nil {
+		return err
+	}
+	return out.done(nil, err)
+}
+
+// output is what a command that runs passes needs to report.
 type output struct {
 	command string
 	json    bool
@@ -273,25 +308,29 @@ type output struct {
 	metrics *metricsFile
 }
 
-func newOutput(c *cli.Context) (*output, error) {
-	ui, err := newProgressUI(c)
-	if err != nil {
-		return nil, err
-	}
+func newOutput(c *cli.Context, o outputOptions) (*output, error) {
+	ui := newProgressUI(c.App.ErrWriter, o.Progress)
 	var sink io.Writer = c.App.ErrWriter
 	if ui != nil {
 		sink = ui
 	}
-	log, err := newLogger(c, sink)
+	log, err := newLogger(o, c.App.ErrWriter, sink)
 	if err != nil {
 		return nil, err
 	}
-	m, err := newMetricsFile(c)
+	m, err := newMetricsFile(o.MetricsFile, c.Command.Name, c.Args().Get(1))
 	if err != nil {
 		return nil, err
 	}
-	return &output{command: c.Command.Name, json: c.Bool("json"), stdout: c.App.Writer, log: log,
+	return &output{command: c.Command.Name, json: o.JSON, stdout: c.App.Writer, log: log,
 		obs: newLogObserver(log, ui), ui: ui, metrics: m}, nil
+}
+
+// quick tells the progress display that the cold pass may skip files.
+func (o *output) quick(p pgsync.Options) {
+	if o.ui != nil {
+		o.ui.quick = p.ColdPass == pgsync.ColdQuick
+	}
 }
 
 // done reports the result and returns err for the exit status: it ends

@@ -13,9 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -27,10 +27,15 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultScale   = 20 // pgbench scale: about 300 MB
+	DefaultScale   = 20 // pgbench scale: a data directory of about 580 MiB
 	DefaultClients = 4
 	DefaultRunAs   = "postgres"
 )
+
+// SizePerScale is what one unit of pgbench scale adds to a data directory
+// (tables, indexes and WAL), measured at scale 20 with PostgreSQL 15; the
+// demo prints the size it measures.
+const SizePerScale = "27 MiB"
 
 // loadBeforeSync is how long the write load runs before the sync starts.
 const loadBeforeSync = 3 * time.Second
@@ -74,6 +79,8 @@ type Report struct {
 	Copy       string // data directory of the copy (Dir/copy)
 	SourcePort int
 	CopyPort   int
+	// SourceBytes is the size of the source's files once filled by pgbench.
+	SourceBytes int64
 	// Result is the engine's; nil when Run failed before the sync.
 	Result *pgsync.Result
 	// Transactions is what the write load committed, as pgbench reports it.
@@ -148,7 +155,7 @@ func (d *demo) run(ctx context.Context) error {
 	rep.Copy = filepath.Join(rep.Dir, "copy")
 
 	// 1. The source cluster.
-	d.say("creating a scratch cluster with pgbench scale %d (about %s) in %s", d.o.Scale, approxSize(d.o.Scale), rep.Source)
+	d.say("creating a scratch cluster with pgbench scale %d in %s", d.o.Scale, rep.Source)
 	if d.src, err = scratch.InitDB(ctx, rep.Source, d.so); err != nil {
 		return err
 	}
@@ -161,7 +168,11 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.src.PgbenchInit(ctx, d.o.Scale); err != nil {
 		return err
 	}
-	d.say("pgbench tables filled in %.1f s", time.Since(t0).Seconds())
+	filled := time.Since(t0)
+	if rep.SourceBytes, err = dirSize(rep.Source); err != nil {
+		return err
+	}
+	d.say("pgbench tables filled in %.1f s: the data directory holds %s", filled.Seconds(), human.Bytes(rep.SourceBytes))
 
 	// 2. The write load.
 	if d.load, err = d.src.Load(ctx, d.o.Clients, 0); err != nil {
@@ -441,12 +452,22 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// approxSize is the size of a pgbench database of the given scale (about
-// 15 MB per scale unit).
-func approxSize(scale int) string {
-	mb := 15 * scale
-	if mb >= 1024 {
-		return strconv.FormatFloat(float64(mb)/1024, 'f', 1, 64) + " GB"
-	}
-	return strconv.Itoa(mb) + " MB"
+// dirSize is the size of the regular files below dir.
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // a file the server removed meanwhile
+			}
+			return err
+		}
+		if e.Type().IsRegular() {
+			if info, err := e.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n, err
 }

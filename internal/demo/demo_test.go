@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/internal/scratch"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
@@ -61,6 +62,9 @@ func TestRun(t *testing.T) {
 	}
 	if !strings.HasPrefix(rep.SourceQuery, "200000 accounts") {
 		t.Errorf("source query = %q, want 200000 accounts (scale 2)", rep.SourceQuery)
+	}
+	if rep.SourceBytes <= 0 || !strings.Contains(out.String(), "the data directory holds "+human.Bytes(rep.SourceBytes)) {
+		t.Errorf("the demo says the size it measured of the source (%d bytes), not an estimate:\n%s", rep.SourceBytes, out.String())
 	}
 	if rep.Transactions <= 0 {
 		t.Errorf("the write load committed %d transactions", rep.Transactions)
