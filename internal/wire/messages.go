@@ -34,6 +34,7 @@ const (
 	THash           Type = 26 // S→R: hash these files of the copy (THashReply..., TEndHashes)
 	THashReply      Type = 27 // R→S
 	TEndHashes      Type = 28 // R→S
+	TDetach         Type = 30 // S→R: remove pgtwopass's state from the copy (TOK)
 	TBye            Type = 29 // S→R: the session ends; the receiver unlocks the copy and exits
 )
 
@@ -536,9 +537,12 @@ func (Empty) Encode(*Encoder) {}
 
 // StatusReply is what the manifest says.
 type StatusReply struct {
-	Dest   string
-	Header *manifest.Header
-	Sealed bool
+	Dest         string
+	Header       *manifest.Header
+	Sealed       bool
+	RanSinceSeal bool
+	Running      bool
+	PID          uint32
 }
 
 func (StatusReply) Type() Type { return TStatusReply }
@@ -546,9 +550,13 @@ func (m StatusReply) Encode(e *Encoder) {
 	e.String(m.Dest)
 	encodeHeader(e, m.Header)
 	e.Bool(m.Sealed)
+	e.Bool(m.RanSinceSeal)
+	e.Bool(m.Running)
+	e.U32(m.PID)
 }
 func DecodeStatusReply(d *Decoder) (m StatusReply) {
 	m.Dest, m.Header, m.Sealed = d.String(), decodeHeader(d), d.Bool()
+	m.RanSinceSeal, m.Running, m.PID = d.Bool(), d.Bool(), d.U32()
 	if m.Header == nil {
 		d.Fail("status without a header")
 	}

@@ -31,7 +31,7 @@ func sample() []Message {
 		Event{Kind: 3, Pass: 1, Msg: "the manifest is damaged", Path: ".pgtwopass"},
 		Blob{T: TSaveTimings, Data: []byte(`{"stop_seconds":1}`)},
 		Empty(TReady),
-		StatusReply{Dest: "/srv/copy", Header: h, Sealed: true},
+		StatusReply{Dest: "/srv/copy", Header: h, Sealed: true, RanSinceSeal: true, Running: true, PID: 7},
 		Patterns{T: TWalk, Jobs: 2, Excludes: []string{"postmaster.pid"}},
 		Diffs{Diffs: []Diff{{"base/1/1", "1 block(s) differ"}}},
 		HashFiles{BlockSize: 8192, Jobs: 2, More: true, Rels: []string{"a", "b"}},
@@ -250,4 +250,47 @@ func FuzzFrames(f *testing.F) {
 			decode(Type(b[0]), b[1:])
 		}
 	})
+}
+
+// TestTypesAreDistinct: every message type has a number of its own; two
+// types with one number would read one message as the other.
+func TestTypesAreDistinct(t *testing.T) {
+	seen := map[Type]string{}
+	for name, typ := range map[string]Type{
+		"THello": THello,
+		"TError": TError,
+		"TOpen": TOpen,
+		"TOpenReply": TOpenReply,
+		"TEntries": TEntries,
+		"TBegin": TBegin,
+		"TReady": TReady,
+		"TBasis": TBasis,
+		"TEndBases": TEndBases,
+		"TWrite": TWrite,
+		"TDone": TDone,
+		"TCommit": TCommit,
+		"TCommitted": TCommitted,
+		"TAbort": TAbort,
+		"TEvent": TEvent,
+		"TTimings": TTimings,
+		"TTimingsReply": TTimingsReply,
+		"TSaveTimings": TSaveTimings,
+		"TOK": TOK,
+		"TStatus": TStatus,
+		"TStatusReply": TStatusReply,
+		"TVerifyManifest": TVerifyManifest,
+		"TDiffs": TDiffs,
+		"TWalk": TWalk,
+		"TEndEntries": TEndEntries,
+		"THash": THash,
+		"THashReply": THashReply,
+		"TEndHashes": TEndHashes,
+		"TDetach": TDetach,
+		"TBye": TBye,
+	} {
+		if other, ok := seen[typ]; ok {
+			t.Errorf("message types %s and %s share the number %d", name, other, typ)
+		}
+		seen[typ] = name
+	}
 }

@@ -703,6 +703,9 @@ var passTests = []struct {
 	{"ColdPassFailsWhenTheSourceChanges", testColdPassFailsWhenTheSourceChanges},
 	{"ColdPassWithBackupManifestComputesEveryCRC", testColdPassWithBackupManifestComputesEveryCRC},
 	{"QuickColdPassWithBackupManifestFillsInMissingCRCs", testQuickColdPassWithBackupManifestFillsInMissingCRCs},
+	{"CopyThatRanIsRefused", testCopyThatRanIsRefused},
+	{"DetachRefusesAnUnsealedCopy", testDetachRefusesAnUnsealedCopy},
+	{"UnknownSealIsRefused", testUnknownSealIsRefused},
 }
 
 // TestPasses runs every pass test against the copy on this host and

@@ -227,9 +227,8 @@ func (d *Local) inspect(want uint64) error {
 		return pass.InputErr("give an empty or missing directory; pgtwopass replaces what DEST holds only in a copy it made itself",
 			"DEST %s is not empty and is not a pgtwopass copy (it has no %s directory)", dest, manifest.DirName)
 	}
-	if running, pm, _ := pgctl.ServerRunning(d.dir); running {
-		return pass.InputErr("stop the server that runs on the copy, or choose another DEST",
-			"a PostgreSQL server (pid %d) is running on DEST %s", pm.PID, dest)
+	if err := d.checkNotRun(); err != nil {
+		return err
 	}
 	d.crashed = crashedDuringPass(d.dir)
 	h, err := manifest.ReadHeader(d.manifestPath())
@@ -454,7 +453,18 @@ func (d *Local) Status(context.Context) (*pass.CopyStatus, error) {
 	}
 	_, installed := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(pass.ControlFile)))
 	_, held := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(pass.HeldControl)))
-	return &pass.CopyStatus{Dest: d.dir, Header: h, Sealed: h.ColdComplete() && installed == nil && held != nil}, nil
+	st := &pass.CopyStatus{Dest: d.dir, Header: h, Sealed: h.ColdComplete() && installed == nil && held != nil}
+	if installed == nil {
+		ss, err := d.sealState()
+		st.RanSinceSeal = err == nil && ss == ranSinceSeal
+	}
+	if running, pm, err := pgctl.ServerRunning(d.dir); err != nil || running {
+		st.Running = true
+		if pm != nil {
+			st.PID = pm.PID
+		}
+	}
+	return st, nil
 }
 
 // checkTablespaces refuses the directory of a tablespace's copy that holds

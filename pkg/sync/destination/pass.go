@@ -847,6 +847,9 @@ func (lp *Pass) finishDirs() error {
 // the manifest are durable.
 func (lp *Pass) seal() error {
 	root := lp.d.root
+	if err := lp.d.recordSeal(); err != nil {
+		return err
+	}
 	if err := root.Rename(pass.HeldControl, pass.ControlFile); err != nil {
 		return fmt.Errorf("failed to seal the copy: %w", err)
 	}

@@ -44,6 +44,14 @@ func (d *Local) VerifyManifest(ctx context.Context, jobs int, ex pass.Excluder) 
 	if err != nil {
 		return nil, err
 	}
+	if st.Running {
+		return nil, pass.InputErr("stop the server that runs on the copy: a running server changes the files being compared",
+			"a PostgreSQL server runs on DEST %s (or pgtwopass cannot tell: check its postmaster.pid)", d.given)
+	}
+	if st.RanSinceSeal {
+		return nil, pass.InputErr("the copy's files are the new cluster's now, not those the manifest recorded; verify SRC DEST compares it with a stopped source",
+			"DEST %s has run as a PostgreSQL cluster since pgtwopass sealed it: its manifest describes it no more", d.given)
+	}
 	r, err := manifest.Open(d.manifestPath())
 	if err != nil {
 		return nil, err

@@ -53,6 +53,9 @@ type Destination interface {
 	// Traffic counts the bytes sent to and received from a receiver on
 	// another host (0 for a copy on this host).
 	Traffic() (sent, received int64)
+	// Detach removes pgtwopass's state from a sealed copy that has become
+	// a cluster in use.
+	Detach(ctx context.Context) error
 	// Close unlocks the copy and ends the session.
 	Close() error
 	// String names the copy for messages.
@@ -191,6 +194,13 @@ type CopyStatus struct {
 	// Sealed: a cold pass completed and global/pg_control is installed,
 	// so the copy can be started.
 	Sealed bool
+	// RanSinceSeal: the installed pg_control changed since the seal: the
+	// copy has run as a PostgreSQL cluster, and is not a copy any more.
+	RanSinceSeal bool
+	// Running: a server runs on the copy (PID), or its postmaster.pid
+	// cannot be read.
+	Running bool
+	PID     int
 }
 
 // Difference is one way in which the copy differs from the source.

@@ -264,7 +264,11 @@ func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 		if err != nil {
 			return s.sendError(err)
 		}
-		return s.conn.Send(wire.StatusReply{Dest: st.Dest, Header: &st.Header, Sealed: st.Sealed})
+		return s.conn.Send(wire.StatusReply{Dest: st.Dest, Header: &st.Header, Sealed: st.Sealed,
+			RanSinceSeal: st.RanSinceSeal, Running: st.Running, PID: uint32(st.PID)})
+
+	case wire.TDetach:
+		return reply(wire.Empty(wire.TOK), s.d.Detach(ctx))
 
 	case wire.TVerifyManifest:
 		m := wire.DecodePatterns(d)
