@@ -45,9 +45,9 @@ func copyOnly(ctx context.Context, o *Options) (pass.Destination, error) {
 		o.Observer = pass.NopObserver{}
 	}
 	if _, ok := ParseRemote(o.Dest); ok {
-		return remote.Dial(ctx, o.Dest, o.Remote, nil, o.Observer)
+		return remote.Dial(ctx, o.Dest, o.Remote, destination.Layout{}, o.Observer)
 	}
-	return destination.New(o.Dest, nil, o.Observer)
+	return destination.New(o.Dest, destination.Layout{}, o.Observer)
 }
 
 // Detach removes pgtwopass's state from the copy in o.Dest, on this host or

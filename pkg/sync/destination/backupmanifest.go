@@ -155,9 +155,9 @@ func (d *Local) ownFiles() ([]string, error) {
 		}
 		out = append(out, rel)
 	}
-	for _, oid := range sortedKeys(d.tsNew) {
-		if _, err := os.Stat(filepath.Join(d.tsNew[oid], pass.TablespaceMarker)); err == nil {
-			out = append(out, "pg_tblspc/"+oid+"/"+pass.TablespaceMarker)
+	for _, p := range d.parts {
+		if _, err := os.Stat(filepath.Join(p.dir, p.markerName())); err == nil {
+			out = append(out, p.rel+"/"+p.markerName())
 		}
 	}
 	return out, nil

@@ -158,8 +158,8 @@ func (d *Local) probeClocks() error {
 	if err := d.clock.probe(filepath.Join(d.dir, manifest.DirName)); err != nil {
 		return err
 	}
-	for _, oid := range sortedKeys(d.tsNew) {
-		if err := d.clock.probe(d.tsNew[oid]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, p := range d.parts {
+		if err := d.clock.probe(p.dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}

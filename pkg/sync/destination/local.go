@@ -1,7 +1,6 @@
 package destination
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -33,16 +32,19 @@ import (
 // paths and symlinks that lead out.
 type Local struct {
 	// config
-	dir   string            // absolute, symlinks resolved
-	given string            // as the user wrote it, for messages
-	tsNew map[string]string // tablespace OID -> the directory of its copy
-	// tsGiven maps each OID to that directory as given, for messages.
-	tsGiven map[string]string
-	obs     pass.Observer
+	dir    string // absolute, symlinks resolved
+	given  string // as the user wrote it, for messages
+	layout Layout // as given
+	obs    pass.Observer
 
 	// state
-	root   *os.Root            // DEST; nil until it exists
-	tsRoot map[string]*os.Root // OID -> NEW
+	root *os.Root // DEST; nil until it exists
+	// parts are the pieces of the copy outside DEST, by their link's path:
+	// the tablespaces' copies, the WAL directory (tablespace.go).
+	parts []*part
+	// adopt: the copy's pg_wal leads to a directory pgtwopass did not
+	// make, named by --waldir: it becomes the copy's WAL directory.
+	adopt  bool
 	header *manifest.Header
 	// manifestErr says why header is nil for an existing copy.
 	manifestErr error
@@ -61,9 +63,9 @@ type Local struct {
 	clock   fsClock // the timestamps of the file systems under the copy
 }
 
-// New returns the copy in dir; tsNew maps the OID of each tablespace to
-// the directory of its copy. Nothing is read or written before Open.
-func New(dir string, tsNew map[string]string, obs pass.Observer) (*Local, error) {
+// New returns the copy in dir, with its parts outside DEST where l says.
+// Nothing is read or written before Open.
+func New(dir string, l Layout, obs pass.Observer) (*Local, error) {
 	real, err := pass.Resolve(dir)
 	if err != nil {
 		return nil, err
@@ -71,13 +73,13 @@ func New(dir string, tsNew map[string]string, obs pass.Observer) (*Local, error)
 	if obs == nil {
 		obs = pass.NopObserver{}
 	}
-	d := &Local{dir: real, given: dir, tsNew: map[string]string{}, obs: obs, tsRoot: map[string]*os.Root{},
-		asRoot: os.Geteuid() == 0, unlock: func() {}}
-	d.tsGiven = tsNew
-	for oid, new := range tsNew {
-		if d.tsNew[oid], err = pass.Resolve(new); err != nil {
+	d := &Local{dir: real, given: dir, layout: l, obs: obs, asRoot: os.Geteuid() == 0, unlock: func() {}}
+	for oid, new := range l.Tablespaces {
+		p, err := newPart("pg_tblspc/"+oid, "the copy of tablespace "+oid, new)
+		if err != nil {
 			return nil, err
 		}
+		d.addPart(p)
 	}
 	return d, nil
 }
@@ -87,10 +89,6 @@ func (d *Local) String() string { return d.dir }
 // Dir is the copy's directory: absolute, symlinks resolved.
 func (d *Local) Dir() string { return d.dir }
 
-// TablespaceDirs maps each tablespace's OID to the directory of its copy:
-// absolute, symlinks resolved.
-func (d *Local) TablespaceDirs() map[string]string { return d.tsNew }
-
 // writePlaces are the directories the copy's passes write: DEST and the
 // copy of every tablespace, for pass.CheckPlaces.
 func (d *Local) writePlaces() ([]pass.Place, error) {
@@ -99,8 +97,8 @@ func (d *Local) writePlaces() ([]pass.Place, error) {
 		return nil, err
 	}
 	out := []pass.Place{p}
-	for _, oid := range sortedKeys(d.tsNew) {
-		p, err := pass.NewPlace("the copy of tablespace "+oid, d.tsNew[oid], d.tsGiven[oid])
+	for _, pt := range d.parts {
+		p, err := pass.NewPlace(pt.what, pt.dir, pt.given)
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +149,11 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 		if err := d.openRoots(); err != nil {
 			return nil, err
 		}
-		return &pass.OpenReply{Exists: true, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tsNew}, nil
+		return &pass.OpenReply{Exists: true, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tablespaceDirs()}, nil
+	}
+	d.sysID, d.pgVersion = req.SystemIdentifier, req.PGVersion
+	if err := d.adoptWAL(d.layout.WALDir); err != nil {
+		return nil, err
 	}
 	if err := d.checkPlaces(req); err != nil {
 		return nil, err
@@ -159,14 +161,21 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 	if err := d.inspect(req.SystemIdentifier); err != nil {
 		return nil, err
 	}
-	d.sysID, d.pgVersion = req.SystemIdentifier, req.PGVersion
 	for _, oid := range req.Tablespaces {
-		if _, ok := d.tsNew[oid]; !ok {
+		if d.part("pg_tblspc/"+oid) == nil {
 			return nil, pass.InputErr("map each tablespace to a directory for its copy: --tablespace-map OLD=NEW (repeatable)",
 				"the destination has no directory for tablespace %s", oid)
 		}
 	}
-	if err := d.checkTablespaces(); err != nil {
+	if err := checkParents("DEST", d.dir, d.given, req.MkPath); err != nil {
+		return nil, err
+	}
+	for _, p := range d.parts {
+		if err := checkParents(p.what, p.dir, p.given, req.MkPath); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.checkParts(); err != nil {
 		return nil, err
 	}
 	if req.Quick {
@@ -176,13 +185,16 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 	}
 	d.owner = d.localOwner(req.Owner)
 	if !req.DryRun {
+		if err := d.makeDir(d.dir); err != nil {
+			return nil, err
+		}
 		unlock, err := lockDest(d.dir)
 		if err != nil {
 			return nil, err
 		}
 		d.unlock = unlock
 		d.exists = true
-		if err := d.markTablespaces(); err != nil {
+		if err := d.markParts(); err != nil {
 			return nil, err
 		}
 		if d.header == nil && d.manifestErr == nil {
@@ -197,7 +209,7 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 	if err := d.openRoots(); err != nil {
 		return nil, err
 	}
-	rep := &pass.OpenReply{Header: d.header, Exists: d.exists, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tsNew}
+	rep := &pass.OpenReply{Header: d.header, Exists: d.exists, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tablespaceDirs()}
 	return rep, nil
 }
 
@@ -326,18 +338,18 @@ func (d *Local) openRoots() error {
 		}
 		d.root = r
 	}
-	for oid, new := range d.tsNew {
-		if d.tsRoot[oid] != nil {
+	for _, p := range d.parts {
+		if p.root != nil {
 			continue
 		}
-		r, err := os.OpenRoot(new)
+		r, err := os.OpenRoot(p.dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("failed to open %s: %w", new, err)
+			return fmt.Errorf("failed to open %s: %w", p.dir, err)
 		}
-		d.tsRoot[oid] = r
+		p.root = r
 	}
 	return nil
 }
@@ -350,9 +362,11 @@ func (d *Local) Close() error {
 		d.root.Close()
 		d.root = nil
 	}
-	for oid, r := range d.tsRoot {
-		r.Close()
-		delete(d.tsRoot, oid)
+	for _, p := range d.parts {
+		if p.root != nil {
+			p.root.Close()
+			p.root = nil
+		}
 	}
 	return nil
 }
@@ -396,10 +410,8 @@ func (d *Local) at(rel string, held bool) (*os.Root, string) {
 	if held && rel == pass.ControlFile {
 		rel = pass.HeldControl
 	}
-	if oid, rest, ok := pass.TablespaceRel(rel); ok {
-		if _, mapped := d.tsNew[oid]; mapped {
-			return d.tsRoot[oid], cmp.Or(rest, ".")
-		}
+	if p, rest := d.partOf(rel); p != nil {
+		return p.root, rest
 	}
 	return d.root, cmp.Or(rel, ".")
 }
@@ -465,32 +477,6 @@ func (d *Local) Status(context.Context) (*pass.CopyStatus, error) {
 		}
 	}
 	return st, nil
-}
-
-// checkTablespaces refuses the directory of a tablespace's copy that holds
-// something other than a pgtwopass copy of the same tablespace of the same
-// cluster.
-func (d *Local) checkTablespaces() error {
-	for _, oid := range sortedKeys(d.tsNew) {
-		new := d.tsNew[oid]
-		names, err := pass.ReadDirNames(new)
-		if errors.Is(err, fs.ErrNotExist) || err == nil && len(names) == 0 {
-			continue
-		}
-		if err != nil {
-			return pass.InputErr("check the path and its permissions", "cannot use %s for tablespace %s: %v", new, oid, err)
-		}
-		got, err := os.ReadFile(filepath.Join(new, pass.TablespaceMarker))
-		if err != nil {
-			return pass.InputErr("give an empty or missing directory for the tablespace's copy",
-				"%s (for tablespace %s) is not empty and is not a pgtwopass copy of a tablespace", new, oid)
-		}
-		if !bytes.Equal(got, markerFor(oid, d.sysID)) {
-			return pass.InputErr("give another directory: this one holds the copy of another tablespace or cluster",
-				"%s is a copy of another tablespace: %s says %q", new, pass.TablespaceMarker, strings.TrimSpace(string(got)))
-		}
-	}
-	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -204,9 +204,10 @@ func (lp *Pass) deleteExtras(ctx context.Context) error {
 				continue
 			}
 			typ, ok := want[crel]
-			if ok && pass.IsTablespaceLink(crel) && lp.d.tsNew[name] != "" {
-				// The link is made by makeDirsAndLinks; the copy is below NEW.
-				if err := visit(crel, lp.d.tsRoot[name], "."); err != nil {
+			if pt := lp.d.part(crel); ok && pt != nil {
+				// The link is made by makeDirsAndLinks; the part is below
+				// its own directory.
+				if err := visit(crel, pt.root, "."); err != nil {
 					return err
 				}
 				continue
@@ -239,8 +240,8 @@ func (lp *Pass) deleteExtras(ctx context.Context) error {
 func (lp *Pass) makeDirsAndLinks() error {
 	for i := range lp.entries {
 		e := &lp.entries[i]
-		if oid, rest, ok := pass.TablespaceRel(e.Rel); ok && rest == "" && lp.d.tsNew[oid] != "" {
-			if err := lp.linkTablespace(e, oid); err != nil {
+		if pt := lp.d.part(e.Rel); pt != nil {
+			if err := lp.linkPart(e, pt); err != nil {
 				return err
 			}
 			continue
@@ -272,15 +273,18 @@ func (lp *Pass) makeDirsAndLinks() error {
 	return nil
 }
 
-// linkTablespace makes the copy's pg_tblspc/OID a link to the directory of
-// the tablespace's copy, which open created.
-func (lp *Pass) linkTablespace(e *pass.Entry, oid string) error {
-	new := lp.d.tsNew[oid]
+// linkPart makes the link in the copy to a part's directory (the copy of a
+// tablespace, the WAL directory), which Open created. What the copy had
+// there before (the WAL in DEST/pg_wal, before --waldir moved it) goes.
+func (lp *Pass) linkPart(e *pass.Entry, pt *part) error {
+	new := pt.given
 	root := lp.d.root
-	if target, err := root.Readlink(e.Rel); err == nil && target == new {
+	if target, err := root.Readlink(e.Rel); err == nil && (target == new || target == pt.dir) {
 		return nil
 	}
-	root.Remove(e.Rel)
+	if err := root.RemoveAll(e.Rel); err != nil {
+		return fmt.Errorf("failed to replace %s in the copy with a link to %s: %w", e.Rel, new, err)
+	}
 	if err := root.Symlink(new, e.Rel); err != nil {
 		return fmt.Errorf("failed to link %s in the copy to %s: %w", e.Rel, new, err)
 	}
@@ -288,7 +292,7 @@ func (lp *Pass) linkTablespace(e *pass.Entry, oid string) error {
 		root.Lchown(e.Rel, int(e.UID), int(e.GID))
 	}
 	lp.changed.Add(1)
-	lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel, Msg: "tablespace linked to " + new})
+	lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel, Msg: "linked to " + new})
 	return nil
 }
 
@@ -764,6 +768,11 @@ func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.Commit
 	if lp.req.Kind != manifest.Cold {
 		return rep, nil
 	}
+	// A copy the server's user cannot reach could not start: say so rather
+	// than seal it.
+	if err := d.checkReachable(); err != nil {
+		return nil, err
+	}
 	if c.BackupManifest {
 		if err := lp.writeBackupManifest(c.Timeline, c.CheckpointLSN); err != nil {
 			return nil, err
@@ -835,8 +844,8 @@ func (lp *Pass) finishDirs() error {
 			}
 		}
 	}
-	for _, new := range lp.d.tsNew {
-		if err := manifest.SyncDir(filepath.Dir(new)); err != nil {
+	for _, pt := range lp.d.parts {
+		if err := manifest.SyncDir(filepath.Dir(pt.dir)); err != nil {
 			return err
 		}
 	}

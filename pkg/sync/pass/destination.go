@@ -98,6 +98,9 @@ type OpenRequest struct {
 	// Tablespaces are the OIDs of SRC's tablespaces; the destination knows
 	// where each one's copy goes.
 	Tablespaces []string
+	// MkPath creates the missing parents of DEST and of the parts of the
+	// copy outside it (rsync's --mkpath); without it they must exist.
+	MkPath bool
 	// BootID is the sender's kernel boot ID, and Reads the directories its
 	// passes read: a destination on the same boot (the same host) refuses
 	// to write any of them (CheckPlaces).

@@ -26,6 +26,10 @@ var DefaultExcludes = []string{
 // --tablespace-map) that says whose tablespace it is a copy of.
 const TablespaceMarker = ".pgtwopass-tablespace"
 
+// WALMarker is the file in the directory of the copy's WAL (--waldir) that
+// says whose WAL directory it is.
+const WALMarker = ".pgtwopass-wal"
+
 // Excluder is a list of patterns that leave entries out of a pass.
 type Excluder []string
 
@@ -56,8 +60,10 @@ func (x Excluder) Excluded(rel string) bool {
 	return false
 }
 
-// IsMarker reports whether rel is the marker in a tablespace's copy.
+// IsMarker reports whether rel is the marker in a tablespace's copy or in
+// the copy's WAL directory.
 func IsMarker(rel string) bool {
 	dir, name := path.Split(rel)
-	return name == TablespaceMarker && IsTablespaceLink(strings.TrimSuffix(dir, "/"))
+	dir = strings.TrimSuffix(dir, "/")
+	return name == TablespaceMarker && IsTablespaceLink(dir) || name == WALMarker && dir == WalkedDir
 }
