@@ -20,6 +20,7 @@ const Armed = true
 //
 //	PGTWOPASS_FAULT_KILL_AFTER_BLOCKS=K  SIGKILL itself once K blocks are written
 //	PGTWOPASS_FAULT_KILL_AFTER_FILES=K   SIGKILL itself once K files are complete
+//	PGTWOPASS_FAULT_SIGINT_AFTER_FILES=K SIGINT itself once K files are complete (a Ctrl-C mid-pass)
 //	PGTWOPASS_FAULT_EIO_AFTER_BLOCKS=K   every write after the first K blocks fails with EIO
 //	PGTWOPASS_FAULT_FILE_DELAY=DURATION  sleep after each file (to signal a pass mid-way)
 //	PGTWOPASS_FAULT_EIO_READ=SUFFIX      reads of source files whose path ends in SUFFIX fail with EIO
@@ -71,6 +72,10 @@ func arm() error {
 	if err != nil {
 		return err
 	}
+	intFiles, inf, err := num("PGTWOPASS_FAULT_SIGINT_AFTER_FILES")
+	if err != nil {
+		return err
+	}
 	var delay time.Duration
 	if v := os.Getenv("PGTWOPASS_FAULT_FILE_DELAY"); v != "" {
 		if delay, err = time.ParseDuration(v); err != nil {
@@ -90,11 +95,16 @@ func arm() error {
 			return nil
 		}
 	}
-	if kf || delay > 0 {
+	if kf || inf || delay > 0 {
+		var interrupted atomic.Bool
 		Hooks.AfterFile = func(string) {
-			if kf && files.Add(1) >= killFiles {
+			n := files.Add(1)
+			if kf && n >= killFiles {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {}
+			}
+			if inf && n >= intFiles && interrupted.CompareAndSwap(false, true) {
+				syscall.Kill(os.Getpid(), syscall.SIGINT)
 			}
 			time.Sleep(delay)
 		}

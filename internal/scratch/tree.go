@@ -29,6 +29,10 @@ type CompareOptions struct {
 	// Mtimes compares modification times of regular files (nanoseconds).
 	// Directory mtimes are not compared: creating entries changes them.
 	Mtimes bool
+	// MtimeGranularity, when set, compares mtimes of regular files as a file
+	// system that keeps them to this granularity stores them: b's must be
+	// a's truncated (for a copy on such a file system).
+	MtimeGranularity time.Duration
 }
 
 // entry is what a tree walk records of one path.
@@ -165,7 +169,9 @@ func CompareTrees(a, b string, o CompareOptions) ([]string, error) {
 				add(x.rel, "symlink target %q != %q", x.link, y.link)
 			}
 		case "file":
-			if o.Mtimes && !x.mt.Equal(y.mt) {
+			if g := o.MtimeGranularity; g > 0 && !x.mt.Truncate(g).Equal(y.mt) {
+				add(x.rel, "mtime %s, truncated to %v, != %s", x.mt.Format(time.RFC3339Nano), g, y.mt.Format(time.RFC3339Nano))
+			} else if o.Mtimes && !x.mt.Equal(y.mt) {
 				add(x.rel, "mtime %s != %s", x.mt.Format(time.RFC3339Nano), y.mt.Format(time.RFC3339Nano))
 			}
 			if x.size != y.size {
