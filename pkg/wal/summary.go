@@ -313,7 +313,7 @@ func (s *Summarizer) add(rec *Record) {
 	case RmgrXLOG:
 		s.xlog(rec)
 	case RmgrXact:
-		s.xact(rec)
+		special = s.xact(rec)
 	case RmgrSmgr:
 		special = s.smgr(rec)
 	case RmgrDatabase:
@@ -415,23 +415,25 @@ func (s *Summarizer) xlog(rec *Record) {
 	}
 }
 
-// xact handles commit and abort records, which drop relations.
-func (s *Summarizer) xact(rec *Record) {
+// xact handles commit and abort records, which drop relations (from 14
+// they carry XLR_SPECIAL_REL_UPDATE when they do).
+func (s *Summarizer) xact(rec *Record) (special bool) {
 	info := rec.RmgrInfo()
 	switch info & xactOpMask {
 	case xactCommit, xactAbort, xactCommitPrepared, xactAbortPrepared:
 		md, ok := s.mainData(rec)
 		if !ok {
-			return
+			return true
 		}
 		rels, err := parseXactRels(info, md)
 		if err != nil {
 			s.unknown(rec, "%v", err)
-			return
+			return true
 		}
 		for _, r := range rels {
 			s.sum.Dropped = append(s.sum.Dropped, Drop{LSN: rec.LSN, Rel: r})
 		}
+		return true
 	case xactPrepare, xactAssignment:
 		// A prepared transaction drops its relations at COMMIT PREPARED or
 		// ROLLBACK PREPARED, whose records name them.
@@ -442,6 +444,7 @@ func (s *Summarizer) xact(rec *Record) {
 	default:
 		s.unknown(rec, "unknown transaction record type")
 	}
+	return false
 }
 
 // smgr handles relation fork creation and truncation.
