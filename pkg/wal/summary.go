@@ -288,7 +288,7 @@ func (s *Summarizer) add(rec *Record) {
 	}
 	sum.End = rec.End
 	if s.opts.End != 0 && rec.LSN > s.opts.End {
-		s.fail(ReasonEndNotFound, rec.LSN, nil, "no record starts at the end LSN %s (the record before it ends at %s)", s.opts.End, rec.LSN)
+		s.fail(ReasonEndNotFound, rec.LSN, nil, "no record starts at the end LSN %s: this record starts after it", s.opts.End)
 		return
 	}
 	if rec.Rmgr > rmgrMaxBuiltin {
