@@ -72,10 +72,11 @@ type Reader struct {
 	aborted LSN   // a record abandoned at an overwrite-contrecord page; the next record must say so
 	err     error // sticky: once a read fails for good, Next keeps returning the error
 
-	seg      segment
-	chunk    []byte // bytes of seg from offset chunkOff, chunkN valid
-	chunkOff uint32
-	chunkN   uint32
+	seg       segment
+	chunk     []byte // bytes of seg from offset chunkOff, chunkN valid
+	chunkOff  uint32
+	chunkN    uint32
+	chunkNext uint32 // size of the next read
 	pageAt   LSN // the page whose header was checked last, valid while pageOK
 	pageOK   bool
 	pageHdr  pageHeader
@@ -91,8 +92,13 @@ type segment struct {
 	ra   io.ReaderAt
 }
 
-// chunkSize is how much of a segment one read fetches.
-const chunkSize = 256 << 10
+// Reads of a segment start at minChunk bytes and double, as long as they
+// follow each other, up to maxChunk: a reader that reads a few records reads
+// little, one that reads a long range reads in large chunks.
+const (
+	minChunk = 32 << 10
+	maxChunk = 256 << 10
+)
 
 // NewReader returns a Reader positioned at opts.Start. It reads nothing yet:
 // the first call of Next opens the first segment.
@@ -555,10 +561,16 @@ func (r *Reader) pageBytes(addr LSN) ([]byte, error) {
 	if r.chunkN != 0 && off >= r.chunkOff && off+PageSize <= r.chunkOff+r.chunkN {
 		return r.chunk[off-r.chunkOff : off-r.chunkOff+PageSize], nil
 	}
-	if r.chunk == nil {
-		r.chunk = make([]byte, chunkSize)
+	switch {
+	case r.chunkN != 0 && off == r.chunkOff+r.chunkN:
+		r.chunkNext = min(2*r.chunkNext, maxChunk) // sequential: read more at once
+	case r.chunkNext == 0:
+		r.chunkNext = minChunk
 	}
-	want := min(uint32(chunkSize), r.segSize-off)
+	want := min(r.chunkNext, r.segSize-off)
+	if uint32(len(r.chunk)) < want {
+		r.chunk = make([]byte, r.chunkNext)
+	}
 	n, err := r.seg.ra.ReadAt(r.chunk[:want], int64(off))
 	if n < PageSize {
 		r.chunkN = 0
