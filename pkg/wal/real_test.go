@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -883,4 +884,139 @@ func hasDB(sum *Summary, kind string, db, spc uint32) bool {
 		}
 	}
 	return false
+}
+
+// TestKeeperRealServer writes several times max_wal_size of WAL between a
+// CHECKPOINT and the stop, with wal_keep_size 0, so that checkpoints
+// (and the shutdown checkpoint) remove and recycle segments of the range
+// while it is read. The summary is fed while the server runs (the reader's
+// limit at the flush LSN, as a cold pass would), from a Keeper that holds
+// the segments; it must be complete and name every changed page, while a
+// plain read of pg_wal after the stop has lost segments.
+func TestKeeperRealServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL servers")
+	}
+	forEachVersion(t, func(t *testing.T, in pgInstall) {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		c, err := scratch.InitDB(ctx, filepath.Join(t.TempDir(), "data"), scratch.Options{BinDir: in.bin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		if err := c.Start(ctx, "max_wal_size=32MB", "min_wal_size=32MB", "wal_keep_size=0", "checkpoint_timeout=30s", "log_min_messages=warning"); err != nil {
+			t.Fatal(err)
+		}
+		q := func(sql string) string {
+			t.Helper()
+			s, err := c.QueryString(ctx, sql)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		q("CREATE TABLE big (id int, v text)")
+		q("CHECKPOINT")
+		start, _ := ParseLSN(q("SELECT redo_lsn FROM pg_control_checkpoint()"))
+		tli, _ := strconv.Atoi(q("SELECT timeline_id FROM pg_control_checkpoint()"))
+		segSize, _ := strconv.Atoi(q("SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'"))
+		walDir := filepath.Join(c.Dir, "pg_wal")
+
+		k, err := NewKeeper(walDir, uint32(tli), uint32(segSize), start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.Close()
+		kctx, kstop := context.WithCancel(ctx)
+		kdone := make(chan error, 1)
+		go func() { kdone <- k.Run(kctx, 10*time.Millisecond) }()
+
+		load := make(chan error, 1)
+		go func() {
+			var err error
+			for i := 0; i < 8 && err == nil; i++ {
+				err = c.Exec(ctx, "INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 40000) g")
+				if err == nil {
+					err = c.Exec(ctx, "UPDATE big SET v = 'u' WHERE id % 10 = 0")
+				}
+			}
+			load <- err
+		}()
+
+		r, err := NewReader(ReaderOptions{Source: k, Start: start, TLI: uint32(tli), SegmentSize: uint32(segSize), Limit: start})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sm := NewSummarizer(SummaryOptions{DataChecksums: true})
+		feeds := 0
+	live:
+		for {
+			select {
+			case err := <-load:
+				if err != nil {
+					t.Fatal(err)
+				}
+				break live
+			case <-time.After(30 * time.Millisecond):
+			}
+			flush, _ := ParseLSN(q("SELECT pg_current_wal_flush_lsn()"))
+			r.SetLimit(flush)
+			if err := sm.Feed(ctx, r); !errors.Is(err, ErrLimit) {
+				t.Fatalf("live Feed: %v (summary %v)", err, sm.Summary().Fallback)
+			}
+			feeds++
+			if err := k.Release(r.NextLSN()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Stop(ctx, "fast"); err != nil {
+			t.Fatal(err)
+		}
+		kstop()
+		if err := <-kdone; err != nil {
+			t.Fatal(err)
+		}
+		if _, err := k.Scan(); err != nil {
+			t.Fatal(err)
+		}
+		ctl := readControlFile(t, c.Dir)
+		r.SetLimit(0)
+		if err := sm.Feed(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		sum := sm.Summary()
+		if sum.Fallback != nil {
+			t.Fatalf("fallback: %v", sum.Fallback)
+		}
+		if sum.Checkpoint == nil || sum.Checkpoint.LSN != ctl.checkpoint || !sum.StartIsRedo {
+			t.Fatalf("end checkpoint %+v, pg_control's %s; start is redo: %v", sum.Checkpoint, ctl.checkpoint, sum.StartIsRedo)
+		}
+		// The range lost segments from pg_wal: removed, or recycled (their
+		// name gone).
+		lost := 0
+		for no := uint64(start) / uint64(segSize); no < uint64(ctl.checkpoint)/uint64(segSize); no++ {
+			if _, err := os.Stat(filepath.Join(walDir, SegmentFileName(uint32(tli), no, uint32(segSize)))); errors.Is(err, fs.ErrNotExist) {
+				lost++
+			}
+		}
+		if lost == 0 {
+			t.Fatal("no segment of the range was removed or recycled: the test proved nothing")
+		}
+		missing, changed, pages := pageLSNsMissing(t, c.Dir, sum, start)
+		for _, m := range missing {
+			t.Errorf("%s: changed in the range, not in the summary", m)
+		}
+		t.Logf("PostgreSQL %d: %d MB of WAL from %s to %s, %d checkpoints, %d segments of the range gone from pg_wal; %d live feeds; %d of %d pages changed, all in the summary",
+			in.major, (ctl.checkpoint-start)>>20, start, ctl.checkpoint, len(sum.Checkpoints), lost, feeds, changed, pages)
+
+		// Read from pg_wal after the stop, the same range has lost segments.
+		r2, _ := NewReader(ReaderOptions{Source: Dir(walDir), Start: start, TLI: uint32(tli), SegmentSize: uint32(segSize)})
+		defer r2.Close()
+		sum2, _ := Summarize(ctx, r2, SummaryOptions{End: ctl.checkpoint})
+		if sum2.Fallback == nil {
+			t.Fatal("a summary read from pg_wal after the stop is complete: segments were not lost after all?")
+		}
+		t.Logf("without the keeper: %v", sum2.Fallback)
+	})
 }
