@@ -13,6 +13,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -1019,4 +1020,89 @@ func TestKeeperRealServer(t *testing.T) {
 		}
 		t.Logf("without the keeper: %v", sum2.Fallback)
 	})
+}
+
+// TestRealWALLargeRelation: a table over 1 GiB (one row per page), updated
+// in its second segment file (blocks from 131072 on), on the newest
+// installed version: the summary names the blocks by their number in the
+// fork, which the page LSNs of file .1 confirm.
+func TestRealWALLargeRelation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes a 1.1 GiB table")
+	}
+	var in pgInstall
+	for _, v := range Versions {
+		if i, ok := findInstall(v); ok {
+			in = i
+		}
+	}
+	if in.bin == "" {
+		t.Skip("no PostgreSQL installed: run scripts/install-pg-versions.sh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := scratch.InitDB(ctx, filepath.Join(t.TempDir(), "data"), scratch.Options{BinDir: in.bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	if err := c.Start(ctx, "wal_keep_size=2GB", "max_wal_size=2GB", "log_min_messages=warning"); err != nil {
+		t.Fatal(err)
+	}
+	q := func(sql string) string {
+		t.Helper()
+		s, err := c.QueryString(ctx, sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	q("CREATE TABLE huge (id int, v text) WITH (fillfactor = 10, autovacuum_enabled = false)")
+	q("ALTER TABLE huge ALTER COLUMN v SET STORAGE PLAIN")
+	q("INSERT INTO huge SELECT g, repeat('h', 800) FROM generate_series(1, 140000) g")
+	node, _ := strconv.ParseUint(q("SELECT pg_relation_filenode('huge')"), 10, 32)
+	db, _ := strconv.ParseUint(q("SELECT oid FROM pg_database WHERE datname = current_database()"), 10, 32)
+	if n := q("SELECT pg_relation_size('huge') / 8192"); n < "131073" {
+		t.Fatalf("the table has %s blocks, not over 1 GiB", n)
+	}
+	q("CREATE INDEX ON huge (id)")
+	q("VACUUM FREEZE huge") // hint bits and the visibility map set before the range
+	q("CHECKPOINT")
+	start, _ := ParseLSN(q("SELECT redo_lsn FROM pg_control_checkpoint()"))
+	if err := c.Exec(ctx, "SET enable_seqscan = off; UPDATE huge SET v = repeat('u', 800) WHERE id IN (10, 131070, 131100, 139000)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(ctx, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	ctl := readControlFile(t, c.Dir)
+	r, _ := NewReader(ReaderOptions{Source: Dir(filepath.Join(c.Dir, "pg_wal")), Start: start, TLI: ctl.tli, SegmentSize: ctl.segSize})
+	defer r.Close()
+	sum, err := Summarize(ctx, r, SummaryOptions{End: ctl.checkpoint, DataChecksums: true})
+	if err != nil || sum.Fallback != nil {
+		t.Fatalf("%v, %v", err, sum.Fallback)
+	}
+	rf := RelFork{RelFileLocator{1663, uint32(db), uint32(node)}, MainFork}
+	set := sum.Blocks[rf]
+	if set == nil {
+		t.Fatalf("no blocks of %s", rf)
+	}
+	var past []uint32
+	for _, b := range set.Blocks() {
+		if b >= 131072 {
+			past = append(past, b)
+		}
+	}
+	// Rows are 1 per page from block 0: row id is in block id-1.
+	if !slices.Equal(past, []uint32{131099, 138999}) || !set.Has(9) || !set.Has(131069) || set.Len() > 10 {
+		t.Errorf("%d blocks of %s, %v from 131072 on; want the updated rows' blocks 9, 131069, 131099, 138999", set.Len(), rf, past)
+	}
+	missing, changed, _ := pageLSNsMissing(t, c.Dir, sum, start)
+	for _, m := range missing {
+		t.Errorf("%s: changed in the range, not in the summary", m)
+	}
+	t.Logf("PostgreSQL %d: %s blocks %v; %d pages changed in the range, all in the summary", in.major, rf, set.Blocks(), changed)
+	if changed < 4 {
+		t.Errorf("only %d pages changed in the range", changed)
+	}
 }
