@@ -422,7 +422,11 @@ func (a *assembler) begin(tot uint32) {
 	if cap(md) > 4<<20 {
 		md = nil // do not keep a huge buffer for small records
 	}
-	*a = assembler{tot: tot, headWant: min(tot, headKeep), md: md}
+	// Field by field: head is overwritten as bytes arrive, not cleared.
+	a.tot, a.got, a.crc = tot, 0, 0
+	a.headWant, a.nHead = min(tot, headKeep), 0
+	a.hdrChecked, a.parsed, a.parseErr = false, false, nil
+	a.mdStart, a.keepMD, a.md = 0, false, md
 }
 
 // account adds b, the next bytes of the record, to the CRC and, once the
