@@ -14,6 +14,9 @@
 //     relations, databases and tablespaces that block references do not cover
 //     (created, truncated, dropped, copied); and a [Fallback] whenever the map
 //     cannot be trusted, in which case the caller must read everything.
+//     [NewSummarizer] and [Summarizer.Feed] do the same in steps, while the
+//     server runs (with the reader's limit at its flush LSN) and after it
+//     stopped.
 //
 // The reader checks every page header (magic, flags, timeline, address),
 // every record's CRC-32C and every xl_prev link, and decodes every block

@@ -608,7 +608,7 @@ func (r *Reader) checkPage(addr LSN, p []byte, boundary bool) (pageHeader, error
 		case !ok:
 			return fail(ErrUnsupportedMagic, "page magic 0x%04X is not that of PostgreSQL 13 to 18", h.magic)
 		case r.magic != 0:
-			return fail(ErrUnsupportedMagic, "page magic 0x%04X (PostgreSQL %d) after pages of PostgreSQL %d", h.magic, v, r.version)
+			return fail(ErrUnsupportedMagic, "page magic 0x%04X is PostgreSQL %d's; the WAL read is PostgreSQL %d's", h.magic, v, r.version)
 		}
 		r.version, r.magic = v, h.magic
 	}

@@ -63,12 +63,13 @@ type Creation struct {
 	RelFork
 }
 
-// Truncation is an XLOG_SMGR_TRUNCATE record: the forks of a relation were
-// cut to Blocks blocks.
+// Truncation is an XLOG_SMGR_TRUNCATE record: a relation was cut to Blocks
+// blocks; its VM and FSM forks, when named, to the map pages that cover
+// those blocks.
 type Truncation struct {
 	LSN    LSN
 	Rel    RelFileLocator
-	Blocks uint32       // blocks kept
+	Blocks uint32       // the main fork's new length in blocks
 	Forks  []ForkNumber // the forks truncated (main, vm, fsm)
 }
 
@@ -428,6 +429,12 @@ func (s *Summarizer) xact(rec *Record) (special bool) {
 		rels, err := parseXactRels(info, md)
 		if err != nil {
 			s.unknown(rec, "%v", err)
+			return true
+		}
+		if len(rels) == 0 && rec.SpecialRelUpdate() {
+			// PostgreSQL sets the flag exactly when the record lists
+			// relations (xact.c): one without any is not understood.
+			s.unknown(rec, "XLR_SPECIAL_REL_UPDATE, but no relations dropped")
 			return true
 		}
 		for _, r := range rels {

@@ -367,3 +367,14 @@ func TestBlockSet(t *testing.T) {
 	}
 	_ = bytes.MinRead
 }
+
+// TestSummaryFlaggedCommitWithoutRelations: XLR_SPECIAL_REL_UPDATE on a
+// commit that lists no relation is not what PostgreSQL writes: fallback.
+func TestSummaryFlaggedCommitWithoutRelations(t *testing.T) {
+	s, start := summaryWAL(16)
+	s.record(RmgrXact, xactCommit|xactHasInfo|xlrSpecialRelUpdate, 1, xactBody(nil, nil))
+	shutdown(s, 16)
+	if sum := summarize(t, s, start, SummaryOptions{}); sum.Fallback == nil || sum.Fallback.Reason != ReasonUnknownRecord {
+		t.Fatalf("fallback %v", sum.Fallback)
+	}
+}
