@@ -77,9 +77,9 @@ type Reader struct {
 	chunkOff  uint32
 	chunkN    uint32
 	chunkNext uint32 // size of the next read
-	pageAt   LSN // the page whose header was checked last, valid while pageOK
-	pageOK   bool
-	pageHdr  pageHeader
+	pageAt    LSN    // the page whose header was checked last, valid while pageOK
+	pageOK    bool
+	pageHdr   pageHeader
 
 	rec Record
 	asm assembler

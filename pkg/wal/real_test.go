@@ -138,7 +138,7 @@ type workload struct {
 	createdDBs             map[string]uint32 // name -> OID: FILE_COPY (or 13/14's CREATE) and WAL_LOG
 	droppedDB              uint32
 	tablespace             uint32
-	compression            []string // the wal_compression methods used (images compressed with each expected)
+	compression            []string        // the wal_compression methods used (images compressed with each expected)
 	inspectRecords         []inspectRecord // pg_walinspect, when the server has it
 	inspectBlocks          []inspectBlock  // pg_get_wal_block_info, 16+
 }
