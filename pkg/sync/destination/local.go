@@ -60,7 +60,8 @@ type Local struct {
 	crashed bool
 	asRoot  bool
 	unlock  func()
-	clock   fsClock // the timestamps of the file systems under the copy
+	clock   pass.FSClock
+	probed  bool // clock probed // the timestamps of the file systems under the copy
 }
 
 // New returns the copy in dir, with its parts outside DEST where l says.

@@ -37,7 +37,7 @@ type Pass struct {
 	obs     pass.Observer
 
 	// state
-	old     *oldManifest
+	old     *manifest.Finder
 	horizon horizon // which records the copy's stat may vouch for
 	newest  newest  // the newest ctime the pass gave a file, by file system
 	mw      *manifest.Writer
@@ -136,7 +136,7 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 	if !req.DryRun {
 		mw, err := manifest.Create(d.manifestPath(), lp.bs)
 		if err != nil {
-			lp.old.close()
+			lp.old.Close()
 			return nil, err
 		}
 		lp.mw = mw
@@ -320,7 +320,7 @@ func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileI
 		changed = true
 	}
 	if e.IsSymlink() {
-		if !d.clock.sameMtime(fi, st.Stat.Mtime, e.Stat.Mtime) {
+		if !d.clock.SameMtime(fi, st.Stat.Mtime, e.Stat.Mtime) {
 			if err := lutimesAt(root, name, e.Atime, e.Stat.Mtime); err != nil {
 				return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.Rel, err)
 			}
@@ -335,7 +335,7 @@ func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileI
 		}
 		changed = true
 	}
-	if !d.clock.sameMtime(fi, st.Stat.Mtime, e.Stat.Mtime) {
+	if !d.clock.SameMtime(fi, st.Stat.Mtime, e.Stat.Mtime) {
 		if err := root.Chtimes(name, time.Unix(0, e.Atime), time.Unix(0, e.Stat.Mtime)); err != nil {
 			return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.Rel, err)
 		}
@@ -344,21 +344,16 @@ func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileI
 	return changed, nil
 }
 
-// oldManifest merges the previous manifest with the walk. A damaged
-// manifest is not trusted from the damage on: the files after it are
-// compared with the copy's own contents.
-type oldManifest struct {
-	lp   *Pass
-	r    *manifest.Reader
-	next *manifest.File
-}
-
-func (lp *Pass) openManifest() *oldManifest {
-	om := &oldManifest{lp: lp}
+// openManifest returns the finder of the old manifest's records. A
+// manifest that cannot vouch for the copy (a crash of its host mid-pass,
+// damage, none at all) finds nothing: the files are compared with the
+// copy's own contents.
+func (lp *Pass) openManifest() *manifest.Finder {
 	d := lp.d
+	none := manifest.NewFinder(nil, nil)
 	if d.crashed {
 		lp.warn(manifest.DirName, "the copy's host went down while a pass was writing it: the manifest cannot vouch for the copy's files, whose contents are read to rebuild it")
-		return om
+		return none
 	}
 	if d.header == nil {
 		if d.manifestErr != nil && !errors.Is(d.manifestErr, fs.ErrNotExist) {
@@ -366,53 +361,16 @@ func (lp *Pass) openManifest() *oldManifest {
 		} else if d.exists && d.manifestErr != nil {
 			lp.warn(manifest.DirName, "the copy has no manifest: its contents are read to rebuild it")
 		}
-		return om
+		return none
 	}
 	r, err := manifest.Open(d.manifestPath())
 	if err != nil {
 		lp.warn(manifest.DirName, "the manifest cannot be read (%v): the copy's contents are read to rebuild it", err)
-		return om
+		return none
 	}
-	om.r = r
-	om.advance()
-	return om
-}
-
-func (om *oldManifest) advance() {
-	f, err := om.r.Next()
-	if err != nil {
-		if err != io.EOF {
-			om.lp.warn(manifest.DirName, "the manifest is damaged (%v): the copy's contents are read for the files after the damage", err)
-		}
-		om.close()
-		om.next = nil
-		return
-	}
-	om.next = f
-}
-
-// find returns the record of rel, skipping records of files that are gone.
-func (om *oldManifest) find(rel string) *manifest.File {
-	for om.next != nil {
-		switch c := manifest.ComparePaths(om.next.Path, rel); {
-		case c < 0:
-			om.advance()
-		case c == 0:
-			f := om.next
-			om.advance()
-			return f
-		default:
-			return nil
-		}
-	}
-	return nil
-}
-
-func (om *oldManifest) close() {
-	if om.r != nil {
-		om.r.Close()
-		om.r = nil
-	}
+	return manifest.NewFinder(r, func(err error) {
+		lp.warn(manifest.DirName, "the manifest is damaged (%v): the copy's contents are read for the files after the damage", err)
+	})
 }
 
 // sameSource reports whether the source's stat is what it was when rec's
@@ -440,7 +398,7 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 		if !e.IsRegular() {
 			continue
 		}
-		rec := lp.old.find(e.Rel)
+		rec := lp.old.Find(e.Rel)
 		root, name, err := lp.fileAt(e.Rel)
 		if err != nil {
 			return nil, err
@@ -710,7 +668,7 @@ func (lp *Pass) writeRecords() error {
 func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.CommitReply, error) {
 	rep := &pass.CommitReply{FilesSkipped: lp.skipped.Load(), FilesDeleted: lp.deleted.Load()}
 	if lp.req.DryRun {
-		lp.old.close()
+		lp.old.Close()
 		lp.closeDirs()
 		rep.FilesChanged = lp.changed.Load()
 		return rep, nil
@@ -720,7 +678,7 @@ func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.Commit
 		lp.Abort()
 		return nil, err
 	}
-	lp.old.close()
+	lp.old.Close()
 	lp.closeDirs()
 	if err := ctx.Err(); err != nil {
 		lp.Abort()
@@ -814,7 +772,7 @@ func (lp *Pass) Abort() {
 		lp.mw.Abort()
 		lp.mw = nil
 	}
-	lp.old.close()
+	lp.old.Close()
 	lp.mu.Lock()
 	for id, df := range lp.files {
 		df.f.Close()

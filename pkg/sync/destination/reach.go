@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
-	"syscall"
 
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
@@ -87,63 +84,12 @@ func (d *Local) checkReachable() error {
 	if !d.asRoot || d.owner.UID == 0 {
 		return nil // pgtwopass runs as the owner: it reached them itself
 	}
-	// A shell as the owner tests access as the kernel grants it (ACLs and
-	// security modules included); the modes then say which directory
-	// blocks it.
-	cmd := exec.Command("/bin/sh", "-c", `for d; do test -d "$d" && test -x "$d" && test -r "$d" && test -w "$d" || { printf '%s\n' "$d"; exit 1; }; done`, "sh")
-	cmd.Args = append(cmd.Args, dirs...)
 	owner := pgctl.Owner{UID: d.owner.UID, GID: d.owner.GID, Name: d.owner.User}
 	if o, err := pgctl.OwnerOf(d.dir); err == nil && o.UID == d.owner.UID {
 		owner = o // with the user's supplementary groups
 	}
-	pgctl.RunAs(cmd, owner)
-	out, err := cmd.Output()
-	if err == nil {
-		return nil
+	if err := pgctl.CheckReach(owner, dirs); err != nil {
+		return fmt.Errorf("%w: the copy could not start; give it access (chmod, chown), then run finish again", err)
 	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		return fmt.Errorf("failed to check that the server's user %s reaches the copy: %w", owner, err)
-	}
-	blocked := strings.TrimSpace(string(out))
-	return fmt.Errorf("the server's user %s cannot reach %s%s: the copy could not start; give it access (chmod, chown), then run finish again",
-		owner, blocked, whatBlocks(blocked, owner))
-}
-
-// whatBlocks names the first directory on the way to dir whose mode keeps
-// owner out, with its mode and owner, for the message of checkReachable.
-func whatBlocks(dir string, owner pgctl.Owner) string {
-	var chain []string
-	for p := dir; ; p = filepath.Dir(p) {
-		chain = append(chain, p)
-		if p == filepath.Dir(p) {
-			break
-		}
-	}
-	slices.Reverse(chain)
-	for i, p := range chain {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return fmt.Sprintf(" (%s: %v)", p, err)
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		perm := uint32(fi.Mode().Perm())
-		var bits uint32
-		switch {
-		case st.Uid == owner.UID:
-			bits = perm >> 6 & 7
-		case st.Gid == owner.GID || slices.Contains(owner.Groups, st.Gid):
-			bits = perm >> 3 & 7
-		default:
-			bits = perm & 7
-		}
-		need := uint32(1) // x to pass through
-		if i == len(chain)-1 {
-			need = 7 // rwx on the directory itself
-		}
-		if bits&need != need {
-			return fmt.Sprintf(": %s has mode %04o and belongs to uid %d, gid %d", p, perm, st.Uid, st.Gid)
-		}
-	}
-	return ""
+	return nil
 }

@@ -3,6 +3,9 @@ package pass
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
@@ -213,6 +216,27 @@ type Difference struct {
 }
 
 func (d Difference) String() string { return d.Path + ": " + d.What }
+
+// Differences collects the differences that workers find.
+type Differences struct {
+	mu   sync.Mutex
+	list []Difference
+}
+
+// Add records a difference of path, described by format and args.
+func (v *Differences) Add(path, format string, args ...any) {
+	v.mu.Lock()
+	v.list = append(v.list, Difference{Path: path, What: fmt.Sprintf(format, args...)})
+	v.mu.Unlock()
+}
+
+// Sorted returns the differences in walk order.
+func (v *Differences) Sorted() []Difference {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	sort.Slice(v.list, func(a, b int) bool { return manifest.ComparePaths(v.list[a].Path, v.list[b].Path) < 0 })
+	return append([]Difference{}, v.list...)
+}
 
 // ServerTimings are how long the last stop and start of the source took,
 // kept in DEST/.pgtwopass/server.json for the next prediction.
