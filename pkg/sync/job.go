@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pgtwopass/pgtwopass/internal/faults"
 	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
@@ -360,6 +361,7 @@ func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt tim
 		// A cancelled job must still bring the server back.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
+		faults.BeforeRestart()
 		j.serverStep(ServerStarting, "starting the server with %s", ctl)
 		t := time.Now()
 		if serr := ctl.Start(ctx); serr != nil {
