@@ -344,6 +344,14 @@ func (v *versionCluster) killedPassesConverge(t *testing.T) {
 		stopCluster(t, cp)
 	}
 	dest, tsmap := v.synced, v.tsmap(v.synced)
+	// What a WAL summarizer (17 and later) killed while writing a summary
+	// leaves behind: pg_wal/summaries/temp.summary, which is not copied.
+	tempSummary := filepath.Join("pg_wal", "summaries", "temp.summary")
+	if _, err := os.Stat(filepath.Dir(filepath.Join(src.Dir, tempSummary))); err == nil {
+		writeOwnedLike(t, filepath.Join(src.Dir, tempSummary), src.Dir, "half a WAL summary")
+	} else {
+		tempSummary = ""
+	}
 	for _, k := range []struct{ fault, cmd string }{
 		{"PGTWOPASS_FAULT_KILL_AFTER_FILES=3", "prepare"},
 		{"PGTWOPASS_FAULT_KILL_AFTER_BLOCKS=100", "finish"},
@@ -366,6 +374,11 @@ func (v *versionCluster) killedPassesConverge(t *testing.T) {
 	}
 	v.sameCopy(t, "finish after kill -9 of prepare and finish", src.Dir, v.tsOld, dest)
 	manifestOnly(t, dest)
+	if tempSummary != "" {
+		if _, err := os.Lstat(filepath.Join(dest, tempSummary)); !os.IsNotExist(err) {
+			t.Errorf("%s, a half-written WAL summary, is left out of the copy: Lstat = %v", tempSummary, err)
+		}
+	}
 }
 
 // change makes the same changes, whatever the machine's speed, to the
@@ -519,6 +532,22 @@ func mkdirOwnedLike(t *testing.T, dir, like string) {
 	}
 	o := st.Sys().(*syscall.Stat_t)
 	if err := os.Chown(dir, int(o.Uid), int(o.Gid)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeOwnedLike writes a file with mode 0600 and the owner of like.
+func writeOwnedLike(t *testing.T, file, like, text string) {
+	t.Helper()
+	st, err := os.Stat(like)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := st.Sys().(*syscall.Stat_t)
+	if err := os.Chown(file, int(o.Uid), int(o.Gid)); err != nil {
 		t.Fatal(err)
 	}
 }
