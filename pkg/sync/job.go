@@ -239,7 +239,7 @@ func Finish(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	j, err := openJob(ctx, &o, s.checkNoStop)
+	j, err := openJob(ctx, &o, s.checkServer)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func Sync(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	j, err := openJob(ctx, &o, s.checkNoStop)
+	j, err := openJob(ctx, &o, s.checkServer)
 	if err != nil {
 		return nil, err
 	}
@@ -263,16 +263,22 @@ func Sync(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	return j.res, j.finish(ctx, &s)
 }
 
-// checkNoStop refuses --no-stop while the server runs, and a stopped source
-// that was not shut down cleanly (unless AllowCrashed), before DEST is
-// created or locked.
-func (s *ServerOptions) checkNoStop(j *job) error {
+// checkServer refuses --no-stop while the server runs, a stopped source
+// that was not shut down cleanly (unless AllowCrashed), and a server that
+// must be stopped or started with no way to do it (no pg_ctl of its
+// version), before DEST is created or locked.
+func (s *ServerOptions) checkServer(j *job) error {
 	running, _, _ := pgctl.ServerRunning(j.src.dir)
 	if running && s.NoStop {
 		return errNoStopRunning(j.src)
 	}
 	if !running && !j.opts.AllowCrashed && !j.src.control.CleanlyShutDown() {
 		return errCrashed(j.src.control)
+	}
+	if running || s.Restart {
+		if _, err := s.controller(j.src); err != nil {
+			return err
+		}
 	}
 	return nil
 }
