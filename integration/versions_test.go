@@ -28,14 +28,21 @@ import (
 	"github.com/pgtwopass/pgtwopass/internal/scratch"
 )
 
+// requireVersionsEnv, set to 1 (as CI does), makes a major version that is
+// not installed a failure rather than a skip.
+const requireVersionsEnv = "PGTWOPASS_REQUIRE_PG_VERSIONS"
+
 // TestMajorVersions runs the scenarios against each installed major
-// version; a version that is not installed is skipped, loudly, naming the
-// script that installs it.
+// version; a version that is not installed is skipped, on stderr too,
+// naming the script that installs it.
 func TestMajorVersions(t *testing.T) {
 	needPG(t)
 	for _, major := range scratch.SupportedMajors {
 		t.Run("PostgreSQL "+major, func(t *testing.T) {
 			bin, err := scratch.VersionBinDir(major)
+			if err != nil && os.Getenv(requireVersionsEnv) == "1" {
+				t.Fatalf("%v (%s=1 requires every version)", err, requireVersionsEnv)
+			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "SKIP %s: %v\n", t.Name(), err)
 				t.Skip(err)
