@@ -321,8 +321,8 @@ func (v *versionCluster) quickColdPass(t *testing.T) {
 	v.change(t)
 	// A margin of 100 ms instead of 2 s: the files these changes left
 	// alone changed longer ago than that when the last finish read them.
-	s := finishJSON(t, []string{"PGTWOPASS_FAULT_QUICK_MARGIN=100ms"},
-		"--cold-pass=quick", "--tablespace-map", v.tsmap(v.synced), src.Dir, v.synced)
+	s := finishJSON(t, []string{"PGTWOPASS_FAULT_QUICK_MARGIN=100ms"}, "--cold-pass=quick",
+		"--start-log", serverLogFile(t), "--tablespace-map", v.tsmap(v.synced), src.Dir, v.synced)
 	cold := coldPass(t, s)
 	if cold.FilesSkipped == 0 {
 		t.Errorf("the quick cold pass trusts the files unchanged since the last finish by their stat: it skipped none")
