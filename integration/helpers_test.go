@@ -203,6 +203,7 @@ func skipForCopy(rel string) bool {
 	case rel == ".pgtwopass",
 		base == "postmaster.pid", base == "postmaster.opts",
 		base == "postgresql.auto.conf.tmp", base == "current_logfiles.tmp",
+		rel == "pg_wal/summaries/temp.summary",
 		strings.HasPrefix(rel, "pg_stat_tmp/"),
 		strings.HasPrefix(base, "pgsql_tmp"):
 		return true

@@ -5,6 +5,7 @@ package faults
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -25,6 +26,7 @@ const Armed = true
 //	PGTWOPASS_FAULT_FILE_DELAY=DURATION  sleep after each file (to signal a pass mid-way)
 //	PGTWOPASS_FAULT_EIO_READ=SUFFIX      reads of source files whose path ends in SUFFIX fail with EIO
 //	PGTWOPASS_FAULT_QUICK_MARGIN=DURATION the quick cold pass's safe horizon (default 2s)
+//	PGTWOPASS_FAULT_BEFORE_RESTART=CMD   run CMD (/bin/sh -c) before starting the source server again
 func init() {
 	if err := arm(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtwopass: error: %v\n", err)
@@ -39,6 +41,15 @@ func arm() error {
 			return fmt.Errorf("PGTWOPASS_FAULT_QUICK_MARGIN=%q: want a positive duration", v)
 		}
 		Hooks.QuickMargin = d
+	}
+	if cmd := os.Getenv("PGTWOPASS_FAULT_BEFORE_RESTART"); cmd != "" {
+		Hooks.BeforeRestart = func() {
+			c := exec.Command("/bin/sh", "-c", cmd)
+			c.Stdout, c.Stderr = os.Stderr, os.Stderr
+			if err := c.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "pgtwopass: PGTWOPASS_FAULT_BEFORE_RESTART failed: %v\n", err)
+			}
+		}
 	}
 	if suffix := os.Getenv("PGTWOPASS_FAULT_EIO_READ"); suffix != "" {
 		Hooks.BeforeRead = func(path string) error {

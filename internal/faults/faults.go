@@ -26,6 +26,9 @@ var Hooks struct {
 	AfterOpen func(path string)
 	// QuickMargin, when not 0, replaces the quick cold pass's safe horizon.
 	QuickMargin time.Duration
+	// BeforeRestart runs when the job is about to start the source server
+	// again (--restart): a test may look at the stopped source there.
+	BeforeRestart func()
 }
 
 // BeforeWrite calls Hooks.BeforeWrite if set.
@@ -48,6 +51,13 @@ func BeforeRead(path string) error {
 func AfterFile(rel string) {
 	if h := Hooks.AfterFile; h != nil {
 		h(rel)
+	}
+}
+
+// BeforeRestart calls Hooks.BeforeRestart if set.
+func BeforeRestart() {
+	if h := Hooks.BeforeRestart; h != nil {
+		h()
 	}
 }
 

@@ -206,8 +206,13 @@ func firstDiff(a, b string) (int64, error) {
 		return 0, err
 	}
 	defer fb.Close()
-	const chunk = 1 << 20
-	ba, bb := make([]byte, chunk), make([]byte, chunk)
+	// Buffers of the file's size (and a byte, to see its end) when it is
+	// smaller than a chunk: most files of a data directory are a few KiB.
+	size := int64(1 << 20)
+	if fi, err := fa.Stat(); err == nil && fi.Size() < size {
+		size = fi.Size() + 1
+	}
+	ba, bb := make([]byte, size), make([]byte, size)
 	var off int64
 	for {
 		na, erra := io.ReadFull(fa, ba)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pgtwopass/pgtwopass/internal/faults"
 	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
@@ -238,7 +239,7 @@ func Finish(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	j, err := openJob(ctx, &o, s.checkNoStop)
+	j, err := openJob(ctx, &o, s.checkServer)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +252,7 @@ func Sync(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	j, err := openJob(ctx, &o, s.checkNoStop)
+	j, err := openJob(ctx, &o, s.checkServer)
 	if err != nil {
 		return nil, err
 	}
@@ -262,16 +263,22 @@ func Sync(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	return j.res, j.finish(ctx, &s)
 }
 
-// checkNoStop refuses --no-stop while the server runs, and a stopped source
-// that was not shut down cleanly (unless AllowCrashed), before DEST is
-// created or locked.
-func (s *ServerOptions) checkNoStop(j *job) error {
+// checkServer refuses --no-stop while the server runs, a stopped source
+// that was not shut down cleanly (unless AllowCrashed), and a server that
+// must be stopped or started with no way to do it (no pg_ctl of its
+// version), before DEST is created or locked.
+func (s *ServerOptions) checkServer(j *job) error {
 	running, _, _ := pgctl.ServerRunning(j.src.dir)
 	if running && s.NoStop {
 		return errNoStopRunning(j.src)
 	}
 	if !running && !j.opts.AllowCrashed && !j.src.control.CleanlyShutDown() {
 		return errCrashed(j.src.control)
+	}
+	if running || s.Restart {
+		if _, err := s.controller(j.src); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -360,6 +367,7 @@ func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt tim
 		// A cancelled job must still bring the server back.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
+		faults.BeforeRestart()
 		j.serverStep(ServerStarting, "starting the server with %s", ctl)
 		t := time.Now()
 		if serr := ctl.Start(ctx); serr != nil {

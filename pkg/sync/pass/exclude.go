@@ -20,6 +20,7 @@ var DefaultExcludes = []string{
 	"pgsql_tmp*",      // temporary files of running queries, removed at startup
 	"postgresql.auto.conf.tmp",
 	"current_logfiles.tmp",
+	"pg_wal/summaries/temp.summary", // the WAL summary being written (17+), renamed when complete
 }
 
 // TablespaceMarker is the file in a tablespace's copy (the NEW directory of

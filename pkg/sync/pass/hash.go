@@ -26,7 +26,18 @@ func HashBlocks(out []manifest.Hash, buf []byte, bs int) {
 // the start to its end, and its size. chunk, if set, sees each chunk read
 // (for progress, or a CRC).
 func HashFile(ctx context.Context, r io.ReaderAt, bs int, chunk func([]byte)) ([]manifest.Hash, int64, error) {
-	buf := make([]byte, max(ChunkSize, bs))
+	size := max(ChunkSize, bs)
+	if f, ok := r.(interface{ Stat() (fs.FileInfo, error) }); ok {
+		// Whole blocks past the file's end, so that one read sees it:
+		// most files of a data directory are a few KiB, and a 4 MiB
+		// buffer cleared for each of them cost verify more than hashing
+		// them. A multiple of bs, as every chunk must be, should the file
+		// grow.
+		if fi, err := f.Stat(); err == nil && fi.Size() < int64(size) {
+			size = (int(fi.Size())/bs + 1) * bs
+		}
+	}
+	buf := make([]byte, size)
 	var hashes []manifest.Hash
 	for off := int64(0); ; {
 		if err := ctx.Err(); err != nil {
