@@ -9,7 +9,10 @@
 // directly.
 package faults
 
-import "time"
+import (
+	"os/exec"
+	"time"
+)
 
 // Hooks are the fault points. Each is nil unless a test armed it.
 var Hooks struct {
@@ -26,6 +29,13 @@ var Hooks struct {
 	AfterOpen func(path string)
 	// QuickMargin, when not 0, replaces the quick cold pass's safe horizon.
 	QuickMargin time.Duration
+	// Phase runs when finish reaches a named phase that runs in this
+	// process: "checkpoint" (connected, before the CHECKPOINT is sent) and
+	// "seal" (the manifest committed, before global/pg_control goes in).
+	Phase func(name string)
+	// WrapCommand may rewrite the command that runs a phase in a child
+	// process: "stop" and "start" of the server.
+	WrapCommand func(phase string, cmd *exec.Cmd)
 }
 
 // BeforeWrite calls Hooks.BeforeWrite if set.
@@ -55,5 +65,19 @@ func AfterFile(rel string) {
 func AfterOpen(path string) {
 	if h := Hooks.AfterOpen; h != nil {
 		h(path)
+	}
+}
+
+// Phase calls Hooks.Phase if set.
+func Phase(name string) {
+	if h := Hooks.Phase; h != nil {
+		h(name)
+	}
+}
+
+// WrapCommand calls Hooks.WrapCommand if set.
+func WrapCommand(phase string, cmd *exec.Cmd) {
+	if h := Hooks.WrapCommand; h != nil {
+		h(phase, cmd)
 	}
 }

@@ -161,7 +161,7 @@ func hasPgCtl(dir string) bool {
 
 // binDirMajor returns the major version of dir/pg_ctl ("" if unknown).
 func binDirMajor(dir string) string {
-	out, err := exec.Command(filepath.Join(dir, "pg_ctl"), "--version").Output()
+	out, err := command(context.Background(), filepath.Join(dir, "pg_ctl"), "--version").Output()
 	if err != nil {
 		return ""
 	}
@@ -221,7 +221,7 @@ func (c ControlData) CleanlyShutDown() bool {
 // ReadControlData runs binDir/pg_controldata -D dataDir in the C locale and
 // parses its output. pg_controldata only reads and runs fine as root.
 func ReadControlData(ctx context.Context, binDir, dataDir string) (ControlData, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "pg_controldata"), "-D", dataDir)
+	cmd := command(ctx, filepath.Join(binDir, "pg_controldata"), "-D", dataDir)
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
