@@ -227,7 +227,10 @@ func (d *Local) inspect(want uint64) error {
 		return pass.InputErr("give an empty or missing directory; pgtwopass replaces what DEST holds only in a copy it made itself",
 			"DEST %s is not empty and is not a pgtwopass copy (it has no %s directory)", dest, manifest.DirName)
 	}
-	if running, pm, _ := pgctl.ServerRunning(d.dir); running {
+	if running, pm, err := pgctl.ServerRunning(d.dir); err != nil {
+		return pass.InputErr("check whether a server runs on the copy (pg_ctl status -D DEST); a postmaster.pid a crash left damaged may be removed once no postgres process uses the copy",
+			"cannot tell whether a server runs on DEST %s: %v", dest, err)
+	} else if running {
 		return pass.InputErr("stop the server that runs on the copy, or choose another DEST",
 			"a PostgreSQL server (pid %d) is running on DEST %s", pm.PID, dest)
 	}
