@@ -45,6 +45,7 @@ func runFinish(c *cli.Context, o runOptions) error {
 		return err
 	}
 	out.quick(o.Pass)
+	out.holdServer(o.Server.Restart)
 	o.Pass.Observer = out.obs
 	res, err := pgsync.Finish(c.Context, o.Pass, o.Server)
 	return out.done(res, err)
