@@ -107,9 +107,11 @@ func (o *logObserver) interrupted(sig os.Signal, n int) bool {
 			msg += ", and the server is started again"
 		}
 	case pgsync.ServerStopped:
-		msg = "stopping the cold pass at a clean point; the copy stays unsealed"
+		msg = "the cold pass stops at its next clean point (a seal that has begun completes)"
 		if o.restart.Load() {
-			msg += "; then starting the server again"
+			msg += "; then the server is started again"
+		} else {
+			msg += "; the server stays stopped"
 		}
 	case pgsync.ServerStarting:
 		msg = "already starting the server again; waiting for it"

@@ -31,7 +31,7 @@ const Armed = true
 //	                                     and "seal" sleep in pgtwopass, "stop" and "start" in the
 //	                                     child process that stops or starts the server (a shell
 //	                                     that sleeps, then runs the command). Each writes
-//	                                     "pgtwopass: fault: PHASE: DURATION" to stderr as it begins.
+//	                                     "pgtwopass: fault: PHASE: DURATION" to stderr once it runs.
 func init() {
 	if err := arm(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtwopass: error: %v\n", err)
@@ -140,17 +140,19 @@ func armPhases(v string) error {
 			time.Sleep(d)
 		}
 	}
-	Hooks.WrapCommand = func(phase string, cmd *exec.Cmd) {
+	Hooks.WrapCommand = func(phase string, cmd *exec.Cmd) func() {
 		d, ok := delays[phase]
 		if !ok {
-			return
+			return nil
 		}
-		announce(phase, d)
 		// A shell that sleeps, then becomes the command: a child that is
 		// running while the test signals, in whatever process group the
 		// command was given.
 		args := append([]string{"/bin/sh", "-c", `sleep "$0"; exec "$@"`, strconv.FormatFloat(d.Seconds(), 'f', 3, 64), cmd.Path}, cmd.Args[1:]...)
 		cmd.Path, cmd.Args = "/bin/sh", args
+		// Announced once the child runs (in its own process group, if it
+		// was given one), so that a test's signal cannot come before.
+		return func() { announce(phase, d) }
 	}
 	return nil
 }

@@ -34,8 +34,9 @@ var Hooks struct {
 	// "seal" (the manifest committed, before global/pg_control goes in).
 	Phase func(name string)
 	// WrapCommand may rewrite the command that runs a phase in a child
-	// process: "stop" and "start" of the server.
-	WrapCommand func(phase string, cmd *exec.Cmd)
+	// process ("stop" and "start" of the server) before it starts; the
+	// function it returns runs once the command has started.
+	WrapCommand func(phase string, cmd *exec.Cmd) (started func())
 }
 
 // BeforeWrite calls Hooks.BeforeWrite if set.
@@ -75,9 +76,13 @@ func Phase(name string) {
 	}
 }
 
-// WrapCommand calls Hooks.WrapCommand if set.
-func WrapCommand(phase string, cmd *exec.Cmd) {
+// WrapCommand calls Hooks.WrapCommand if set, and returns what to call
+// once cmd has started.
+func WrapCommand(phase string, cmd *exec.Cmd) (started func()) {
 	if h := Hooks.WrapCommand; h != nil {
-		h(phase, cmd)
+		if f := h(phase, cmd); f != nil {
+			return f
+		}
 	}
+	return func() {}
 }

@@ -1,6 +1,7 @@
 package pgctl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,10 +37,16 @@ func command(ctx context.Context, name string, args ...string) *exec.Cmd {
 // step it runs ("stop", "start", ...) for the fault hooks of the tests.
 func run(cmd *exec.Cmd, phase, what string) error {
 	cmd.WaitDelay = 5 * time.Second
-	faults.WrapCommand(phase, cmd)
-	out, err := cmd.CombinedOutput()
+	started := faults.WrapCommand(phase, cmd)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Start()
+	if err == nil {
+		started()
+		err = cmd.Wait()
+	}
 	if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
-		return fmt.Errorf("failed to %s: %w%s", what, err, tail(out))
+		return fmt.Errorf("failed to %s: %w%s", what, err, tail(out.Bytes()))
 	}
 	return nil
 }

@@ -469,7 +469,7 @@ func (f *finisher) restart(ctx context.Context, err error) error {
 	}
 	j.timings.StartSeconds = took.Seconds()
 	j.res.Restarted = true
-	j.serverStep(ServerStarted, "server started (pid %d)", after.PM.PID)
+	j.serverStep(ServerStarted, "server started")
 	return err
 }
 
