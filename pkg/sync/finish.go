@@ -88,6 +88,7 @@ type finisher struct {
 	ctl       pgctl.Controller   // nil unless the job may stop or start the server
 	ck        pgctl.Checkpointer // nil with NoCheckpoint, or for a stopped server
 	stoppedAt time.Time          // when the stop began; zero if the server was not stopped
+	readyAt   time.Time          // when the restarted server accepted connections
 	phase     string             // what runs, for an interruption's message
 }
 
@@ -416,6 +417,9 @@ func (f *finisher) end(ctx context.Context, err error) error {
 	}
 	if !f.stoppedAt.IsZero() {
 		j.res.Downtime = time.Since(f.stoppedAt)
+		if j.res.Restarted {
+			j.res.Downtime = f.readyAt.Sub(f.stoppedAt)
+		}
 		if p := j.res.Prediction; p != nil {
 			j.step("downtime %.2fs, predicted %.2fs", j.res.Downtime.Seconds(), p.Downtime.Seconds())
 		}
@@ -458,8 +462,8 @@ func (f *finisher) restart(ctx context.Context, err error) error {
 	f.phase = "the start"
 	j.serverStep(ServerStarting, "starting the server with %s", f.ctl)
 	t := time.Now()
-	serr := f.ctl.Start(context.WithoutCancel(ctx))
-	took := time.Since(t)
+	serr := f.startAndWatch(ctx)
+	took := f.readyAt.Sub(t)
 	after := pgctl.ReadServerState(j.src.dir)
 	switch {
 	case serr != nil:
@@ -471,6 +475,37 @@ func (f *finisher) restart(ctx context.Context, err error) error {
 	j.res.Restarted = true
 	j.serverStep(ServerStarted, "server started")
 	return err
+}
+
+// startAndWatch starts the server and watches its postmaster.pid meanwhile,
+// to note when it accepts connections (readyAt): the end of the downtime
+// for its clients. pg_ctl -w returns then; pg_ctlcluster checks for two
+// seconds more that it keeps accepting them.
+func (f *finisher) startAndWatch(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- f.ctl.Start(context.WithoutCancel(ctx)) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	f.readyAt = time.Time{}
+	for {
+		select {
+		case err := <-done:
+			if f.readyAt.IsZero() {
+				f.readyAt = time.Now()
+			}
+			return err
+		case <-tick.C:
+			if f.readyAt.IsZero() && accepting(pgctl.ReadServerState(f.j.src.dir)) {
+				f.readyAt = time.Now()
+			}
+		}
+	}
+}
+
+// accepting reports whether the server accepts connections: its
+// postmaster.pid says "ready" (or "standby", a hot standby's).
+func accepting(st pgctl.ServerState) bool {
+	return st.Running && (st.PM.Status == "ready" || st.PM.Status == "standby")
 }
 
 // stateNote says, for an error, in what state the source server is, as

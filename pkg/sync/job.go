@@ -22,8 +22,9 @@ type Result struct {
 	// started it again.
 	Stopped   bool
 	Restarted bool
-	// Downtime runs from the stop to the end of the restart, or to the end
-	// of the cold pass without --restart.
+	// Downtime runs from the stop until the restarted server accepts
+	// connections (its postmaster.pid says so), or to the end of the cold
+	// pass without --restart.
 	Downtime time.Duration
 	// Prediction is the downtime predicted before the stop; nil when
 	// pgtwopass did not stop the server or had nothing to predict from.
