@@ -2,14 +2,19 @@ package pgctl
 
 import (
 	"context"
+	"io"
+	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -382,5 +387,70 @@ func TestSQLAsOwnerUnderPeerAuthentication(t *testing.T) {
 	wrongRole := NewSQL(DefaultDSN(pm, "nobody"), c.owner)
 	if _, err := wrongRole.Check(ctx); err == nil || !strings.Contains(err.Error(), "nobody") {
 		t.Errorf("a role whose name is not the OS user's is refused by peer authentication, and the error says so: %v", err)
+	}
+}
+
+// TestDialAsOwner: as root, the helper (this test binary, started again
+// with the owner's uid and gid) connects to a unix socket and hands the
+// connection back: the listening side sees the owner as its peer
+// (SO_PEERCRED, what peer authentication reads), not root. An error of the
+// helper's comes back with the owner's name.
+func TestDialAsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("as root only")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody:", err)
+	}
+	uid, _ := strconv.ParseUint(nobody.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(nobody.Gid, 10, 32)
+	owner := Owner{UID: uint32(uid), GID: uint32(gid), Name: "nobody"}
+	dir := testDir(t)
+	sock := filepath.Join(dir, ".s.PGSQL.5432")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := os.Chmod(sock, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	peer := make(chan *unix.Ucred, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			peer <- nil
+			return
+		}
+		defer c.Close()
+		raw, _ := c.(*net.UnixConn).SyscallConn()
+		var cred *unix.Ucred
+		raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+		peer <- cred
+		c.Write([]byte("hello"))
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := dialAsOwner(ctx, sock, owner)
+	if err != nil {
+		t.Fatalf("dialAsOwner: %v", err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "hello" {
+		t.Errorf("the connection the helper handed back carries the server's bytes: %q, %v", buf, err)
+	}
+	if cred := <-peer; cred == nil || cred.Uid != owner.UID || cred.Gid != owner.GID {
+		t.Errorf("the server sees the owner (uid %d) at the other end of the socket, got %+v", owner.UID, cred)
+	}
+
+	_, err = dialAsOwner(ctx, filepath.Join(dir, "nothing-here"), owner)
+	if err == nil || !strings.Contains(err.Error(), "failed to connect as nobody: connect to "+filepath.Join(dir, "nothing-here")) {
+		t.Errorf("a socket that is not there: the helper's error, naming the user: %v", err)
+	}
+	sql := NewSQL("host="+dir+" port=5432", owner)
+	if !strings.Contains(sql.String(), "as OS user nobody") {
+		t.Errorf("SQL says it connects as the owner: %q", sql)
 	}
 }

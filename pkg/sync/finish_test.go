@@ -639,3 +639,132 @@ func (f observerFunc) Event(e Event)       { f(e) }
 func (observerFunc) Progress(int64, int64) {}
 
 var _ = manifest.Live
+
+// fakePrograms writes shell scripts into a directory of their own, put
+// first on PATH, and returns the file their calls are appended to.
+func fakePrograms(t *testing.T, scripts map[string]string) (bin, calls string) {
+	t.Helper()
+	bin = t.TempDir()
+	calls = filepath.Join(t.TempDir(), "calls")
+	for name, body := range scripts {
+		script := "#!/bin/sh\necho \"" + name + " $*\" >> " + calls + "\n" + body
+		must(t, os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755))
+	}
+	t.Setenv("PATH", bin+":/usr/bin:/bin")
+	return bin, calls
+}
+
+// serverScript is the body of a fake pg_ctl or pg_ctlcluster: stop removes
+// SRC/postmaster.pid, start writes one that names this test's process.
+func serverScript(src string) string {
+	return fmt.Sprintf(`for a in "$@"; do
+  case "$a" in
+  --version) echo "pg_ctl (PostgreSQL) 15.4"; exit 0;;
+  stop) rm -f %[1]s/postmaster.pid; exit 0;;
+  start) printf '%[2]d\n%[1]s\n1700000000\n5432\n/run/fake\n\n  1 2\nready   \n' > %[1]s/postmaster.pid; exit 0;;
+  esac
+done
+exit 1
+`, src, os.Getpid())
+}
+
+func readCalls(t *testing.T, calls string) []string {
+	t.Helper()
+	b, err := os.ReadFile(calls)
+	must(t, err)
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+// TestFinishWithPgCtl: a cluster that no postgresql-common manages is
+// stopped with pg_ctl stop -m fast and started with the options of
+// postmaster.opts, its log where the running server's stderr went (never a
+// file of pgtwopass's choosing), pg_ctl being the one of the cluster's
+// version (a fake here, found through PGTWOPASS_BINDIR).
+func TestFinishWithPgCtl(t *testing.T) {
+	f := newJobFixture(t)
+	t.Setenv("PG_CLUSTER_CONF_ROOT", t.TempDir()) // no Debian cluster
+	bin, calls := fakePrograms(t, map[string]string{"pg_ctl": serverScript(f.src), "pg_lsclusters": "exit 1\n"})
+	t.Setenv("PGTWOPASS_BINDIR", bin)
+	must(t, os.WriteFile(filepath.Join(f.src, "postmaster.opts"), []byte(`/usr/lib/postgresql/15/bin/postgres "-D" "`+f.src+`" "-p" "5433" "-c" "work_mem=8MB"`+"\n"), 0o600))
+	var said []string
+	o := f.options()
+	o.Observer = observerFunc(func(e Event) {
+		if e.Kind == Step || e.Kind == Warning {
+			said = append(said, e.Msg)
+		}
+	})
+	res, err := Finish(f.ctx, o, ServerOptions{Checkpointer: f.ck, Restart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readCalls(t, calls)
+	var stop, start string
+	for _, c := range got {
+		switch {
+		case strings.HasPrefix(c, "pg_ctl stop"):
+			stop = c
+		case strings.HasPrefix(c, "pg_ctl start"):
+			start = c
+		}
+	}
+	if stop != "pg_ctl stop -D "+f.src+" -m fast -w -t 3600" {
+		t.Errorf("the stop is pg_ctl stop -m fast, waiting up to an hour: %q", got)
+	}
+	if !strings.HasPrefix(start, "pg_ctl start -D "+f.src+" -w -t 3600 -l ") || !strings.HasSuffix(start, ` -o '-p' '5433' '-c' 'work_mem=8MB'`) ||
+		strings.Contains(start, "pgtwopass-server") {
+		t.Errorf("the start reuses postmaster.opts and logs where the server did: %q", start)
+	}
+	if !res.Stopped || !res.Restarted || !f.srv.running() || !f.destSealed() {
+		t.Errorf("stopped %v, restarted %v, running %v, sealed %v", res.Stopped, res.Restarted, f.srv.running(), f.destSealed())
+	}
+	if !slices.ContainsFunc(said, func(s string) bool { return strings.HasPrefix(s, "the restarted server: its ") }) {
+		t.Errorf("the log says where the restarted server logs: %q", said)
+	}
+}
+
+// TestFinishDebianCluster: a cluster of postgresql-common (its
+// postgresql.conf's data_directory is SRC) is stopped and started with
+// pg_ctlcluster VERSION NAME, and the log says which way and why.
+func TestFinishDebianCluster(t *testing.T) {
+	f := newJobFixture(t)
+	root := t.TempDir()
+	conf := filepath.Join(root, "15", "main")
+	must(t, os.MkdirAll(conf, 0o755))
+	must(t, os.WriteFile(filepath.Join(conf, "postgresql.conf"), []byte("data_directory = '"+f.src+"'\n"), 0o644))
+	t.Setenv("PG_CLUSTER_CONF_ROOT", root)
+	_, calls := fakePrograms(t, map[string]string{
+		"pg_ctlcluster": serverScript(f.src),
+		"pg_lsclusters": "exit 1\n", // too old for --json: the configuration is read
+		"systemctl":     "exit 3\n", // where systemd runs, the unit is not active
+	})
+	var said []string
+	o := f.options()
+	o.Observer = observerFunc(func(e Event) {
+		if e.Kind == Step || e.Kind == Warning {
+			said = append(said, e.Msg)
+		}
+	})
+	s := ServerOptions{Checkpointer: f.ck, Restart: true, StartLog: "/x.log"}
+	if _, err := Finish(f.ctx, o, s); err != nil {
+		t.Fatal(err)
+	}
+	var ctl []string
+	for _, c := range readCalls(t, calls) {
+		if strings.HasPrefix(c, "pg_ctlcluster") {
+			ctl = append(ctl, c)
+		}
+	}
+	want := []string{"pg_ctlcluster --skip-systemctl-redirect -m fast 15 main stop", "pg_ctlcluster --skip-systemctl-redirect -m fast 15 main start"}
+	if !slices.Equal(ctl, want) {
+		t.Errorf("a Debian cluster is stopped and started with pg_ctlcluster: %q, want %q", ctl, want)
+	}
+	for _, w := range []string{
+		"SRC is Debian cluster 15/main of postgresql-common: stopping and starting it with pg_ctlcluster 15 main (Debian cluster 15/main), as ",
+		"--start-log is left unused: pg_ctlcluster 15 main (Debian cluster 15/main) logs where the cluster's configuration says",
+		"the restarted server: its log where the cluster's configuration says: /var/log/postgresql/postgresql-15-main.log",
+	} {
+		if !slices.ContainsFunc(said, func(s string) bool { return strings.HasPrefix(s, w) }) {
+			t.Errorf("the log says %q; it said %q", w, said)
+		}
+	}
+}
