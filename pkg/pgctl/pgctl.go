@@ -2,6 +2,15 @@
 // reads facts about a cluster (PG_VERSION, global/pg_control, postmaster.pid,
 // postmaster.opts, the data directory's owner).
 //
+// [ReadServerState] says whether a server runs, from postmaster.pid, and
+// fails closed: a file it cannot read means "a server may be running".
+// A [Controller] stops and starts the server: [NewPgCtl], [NewDebian] (a
+// cluster of postgresql-common, [FindDebianCluster]), [NewSystemd],
+// [NewCommand], or a library user's own; their commands run in process
+// groups of their own, out of reach of a terminal's Ctrl-C. [SQL] connects
+// for the CHECKPOINT, as root as the data directory's owner through a
+// helper process (programs call [ServeOwnerHelper] first thing in main).
+//
 // [ReadControlFile] reads pg_control itself for PostgreSQL 13 to 18, with
 // no program of the cluster's version; [ReadControlData] runs
 // pg_controldata instead.

@@ -43,11 +43,13 @@ func (s *SQL) asOwner() bool {
 	return os.Geteuid() == 0 && s.Owner.UID != 0 && helperServed.Load()
 }
 
+// String says as whom the connections are made: "as OS user postgres"
+// through the helper, "" when this process connects itself.
 func (s *SQL) String() string {
 	if s.asOwner() {
 		return "as OS user " + s.Owner.String()
 	}
-	return "as this process's user"
+	return ""
 }
 
 // Connect opens a connection.
@@ -90,7 +92,10 @@ func (s *SQL) Check(ctx context.Context) (string, error) {
 	if err := conn.QueryRow(ctx, mayCheckpoint).Scan(&role, &super, &member); err != nil {
 		return "", fmt.Errorf("failed to ask whether role may CHECKPOINT: %w", err)
 	}
-	who := fmt.Sprintf("connected %s as role %s", s, role)
+	who := "connected as role " + role
+	if as := s.String(); as != "" {
+		who = "connected " + as + " as role " + role
+	}
 	switch {
 	case super:
 		return who + " (a superuser)", nil
@@ -115,8 +120,10 @@ func (s *SQL) Checkpoint(ctx context.Context) error {
 
 func (s *SQL) connect(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := s.Connect(ctx)
-	if err != nil {
+	if err != nil && s.String() != "" {
 		return nil, fmt.Errorf("failed to connect %s: %w", s, err)
+	} else if err != nil {
+		return nil, fmt.Errorf("failed to connect: %w", err)
 	}
 	return conn, nil
 }
