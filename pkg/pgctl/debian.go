@@ -179,22 +179,28 @@ var systemdRuns = func() bool {
 	return err == nil && fi.IsDir()
 }
 
+// geteuid is os.Geteuid, replaced by tests.
+var geteuid = os.Geteuid
+
 // NewDebian returns the Controller of a postgresql-common cluster, and why
 // that way: its systemd unit when this process is root, systemd runs and
 // the unit is active (the server keeps its supervisor); else
 // pg_ctlcluster, run as pg_ctlcluster runs for its users, without its
-// redirection to systemctl (the server keeps running as it ran).
-func NewDebian(ctx context.Context, c *DebianCluster) (Controller, string) {
-	if os.Geteuid() == 0 && systemdRuns() {
-		if err := command(ctx, "systemctl", "is-active", "-q", c.Unit()).Run(); err == nil {
-			return debianUnit{systemd{c.Unit()}, c}, "systemd runs it"
-		}
-		return pgCtlCluster{c}, "systemd runs here, but not this cluster: its unit " + c.Unit() + " is not active"
+// redirection to systemctl (the server keeps running as it ran). warn
+// says that the way takes the server from under systemd.
+func NewDebian(ctx context.Context, c *DebianCluster) (ctl Controller, why string, warn bool) {
+	if !systemdRuns() {
+		return pgCtlCluster{c}, "systemd does not run on this host", false
 	}
-	if os.Geteuid() != 0 && systemdRuns() {
-		return pgCtlCluster{c}, "pgtwopass is not root: systemctl would need it"
+	active := command(ctx, "systemctl", "is-active", "-q", c.Unit()).Run() == nil
+	switch {
+	case !active:
+		return pgCtlCluster{c}, "systemd runs here, but not this cluster: its unit " + c.Unit() + " is not active", false
+	case geteuid() == 0:
+		return debianUnit{systemd{c.Unit()}, c}, "systemd runs it", false
 	}
-	return pgCtlCluster{c}, "systemd does not run on this host"
+	return pgCtlCluster{c}, "pgtwopass is not root, which systemctl stop and start need: the unit " + c.Unit() +
+		" will show as failed and the restarted server run outside it; run pgtwopass as root to keep it under systemd", true
 }
 
 type debianUnit struct {

@@ -272,7 +272,9 @@ echo '[{"version":17,"cluster":"json","pgdata":"`+data+`","configdir":"/etc/post
 // TestNewDebianChoosesTheWay: root on a host where systemd runs the
 // cluster's unit stops and starts it with systemctl; where the unit is not
 // active, or systemd does not run, with pg_ctlcluster (without its
-// redirection to systemctl, and pg_ctl's wait of an hour).
+// redirection to systemctl, and pg_ctl's wait of an hour); not root, where
+// systemd runs the unit, with pg_ctlcluster and a warning (the server
+// leaves systemd).
 func TestNewDebianChoosesTheWay(t *testing.T) {
 	bin := t.TempDir()
 	calls := filepath.Join(t.TempDir(), "calls")
@@ -303,16 +305,22 @@ exit 0
 		{"systemd runs the unit", true, "0", true, "systemd unit postgresql@15-main", "systemctl stop postgresql@15-main", "systemd runs it"},
 		{"systemd runs, the unit is not active", true, "3", true, "pg_ctlcluster 15 main", "pg_ctlcluster --skip-systemctl-redirect -m fast 15 main stop PGCTLTIMEOUT=3600", "systemd runs here, but not this cluster"},
 		{"no systemd", false, "0", true, "pg_ctlcluster 15 main", "pg_ctlcluster --skip-systemctl-redirect -m fast 15 main stop PGCTLTIMEOUT=3600", "systemd does not run"},
+		{"not root, systemd runs the unit", true, "0", false, "pg_ctlcluster 15 main", "pg_ctlcluster --skip-systemctl-redirect -m fast 15 main stop PGCTLTIMEOUT=3600", "pgtwopass is not root"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.root && os.Geteuid() != 0 {
-				t.Skip("as root only")
+			savedEUID := geteuid
+			t.Cleanup(func() { geteuid = savedEUID })
+			geteuid = func() int {
+				if tc.root {
+					return 0
+				}
+				return 1000
 			}
 			systemdRuns = func() bool { return tc.systemd }
 			t.Setenv("UNIT_ACTIVE", tc.active)
-			ctl, why := NewDebian(ctx, c)
+			ctl, why, warn := NewDebian(ctx, c)
 			read()
-			if !strings.Contains(ctl.String(), tc.want) || !strings.HasPrefix(why, tc.whyPrefix) {
+			if !strings.Contains(ctl.String(), tc.want) || !strings.HasPrefix(why, tc.whyPrefix) || warn != (tc.name == "not root, systemd runs the unit") {
 				t.Errorf("%s: the way is %q because %q, want %q because %q...", tc.name, ctl, why, tc.want, tc.whyPrefix)
 			}
 			if err := ctl.Stop(ctx); err != nil {

@@ -248,8 +248,13 @@ func (f *finisher) controller(ctx context.Context) (pgctl.Controller, error) {
 		}
 		if c != nil {
 			var why string
-			ctl, why = pgctl.NewDebian(ctx, c)
-			j.step("SRC is %s of postgresql-common: stopping and starting it with %s, as %s", c, ctl, why)
+			var warn bool
+			ctl, why, warn = pgctl.NewDebian(ctx, c)
+			if warn {
+				j.warn("SRC is %s of postgresql-common: stopping and starting it with %s, as %s", c, ctl, why)
+			} else {
+				j.step("SRC is %s of postgresql-common: stopping and starting it with %s, as %s", c, ctl, why)
+			}
 			if s.StartLog != "" {
 				j.warn("--start-log is left unused: %s logs where the cluster's configuration says", ctl)
 			}
