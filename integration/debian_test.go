@@ -176,11 +176,12 @@ func TestDebianCluster(t *testing.T) {
 		}
 	}
 	t.Logf("Debian cluster %s/%s: downtime %.2f s, predicted %.2f s (error %+.0f%%)", version, c.name, actual, predicted, (predicted-actual)/actual*100)
-	// The prediction's usual error (docs/benchmarks.md): +6% to +30% on a
-	// quiet machine, down to -45% when other work slows the stop, the cold
-	// pass or the start. Without the CHECKPOINT, or with pg_ctlcluster's
-	// half-second wait unknown to it, it was off by a factor of 2 to 6.
-	if actual > predicted*1.6+0.1 || actual < predicted*0.6 {
+	// The prediction's usual error, (predicted - actual) / actual
+	// (docs/benchmarks.md): +6% to +30% on a quiet machine, down to -45%
+	// when other work slows the stop, the cold pass or the start; here
+	// within ±50% (and 0.1 s). Before, without the CHECKPOINT and with
+	// idle passes for a read rate, it was +2500% to +10000%.
+	if actual > predicted*2+0.1 || actual < predicted/1.5-0.1 {
 		t.Errorf("the downtime %.2f s is within the prediction's usual error of %.2f s", actual, predicted)
 	}
 

@@ -89,6 +89,7 @@ type finisher struct {
 	ck        pgctl.Checkpointer // nil with NoCheckpoint, or for a stopped server
 	stoppedAt time.Time          // when the stop began; zero if the server was not stopped
 	readyAt   time.Time          // when the restarted server accepted connections
+	announced bool               // "server started" was said when it did
 	phase     string             // what runs, for an interruption's message
 }
 
@@ -478,20 +479,22 @@ func (f *finisher) restart(ctx context.Context, err error) error {
 	}
 	j.timings.StartSeconds = took.Seconds()
 	j.res.Restarted = true
-	j.serverStep(ServerStarted, "server started")
+	if !f.announced {
+		j.serverStep(ServerStarted, "server started")
+	}
 	return err
 }
 
 // startAndWatch starts the server and watches its postmaster.pid meanwhile,
-// to note when it accepts connections (readyAt): the end of the downtime
-// for its clients. pg_ctl -w returns then; pg_ctlcluster checks for two
-// seconds more that it keeps accepting them.
+// to note when it accepts connections (readyAt), the end of the downtime for
+// its clients, and say so then. pg_ctl -w returns at that moment;
+// pg_ctlcluster checks for two seconds more that it keeps accepting them.
 func (f *finisher) startAndWatch(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- f.ctl.Start(context.WithoutCancel(ctx)) }()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	f.readyAt = time.Time{}
+	f.readyAt, f.announced = time.Time{}, false
 	for {
 		select {
 		case err := <-done:
@@ -501,7 +504,8 @@ func (f *finisher) startAndWatch(ctx context.Context) error {
 			return err
 		case <-tick.C:
 			if f.readyAt.IsZero() && accepting(pgctl.ReadServerState(f.j.src.dir)) {
-				f.readyAt = time.Now()
+				f.readyAt, f.announced = time.Now(), true
+				f.j.serverStep(ServerStarted, "server started")
 			}
 		}
 	}
