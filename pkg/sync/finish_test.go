@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/pgtwopass/pgtwopass/internal/faults"
-	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
 )
 
@@ -637,8 +636,6 @@ type observerFunc func(Event)
 
 func (f observerFunc) Event(e Event)       { f(e) }
 func (observerFunc) Progress(int64, int64) {}
-
-var _ = manifest.Live
 
 // fakePrograms writes shell scripts into a directory of their own, put
 // first on PATH, and returns the file their calls are appended to.
