@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
+
 	"github.com/pgtwopass/pgtwopass/internal/scratch"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
@@ -56,34 +58,8 @@ type pgtwopassRun struct {
 	sum summaryJSON
 }
 
-// summaryJSON is the part of pgtwopass's --json output the bench reads.
-type summaryJSON struct {
-	Command                  string   `json:"command"`
-	OK                       bool     `json:"ok"`
-	Error                    string   `json:"error"`
-	BytesRead                int64    `json:"bytes_read"`
-	BytesWritten             int64    `json:"bytes_written"`
-	FilesChanged             int64    `json:"files_changed"`
-	FilesDeleted             int64    `json:"files_deleted"`
-	DurationSeconds          float64  `json:"duration_seconds"`
-	DowntimeSeconds          *float64 `json:"downtime_seconds"`
-	PredictedDowntimeSeconds *float64 `json:"predicted_downtime_seconds"`
-	Stopped                  *bool    `json:"stopped"`
-	Restarted                *bool    `json:"restarted"`
-	BytesSent                int64    `json:"bytes_sent"`
-	BytesReceived            int64    `json:"bytes_received"`
-	Passes                   []struct {
-		Kind          string  `json:"kind"`
-		BytesRead     int64   `json:"bytes_read"`
-		BytesWritten  int64   `json:"bytes_written"`
-		BlocksWritten int64   `json:"blocks_written"`
-		FilesExamined int64   `json:"files_examined"`
-		FilesSkipped  int64   `json:"files_skipped"`
-		FilesChanged  int64   `json:"files_changed"`
-		FilesDeleted  int64   `json:"files_deleted"`
-		Seconds       float64 `json:"seconds"`
-	} `json:"passes"`
-}
+// summaryJSON is pgtwopass's --json output.
+type summaryJSON struct{ pgsync.Summary }
 
 func (s summaryJSON) blocksWritten() int64 {
 	var n int64

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
+
 	"github.com/pgtwopass/pgtwopass/internal/scratch"
 )
 
@@ -86,34 +88,10 @@ func runJSON(t *testing.T, v any, args ...string) (stderr string) {
 }
 
 // passJSON and summaryJSON are the --json output of prepare, finish and sync.
-type passJSON struct {
-	Kind          string  `json:"kind"`
-	BytesRead     int64   `json:"bytes_read"`
-	BytesWritten  int64   `json:"bytes_written"`
-	BlocksWritten int64   `json:"blocks_written"`
-	FilesExamined int64   `json:"files_examined"`
-	FilesSkipped  int64   `json:"files_skipped"`
-	FilesChanged  int64   `json:"files_changed"`
-	FilesDeleted  int64   `json:"files_deleted"`
-	Seconds       float64 `json:"seconds"`
-}
-
-type summaryJSON struct {
-	Command         string   `json:"command"`
-	OK              *bool    `json:"ok"`
-	Error           string   `json:"error"`
-	BytesRead       int64    `json:"bytes_read"`
-	BytesWritten    int64    `json:"bytes_written"`
-	FilesChanged    int64    `json:"files_changed"`
-	FilesDeleted    int64    `json:"files_deleted"`
-	DurationSeconds float64  `json:"duration_seconds"`
-	DowntimeSeconds *float64 `json:"downtime_seconds"`
-	// PredictedDowntimeSeconds is the prediction made before the stop.
-	PredictedDowntimeSeconds *float64   `json:"predicted_downtime_seconds"`
-	Stopped                  *bool      `json:"stopped"`
-	Restarted                *bool      `json:"restarted"`
-	Passes                   []passJSON `json:"passes"`
-}
+type (
+	passJSON    = pgsync.PassSummary
+	summaryJSON = pgsync.Summary
+)
 
 type verifyJSON struct {
 	Command     string `json:"command"`
@@ -225,6 +203,7 @@ func skipForCopy(rel string) bool {
 	case rel == ".pgtwopass",
 		base == "postmaster.pid", base == "postmaster.opts",
 		base == "postgresql.auto.conf.tmp", base == "current_logfiles.tmp",
+		rel == "pg_wal/summaries/temp.summary",
 		strings.HasPrefix(rel, "pg_stat_tmp/"),
 		strings.HasPrefix(base, "pgsql_tmp"):
 		return true

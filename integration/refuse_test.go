@@ -112,6 +112,10 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 
+	// No pg_ctl where PGTWOPASS_BINDIR points: finish and sync, which must
+	// stop or start the server, refuse before they create DEST.
+	noPgCtl := runOpts{env: []string{"PGTWOPASS_BINDIR=" + empty}}
+
 	type badInput struct {
 		name  string
 		state serverState
@@ -207,6 +211,8 @@ func TestBadInput(t *testing.T) {
 		{name: "sync --no-stop while SRC runs", state: srcRunning, args: []string{"sync", "--no-stop", src.Dir, missing}, want: "is running and --no-stop was given", watch: []string{missing}},
 		{name: "finish --no-stop into a copy while SRC runs", state: srcRunning, args: []string{"finish", "--no-stop", src.Dir, copyDir}, want: "is running and --no-stop was given", watch: []string{copyDir}},
 		{name: "verify while SRC runs", state: srcRunning, args: []string{"verify", src.Dir, copyDir}, want: "the server on SRC is running", watch: []string{copyDir}},
+		{name: "finish while SRC runs, no pg_ctl of its version", state: srcRunning, opts: noPgCtl, args: []string{"finish", src.Dir, missing}, want: "has no pg_ctl", watch: []string{missing}},
+		{name: "sync --restart, no pg_ctl of its version", opts: noPgCtl, args: []string{"sync", "--restart", src.Dir, missing}, want: "has no pg_ctl", watch: []string{missing}},
 
 		// The source was not shut down cleanly (kill -9 of the postmaster,
 		// a power loss, pg_ctl stop -m immediate).

@@ -32,8 +32,8 @@ the prediction exceeds the budget (exit status 3; the copy stays unsealed). On a
 terminal it shows the progress of each pass and, while the server is down, the
 downtime so far (--progress, --no-progress); --metrics-file records the run for
 Prometheus, also when it failed.`,
-		Flags: flags(copyFlags(), []cli.Flag{dryRunFlag()}, serverFlags(), coldFlags(), connectFlags(), sendFlags(), logFlags(), reportFlags()),
-	}, runParser(readDryRun, readSend, readServer, readCold), runFinish)
+		Flags: flags(copyFlags(), writeFlags(), serverFlags(), coldFlags(), connectFlags(), sendFlags(), logFlags(), reportFlags()),
+	}, runParser(readWrite, readSend, readServer, readCold), runFinish)
 	c.examples = []example{
 		{"Stop the server, finish the copy, and start the server again.",
 			"pgtwopass finish --restart /tmp/ex/main /tmp/ex/copy"},

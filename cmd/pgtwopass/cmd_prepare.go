@@ -22,8 +22,8 @@ prepare is safe to repeat, and a timer may run it nightly to keep a copy warm
 (contrib/systemd, docs/runbook.md). It repeats live passes while each writes less
 than the one before, at most --max-passes. On a terminal it shows the progress of
 each pass (--progress, --no-progress); --metrics-file records the run for Prometheus.`,
-		Flags: flags(copyFlags(), []cli.Flag{dryRunFlag()}, liveFlags(), connectFlags(), sendFlags(), logFlags(), reportFlags()),
-	}, runParser(readDryRun, readLive, readSend), runPrepare)
+		Flags: flags(copyFlags(), writeFlags(), liveFlags(), connectFlags(), sendFlags(), logFlags(), reportFlags()),
+	}, runParser(readWrite, readLive, readSend), runPrepare)
 	c.examples = []example{
 		{"Copy a cluster while its server runs; run it again to catch up.",
 			"pgtwopass prepare /var/lib/postgresql/15/main /mnt/new/main"},

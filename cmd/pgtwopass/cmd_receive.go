@@ -18,11 +18,12 @@ func receiveCommand() *command {
 through a remote shell (ssh HOST pgtwopass receive PATH) when DEST is [user@]host:PATH,
 and speaks the wire protocol (docs/protocol.md) with it on standard input and output.
 It is not meant to be run by hand. It writes only below PATH, and below the
-directories that --tablespace names, whatever the sender sends; it keeps the copy's
+directories that --tablespace and --waldir name, whatever the sender sends; it keeps the copy's
 lock for the session, and a session that ends before the sender's commit leaves the
 copy unsealed.`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "tablespace", Usage: "write the copy of tablespace OID below DIR (`OID=DIR`)"},
+			&cli.StringFlag{Name: "waldir", Usage: "write the copy's WAL below `DIR`, with PATH/pg_wal a link to it"},
 		},
 	}, parseReceive, runReceive)
 	c.examples = []example{
@@ -45,7 +46,11 @@ func parseReceive(c *cli.Context) (pgsync.ReceiveOptions, error) {
 		}
 		ts[oid] = dir
 	}
-	return pgsync.ReceiveOptions{Dir: c.Args().First(), Tablespaces: ts, Program: program()}, nil
+	wal := c.String("waldir")
+	if wal != "" && !strings.HasPrefix(wal, "/") {
+		return pgsync.ReceiveOptions{}, &pgsync.InputError{What: "invalid --waldir " + wal, Hint: "give an absolute DIR"}
+	}
+	return pgsync.ReceiveOptions{Dir: c.Args().First(), Tablespaces: ts, WALDir: wal, Program: program()}, nil
 }
 
 func runReceive(c *cli.Context, o pgsync.ReceiveOptions) error {

@@ -63,6 +63,8 @@ type statusJSON struct {
 	PGVersion        string           `json:"pg_version"`
 	BlockSize        uint32           `json:"block_size"`
 	Sealed           bool             `json:"sealed"`
+	RanSinceSeal     bool             `json:"ran_since_seal"`
+	Running          bool             `json:"server_running"`
 	Files            uint64           `json:"files"`
 	Bytes            uint64           `json:"bytes"`
 	Created          time.Time        `json:"created"`
@@ -77,7 +79,7 @@ func runStatus(c *cli.Context, o statusOptions) error {
 	h := st.Header
 	v := statusJSON{
 		Dest: st.Dest, SystemIdentifier: strconv.FormatUint(h.SystemIdentifier, 10), PGVersion: h.PGVersion,
-		BlockSize: h.BlockSize, Sealed: st.Sealed, Files: h.Files, Bytes: h.Bytes, Created: time.Unix(0, h.Created).UTC(),
+		BlockSize: h.BlockSize, Sealed: st.Sealed, RanSinceSeal: st.RanSinceSeal, Running: st.Running, Files: h.Files, Bytes: h.Bytes, Created: time.Unix(0, h.Created).UTC(),
 		Passes: []statusPassJSON{},
 	}
 	for _, p := range h.Passes {
@@ -96,10 +98,16 @@ func runStatus(c *cli.Context, o statusOptions) error {
 	fmt.Fprintf(w, "block size:                %d\n", v.BlockSize)
 	fmt.Fprintf(w, "files:                     %d (%s)\n", v.Files, human.Bytes(int64(v.Bytes)))
 	fmt.Fprintf(w, "first pass:                %s\n", v.Created.Local().Format(time.RFC3339))
-	if v.Sealed {
+	switch {
+	case v.RanSinceSeal:
+		fmt.Fprintln(w, "sealed:                    no longer: the copy has run as a cluster since its seal; it is not a copy any more (pgtwopass detach)")
+	case v.Sealed:
 		fmt.Fprintln(w, "sealed:                    yes: finished by a cold pass, the copy can be started")
-	} else {
+	default:
 		fmt.Fprintln(w, "sealed:                    no: run finish before starting the copy")
+	}
+	if v.Running {
+		fmt.Fprintln(w, "server:                    running on the copy (or its postmaster.pid cannot be read)")
 	}
 	fmt.Fprintln(w, "passes:")
 	for _, p := range v.Passes {

@@ -16,8 +16,8 @@ than the one before, at most --max-passes), then finish: CHECKPOINT, one more li
 pass, the downtime prediction (and --max-downtime), stop, cold pass, seal (and with
 --restart, start the server again). The live passes leave little for the cold pass,
 so the downtime is short. It takes the flags of prepare and finish.`,
-		Flags: flags(copyFlags(), []cli.Flag{dryRunFlag()}, liveFlags(), serverFlags(), coldFlags(), connectFlags(), sendFlags(), logFlags(), reportFlags()),
-	}, runParser(readDryRun, readLive, readSend, readServer, readCold), runSync)
+		Flags: flags(copyFlags(), writeFlags(), liveFlags(), serverFlags(), coldFlags(), connectFlags(), sendFlags(), logFlags(), reportFlags()),
+	}, runParser(readWrite, readLive, readSend, readServer, readCold), runSync)
 	c.examples = []example{
 		{"Copy a cluster to another host over ssh, with a few seconds of downtime.",
 			"pgtwopass sync --restart --compress -e 'ssh -p 2222 -i ~/.ssh/id' /tmp/ex/main root@127.0.0.1:/tmp/ex/remote"},

@@ -59,7 +59,7 @@ type parseErrorReporter interface {
 // commands returns every command, in the order of the help.
 func commands() []*command {
 	return []*command{
-		prepareCommand(), finishCommand(), syncCommand(), verifyCommand(), statusCommand(),
+		prepareCommand(), finishCommand(), syncCommand(), verifyCommand(), statusCommand(), detachCommand(),
 		demoCommand(), receiveCommand(), completionCommand(), manCommand(),
 	}
 }

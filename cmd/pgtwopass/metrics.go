@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	pgsync "github.com/pgtwopass/pgtwopass/pkg/sync"
 )
 
@@ -81,12 +82,7 @@ func (m *metricsFile) write(res *pgsync.Result, code int, now time.Time) error {
 	if err := renameio.WriteFile(m.path, b.Bytes(), 0o644, renameio.WithTempDir(dir), renameio.WithStaticPermissions(0o644)); err != nil {
 		return fmt.Errorf("failed to write the metrics file: %w", err)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("failed to sync the metrics file's directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := manifest.SyncDir(dir); err != nil {
 		return fmt.Errorf("failed to sync the metrics file's directory: %w", err)
 	}
 	return nil

@@ -167,75 +167,6 @@ func (o *logObserver) stopTicker() {
 	}
 }
 
-// passJSON and summaryJSON are the --json output of prepare, finish and sync.
-type passJSON struct {
-	Kind          string  `json:"kind"`
-	BytesRead     int64   `json:"bytes_read"`
-	BytesWritten  int64   `json:"bytes_written"`
-	BlocksWritten int64   `json:"blocks_written"`
-	FilesExamined int64   `json:"files_examined"`
-	FilesSkipped  int64   `json:"files_skipped"`
-	FilesChanged  int64   `json:"files_changed"`
-	FilesDeleted  int64   `json:"files_deleted"`
-	Seconds       float64 `json:"seconds"`
-	DryRun        bool    `json:"dry_run,omitempty"`
-}
-
-type summaryJSON struct {
-	Command         string   `json:"command"`
-	OK              bool     `json:"ok"`
-	Error           string   `json:"error,omitempty"`
-	BytesRead       int64    `json:"bytes_read"`
-	BytesWritten    int64    `json:"bytes_written"`
-	FilesChanged    int64    `json:"files_changed"`
-	FilesDeleted    int64    `json:"files_deleted"`
-	DurationSeconds float64  `json:"duration_seconds"`
-	DowntimeSeconds *float64 `json:"downtime_seconds,omitempty"`
-	// PredictedDowntimeSeconds is the prediction made before the stop.
-	PredictedDowntimeSeconds *float64 `json:"predicted_downtime_seconds,omitempty"`
-	Stopped                  *bool    `json:"stopped,omitempty"`
-	Restarted                *bool    `json:"restarted,omitempty"`
-	// BytesSent and BytesReceived are the traffic with a DEST on another
-	// host, framing included.
-	BytesSent     int64      `json:"bytes_sent,omitempty"`
-	BytesReceived int64      `json:"bytes_received,omitempty"`
-	Passes        []passJSON `json:"passes"`
-}
-
-func newSummary(command string, res *pgsync.Result, err error) summaryJSON {
-	s := summaryJSON{Command: command, OK: err == nil, Passes: []passJSON{}}
-	if err != nil {
-		s.Error = err.Error()
-	}
-	if res == nil {
-		return s
-	}
-	t := res.Total()
-	s.BytesRead, s.BytesWritten, s.FilesChanged, s.FilesDeleted = t.BytesRead, t.BytesWritten, t.FilesChanged, t.FilesDeleted
-	s.BytesSent, s.BytesReceived = res.BytesSent, res.BytesReceived
-	end := res.Finished
-	if end.IsZero() {
-		end = time.Now()
-	}
-	s.DurationSeconds = end.Sub(res.Started).Seconds()
-	if command != "prepare" {
-		d := res.Downtime.Seconds()
-		s.DowntimeSeconds, s.Stopped, s.Restarted = &d, &res.Stopped, &res.Restarted
-		if p := res.Prediction; p != nil {
-			pd := p.Downtime.Seconds()
-			s.PredictedDowntimeSeconds = &pd
-		}
-	}
-	for _, p := range res.Passes {
-		s.Passes = append(s.Passes, passJSON{
-			Kind: p.Kind.String(), BytesRead: p.BytesRead, BytesWritten: p.BytesWritten, BlocksWritten: p.BlocksWritten,
-			FilesExamined: p.FilesExamined, FilesSkipped: p.FilesSkipped, FilesChanged: p.FilesChanged, FilesDeleted: p.FilesDeleted,
-			Seconds: p.Duration().Seconds(), DryRun: p.DryRun,
-		})
-	}
-	return s
-}
-
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -419,7 +350,7 @@ func (o *output) done(res *pgsync.Result, err error) error {
 		}
 	}
 	if o.json {
-		if werr := writeJSON(o.stdout, newSummary(o.command, res, err)); werr != nil && err == nil {
+		if werr := writeJSON(o.stdout, pgsync.NewSummary(o.command, res, err)); werr != nil && err == nil {
 			err = werr
 		}
 		return err

@@ -21,10 +21,12 @@ const Armed = true
 //
 //	PGTWOPASS_FAULT_KILL_AFTER_BLOCKS=K  SIGKILL itself once K blocks are written
 //	PGTWOPASS_FAULT_KILL_AFTER_FILES=K   SIGKILL itself once K files are complete
+//	PGTWOPASS_FAULT_SIGINT_AFTER_FILES=K SIGINT itself once K files are complete (a Ctrl-C mid-pass)
 //	PGTWOPASS_FAULT_EIO_AFTER_BLOCKS=K   every write after the first K blocks fails with EIO
 //	PGTWOPASS_FAULT_FILE_DELAY=DURATION  sleep after each file (to signal a pass mid-way)
 //	PGTWOPASS_FAULT_EIO_READ=SUFFIX      reads of source files whose path ends in SUFFIX fail with EIO
 //	PGTWOPASS_FAULT_QUICK_MARGIN=DURATION the quick cold pass's safe horizon (default 2s)
+//	PGTWOPASS_FAULT_BEFORE_RESTART=CMD   run CMD (/bin/sh -c) before starting the source server again
 //	PGTWOPASS_FAULT_PHASE_DELAY=PHASE=DURATION[,PHASE=DURATION]
 //	                                     make a phase of finish last DURATION longer, so that a
 //	                                     test can signal pgtwopass while it runs: "checkpoint"
@@ -50,6 +52,15 @@ func arm() error {
 	if v := os.Getenv("PGTWOPASS_FAULT_PHASE_DELAY"); v != "" {
 		if err := armPhases(v); err != nil {
 			return err
+		}
+	}
+	if cmd := os.Getenv("PGTWOPASS_FAULT_BEFORE_RESTART"); cmd != "" {
+		Hooks.BeforeRestart = func() {
+			c := exec.Command("/bin/sh", "-c", cmd)
+			c.Stdout, c.Stderr = os.Stderr, os.Stderr
+			if err := c.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "pgtwopass: PGTWOPASS_FAULT_BEFORE_RESTART failed: %v\n", err)
+			}
 		}
 	}
 	if suffix := os.Getenv("PGTWOPASS_FAULT_EIO_READ"); suffix != "" {
@@ -84,6 +95,10 @@ func arm() error {
 	if err != nil {
 		return err
 	}
+	intFiles, inf, err := num("PGTWOPASS_FAULT_SIGINT_AFTER_FILES")
+	if err != nil {
+		return err
+	}
 	var delay time.Duration
 	if v := os.Getenv("PGTWOPASS_FAULT_FILE_DELAY"); v != "" {
 		if delay, err = time.ParseDuration(v); err != nil {
@@ -103,11 +118,16 @@ func arm() error {
 			return nil
 		}
 	}
-	if kf || delay > 0 {
+	if kf || inf || delay > 0 {
+		var interrupted atomic.Bool
 		Hooks.AfterFile = func(string) {
-			if kf && files.Add(1) >= killFiles {
+			n := files.Add(1)
+			if kf && n >= killFiles {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {}
+			}
+			if inf && n >= intFiles && interrupted.CompareAndSwap(false, true) {
+				syscall.Kill(os.Getpid(), syscall.SIGINT)
 			}
 			time.Sleep(delay)
 		}

@@ -37,6 +37,9 @@ var Hooks struct {
 	// process ("stop" and "start" of the server) before it starts; the
 	// function it returns runs once the command has started.
 	WrapCommand func(phase string, cmd *exec.Cmd) (started func())
+	// BeforeRestart runs when the job is about to start the source server
+	// again (--restart): a test may look at the stopped source there.
+	BeforeRestart func()
 }
 
 // BeforeWrite calls Hooks.BeforeWrite if set.
@@ -59,6 +62,13 @@ func BeforeRead(path string) error {
 func AfterFile(rel string) {
 	if h := Hooks.AfterFile; h != nil {
 		h(rel)
+	}
+}
+
+// BeforeRestart calls Hooks.BeforeRestart if set.
+func BeforeRestart() {
+	if h := Hooks.BeforeRestart; h != nil {
+		h()
 	}
 }
 

@@ -69,6 +69,8 @@ type Options struct {
 	// pgbench and psql of one major version work with servers of others;
 	// pg_checksums only with its own pg_control format (see Checksums).
 	ClientBinDir string
+	// InitDBArgs are more options of initdb, e.g. --waldir DIR.
+	InitDBArgs []string
 }
 
 // Cluster is a PostgreSQL data directory and the server that may run on it.
@@ -297,8 +299,8 @@ func InitDB(ctx context.Context, dir string, o Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	_, err = c.who.run(ctx, c.BinDir, "initdb", "-k", "-D", c.Dir, "-A", "trust", "-U", Superuser,
-		"--no-sync", "-E", "UTF8", "--locale=C")
+	args := append([]string{"-k", "-D", c.Dir, "-A", "trust", "-U", Superuser, "--no-sync", "-E", "UTF8", "--locale=C"}, o.InitDBArgs...)
+	_, err = c.who.run(ctx, c.BinDir, "initdb", args...)
 	if err != nil {
 		return nil, err
 	}

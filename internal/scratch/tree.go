@@ -29,6 +29,10 @@ type CompareOptions struct {
 	// Mtimes compares modification times of regular files (nanoseconds).
 	// Directory mtimes are not compared: creating entries changes them.
 	Mtimes bool
+	// MtimeGranularity, when set, compares mtimes of regular files as a file
+	// system that keeps them to this granularity stores them: b's must be
+	// a's truncated (for a copy on such a file system).
+	MtimeGranularity time.Duration
 }
 
 // entry is what a tree walk records of one path.
@@ -165,7 +169,9 @@ func CompareTrees(a, b string, o CompareOptions) ([]string, error) {
 				add(x.rel, "symlink target %q != %q", x.link, y.link)
 			}
 		case "file":
-			if o.Mtimes && !x.mt.Equal(y.mt) {
+			if g := o.MtimeGranularity; g > 0 && !x.mt.Truncate(g).Equal(y.mt) {
+				add(x.rel, "mtime %s, truncated to %v, != %s", x.mt.Format(time.RFC3339Nano), g, y.mt.Format(time.RFC3339Nano))
+			} else if o.Mtimes && !x.mt.Equal(y.mt) {
 				add(x.rel, "mtime %s != %s", x.mt.Format(time.RFC3339Nano), y.mt.Format(time.RFC3339Nano))
 			}
 			if x.size != y.size {
@@ -200,8 +206,13 @@ func firstDiff(a, b string) (int64, error) {
 		return 0, err
 	}
 	defer fb.Close()
-	const chunk = 1 << 20
-	ba, bb := make([]byte, chunk), make([]byte, chunk)
+	// Buffers of the file's size (and a byte, to see its end) when it is
+	// smaller than a chunk: most files of a data directory are a few KiB.
+	size := int64(1 << 20)
+	if fi, err := fa.Stat(); err == nil && fi.Size() < size {
+		size = fi.Size() + 1
+	}
+	ba, bb := make([]byte, size), make([]byte, size)
 	var off int64
 	for {
 		na, erra := io.ReadFull(fa, ba)

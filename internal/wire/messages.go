@@ -34,6 +34,7 @@ const (
 	THash           Type = 26 // S→R: hash these files of the copy (THashReply..., TEndHashes)
 	THashReply      Type = 27 // R→S
 	TEndHashes      Type = 28 // R→S
+	TDetach         Type = 30 // S→R: remove pgtwopass's state from the copy (TOK)
 	TBye            Type = 29 // S→R: the session ends; the receiver unlocks the copy and exits
 )
 
@@ -95,6 +96,10 @@ type Open struct {
 	// it writes none of them.
 	BootID string
 	Reads  []Place
+	// MkPath creates the missing parents of the copy's directories.
+	MkPath bool
+	// AllowStarted refreshes a copy that has run since its seal.
+	AllowStarted bool
 }
 
 // Place is a directory, with the device and inode of itself (zero when it
@@ -121,6 +126,8 @@ func (m Open) Encode(e *Encoder) {
 	e.String(m.User)
 	e.String(m.Group)
 	encodeStrings(e, m.Tablespaces)
+	e.Bool(m.MkPath)
+	e.Bool(m.AllowStarted)
 	e.String(m.BootID)
 	e.U32(uint32(len(m.Reads)))
 	for _, p := range m.Reads {
@@ -140,6 +147,7 @@ func DecodeOpen(d *Decoder) (m Open) {
 	m.DryRun, m.ReadOnly, m.Quick = d.Bool(), d.Bool(), d.Bool()
 	m.UID, m.GID, m.User, m.Group = d.U32(), d.U32(), d.String(), d.String()
 	m.Tablespaces = decodeStrings(d)
+	m.MkPath, m.AllowStarted = d.Bool(), d.Bool()
 	m.BootID = d.String()
 	n := d.Count(4 + 4 + 16 + 4)
 	for range n {
@@ -536,9 +544,12 @@ func (Empty) Encode(*Encoder) {}
 
 // StatusReply is what the manifest says.
 type StatusReply struct {
-	Dest   string
-	Header *manifest.Header
-	Sealed bool
+	Dest         string
+	Header       *manifest.Header
+	Sealed       bool
+	RanSinceSeal bool
+	Running      bool
+	PID          uint32
 }
 
 func (StatusReply) Type() Type { return TStatusReply }
@@ -546,9 +557,13 @@ func (m StatusReply) Encode(e *Encoder) {
 	e.String(m.Dest)
 	encodeHeader(e, m.Header)
 	e.Bool(m.Sealed)
+	e.Bool(m.RanSinceSeal)
+	e.Bool(m.Running)
+	e.U32(m.PID)
 }
 func DecodeStatusReply(d *Decoder) (m StatusReply) {
 	m.Dest, m.Header, m.Sealed = d.String(), decodeHeader(d), d.Bool()
+	m.RanSinceSeal, m.Running, m.PID = d.Bool(), d.Bool(), d.U32()
 	if m.Header == nil {
 		d.Fail("status without a header")
 	}

@@ -19,7 +19,7 @@ func sample() []Message {
 		Hello{Magic: Magic, Version: Version, Program: "pgtwopass test"},
 		Error{Kind: ErrKindInput, What: "DEST is not empty", Hint: "give an empty directory"},
 		Open{SystemIdentifier: 1, PGVersion: "15", BlockSize: 8192, DryRun: true, Quick: true, UID: 1, GID: 2, User: "postgres", Group: "postgres", Tablespaces: []string{"16384"},
-			BootID: "b", Reads: []Place{{What: "SRC", Path: "/srv/pg", Self: FileID{1, 2}, Up: []FileID{{1, 2}, {1, 1}}}}},
+			MkPath: true, AllowStarted: true, BootID: "b", Reads: []Place{{What: "SRC", Path: "/srv/pg", Self: FileID{1, 2}, Up: []FileID{{1, 2}, {1, 1}}}}},
 		OpenReply{Header: h, Exists: true, UID: 1, GID: 2, AsRoot: true, Tablespaces: []string{"16384", "/srv/ts"}},
 		Entries{Entries: []Entry{e, {Rel: "pg_wal", Kind: EntryDir, Mode: 0o700}, {Rel: "link", Kind: EntrySymlink, Mode: 0o777, Target: "/etc"}}},
 		Begin{Kind: 2, BlockSize: 8192, DryRun: true, Quick: true, QuickMargin: 2e9, InFlight: 6, Quiet: true, Jobs: 2},
@@ -31,7 +31,7 @@ func sample() []Message {
 		Event{Kind: 3, Pass: 1, Msg: "the manifest is damaged", Path: ".pgtwopass"},
 		Blob{T: TSaveTimings, Data: []byte(`{"stop_seconds":1}`)},
 		Empty(TReady),
-		StatusReply{Dest: "/srv/copy", Header: h, Sealed: true},
+		StatusReply{Dest: "/srv/copy", Header: h, Sealed: true, RanSinceSeal: true, Running: true, PID: 7},
 		Patterns{T: TWalk, Jobs: 2, Excludes: []string{"postmaster.pid"}},
 		Diffs{Diffs: []Diff{{"base/1/1", "1 block(s) differ"}}},
 		HashFiles{BlockSize: 8192, Jobs: 2, More: true, Rels: []string{"a", "b"}},
@@ -250,4 +250,47 @@ func FuzzFrames(f *testing.F) {
 			decode(Type(b[0]), b[1:])
 		}
 	})
+}
+
+// TestTypesAreDistinct: every message type has a number of its own; two
+// types with one number would read one message as the other.
+func TestTypesAreDistinct(t *testing.T) {
+	seen := map[Type]string{}
+	for name, typ := range map[string]Type{
+		"THello":          THello,
+		"TError":          TError,
+		"TOpen":           TOpen,
+		"TOpenReply":      TOpenReply,
+		"TEntries":        TEntries,
+		"TBegin":          TBegin,
+		"TReady":          TReady,
+		"TBasis":          TBasis,
+		"TEndBases":       TEndBases,
+		"TWrite":          TWrite,
+		"TDone":           TDone,
+		"TCommit":         TCommit,
+		"TCommitted":      TCommitted,
+		"TAbort":          TAbort,
+		"TEvent":          TEvent,
+		"TTimings":        TTimings,
+		"TTimingsReply":   TTimingsReply,
+		"TSaveTimings":    TSaveTimings,
+		"TOK":             TOK,
+		"TStatus":         TStatus,
+		"TStatusReply":    TStatusReply,
+		"TVerifyManifest": TVerifyManifest,
+		"TDiffs":          TDiffs,
+		"TWalk":           TWalk,
+		"TEndEntries":     TEndEntries,
+		"THash":           THash,
+		"THashReply":      THashReply,
+		"TEndHashes":      TEndHashes,
+		"TDetach":         TDetach,
+		"TBye":            TBye,
+	} {
+		if other, ok := seen[typ]; ok {
+			t.Errorf("message types %s and %s share the number %d", name, other, typ)
+		}
+		seen[typ] = name
+	}
 }

@@ -15,6 +15,7 @@ package manifest
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/zeebo/xxh3"
@@ -202,4 +203,62 @@ func NumBlocks(size int64, blockSize int) int {
 // two from 4 KiB to 16 MiB.
 func ValidBlockSize(bs int) bool {
 	return bs >= 4<<10 && bs <= 16<<20 && bs&(bs-1) == 0
+}
+
+// Finder finds the records of the paths a pass asks for, in walk order,
+// reading the manifest once from start to end. A manifest damaged part way
+// vouches for nothing from the damage on: Find returns nil for every path
+// after it, and onDamage is told why (once).
+type Finder struct {
+	r        *Reader
+	next     *File
+	onDamage func(error)
+}
+
+// NewFinder finds in r's records (nil: none); onDamage may be nil.
+func NewFinder(r *Reader, onDamage func(error)) *Finder {
+	f := &Finder{r: r, onDamage: onDamage}
+	if r != nil {
+		f.advance()
+	}
+	return f
+}
+
+func (f *Finder) advance() {
+	rec, err := f.r.Next()
+	if err != nil {
+		if err != io.EOF && f.onDamage != nil {
+			f.onDamage(err)
+		}
+		f.Close()
+		return
+	}
+	f.next = rec
+}
+
+// Find returns the record of path, or nil; paths must come in walk order
+// (ComparePaths). The records of paths not asked for are skipped.
+func (f *Finder) Find(path string) *File {
+	for f.next != nil {
+		switch c := ComparePaths(f.next.Path, path); {
+		case c < 0:
+			f.advance()
+		case c == 0:
+			rec := f.next
+			f.advance()
+			return rec
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// Close closes the manifest; Find returns nil from then on.
+func (f *Finder) Close() {
+	if f.r != nil {
+		f.r.Close()
+		f.r = nil
+	}
+	f.next = nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pgtwopass/pgtwopass/internal/faults"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
@@ -109,6 +110,13 @@ func (f *finisher) check(ctx context.Context) func(*job) error {
 		if !st.Running && !j.opts.AllowCrashed && !j.src.control.CleanlyShutDown() {
 			return errCrashed(j.src.control)
 		}
+		// A server that must be stopped or started with no way to do it
+		// (no pg_ctl of its version) is refused here.
+		if st.Running || f.s.Restart {
+			if f.ctl, err = f.controller(ctx); err != nil {
+				return err
+			}
+		}
 		if st.Running {
 			return f.checkCheckpoint(ctx, st)
 		}
@@ -190,7 +198,8 @@ func (f *finisher) run(ctx context.Context) (err error) {
 	if st.Running && s.NoStop {
 		return errNoStopRunning(j.src)
 	}
-	if st.Running || s.Restart {
+	if (st.Running || s.Restart) && f.ctl == nil {
+		// The server was down, without --restart, when the job began.
 		if f.ctl, err = f.controller(ctx); err != nil {
 			return err
 		}
@@ -466,6 +475,7 @@ func (f *finisher) restart(ctx context.Context, err error) error {
 		return err // it was never stopped
 	}
 	f.phase = "the start"
+	faults.BeforeRestart()
 	j.serverStep(ServerStarting, "starting the server with %s", f.ctl)
 	t := time.Now()
 	serr := f.startAndWatch(ctx)

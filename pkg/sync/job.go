@@ -97,7 +97,7 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 		dst.Close()
 		return nil, err
 	}
-	rep, err := dst.Open(ctx, &pass.OpenRequest{BootID: pass.BootID(), Reads: reads,
+	rep, err := dst.Open(ctx, &pass.OpenRequest{BootID: pass.BootID(), Reads: reads, MkPath: o.MkPath, AllowStarted: o.AllowStarted,
 		SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion, BlockSize: o.BlockSize,
 		DryRun: o.DryRun, Quick: o.ColdPass == ColdQuick, Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces),
 	})
@@ -115,9 +115,9 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 // what the job reads (src.readPlaces, pass.CheckPlaces).
 func newDest(ctx context.Context, o *Options, src *source) (pass.Destination, error) {
 	if _, ok := ParseRemote(o.Dest); ok {
-		return remote.Dial(ctx, o.Dest, o.Remote, src.tablespaceDirs(), o.Observer)
+		return remote.Dial(ctx, o.Dest, o.Remote, o.layout(src), o.Observer)
 	}
-	return destination.New(o.Dest, src.tablespaceDirs(), o.Observer)
+	return destination.New(o.Dest, o.layout(src), o.Observer)
 }
 
 func (j *job) close() {
@@ -133,7 +133,7 @@ func (j *job) senderConfig(kind manifest.PassKind) *sender.Config {
 	o := j.opts
 	cfg := &sender.Config{Kind: kind, Source: j.src.dir, Excluder: o.excluder(), BlockSize: o.BlockSize, Jobs: o.Jobs,
 		DryRun: o.DryRun, Quick: kind == manifest.Cold && o.ColdPass == ColdQuick, QuickMargin: o.QuickMargin,
-		BackupManifest: o.BackupManifest, IDs: j.ids, Observer: o.Observer}
+		BackupManifest: o.BackupManifest, IDs: j.ids, Observer: o.Observer, Note: j.res == nil || len(j.res.Passes) == 0}
 	if kind == manifest.Cold && o.BackupManifest {
 		cfg.Timeline = strconv.FormatUint(uint64(j.src.control.TimeLineID), 10)
 		cfg.CheckpointLSN = j.src.control.CheckPoint.String()

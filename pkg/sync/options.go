@@ -2,12 +2,14 @@ package sync
 
 import (
 	"path"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/pgtwopass/pgtwopass/internal/faults"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/destination"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
@@ -31,6 +33,17 @@ type Options struct {
 	// its link in pg_tblspc) to the directory of its copy, as
 	// pg_basebackup's --tablespace-mapping.
 	TablespaceMap map[string]string
+	// WALDir puts the copy's WAL in this directory, with DEST/pg_wal a link
+	// to it (as pg_basebackup --waldir). A later pass keeps the WAL where an
+	// earlier one put it.
+	WALDir string
+	// AllowStarted refreshes a copy that has run since its seal (a test
+	// start, an abandoned cutover), discarding what it changed; without it
+	// such a copy is refused, since it may be a new primary.
+	AllowStarted bool
+	// MkPath creates the missing parents of DEST, of each tablespace's copy
+	// and of WALDir (as rsync --mkpath); without it they must exist.
+	MkPath bool
 	// DryRun compares stats with the manifest and reports what a pass
 	// would read and delete, without reading contents or writing anything.
 	DryRun bool
@@ -73,6 +86,9 @@ func (o *Options) validate() error {
 	default:
 		return inputErr("use --cold-pass=checksum (read every block) or --cold-pass=quick", "invalid --cold-pass %q", o.ColdPass)
 	}
+	if o.WALDir != "" && !filepath.IsAbs(o.WALDir) {
+		return inputErr("give an absolute path, e.g. --waldir /srv/wal/main", "invalid --waldir %q: the directory of the copy's WAL must be an absolute path", o.WALDir)
+	}
 	if o.MaxPasses < 0 {
 		return inputErr("use --max-passes 1 or more", "invalid --max-passes %d", o.MaxPasses)
 	}
@@ -98,6 +114,11 @@ func (o *Options) validate() error {
 		o.Observer = pass.NopObserver{}
 	}
 	return nil
+}
+
+// layout says where the parts of the copy outside DEST go.
+func (o *Options) layout(src *source) destination.Layout {
+	return destination.Layout{Tablespaces: src.tablespaceDirs(), WALDir: o.WALDir}
 }
 
 func (o *Options) excluder() pass.Excluder { return pass.NewExcluder(o.NoDefaultExcludes, o.Excludes) }

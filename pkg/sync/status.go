@@ -45,7 +45,19 @@ func copyOnly(ctx context.Context, o *Options) (pass.Destination, error) {
 		o.Observer = pass.NopObserver{}
 	}
 	if _, ok := ParseRemote(o.Dest); ok {
-		return remote.Dial(ctx, o.Dest, o.Remote, nil, o.Observer)
+		return remote.Dial(ctx, o.Dest, o.Remote, destination.Layout{}, o.Observer)
 	}
-	return destination.New(o.Dest, nil, o.Observer)
+	return destination.New(o.Dest, destination.Layout{}, o.Observer)
+}
+
+// Detach removes pgtwopass's state from the copy in o.Dest, on this host or
+// on another: for a sealed copy that has become a cluster in use (after a
+// cutover), so that no later pass can mistake it for a copy.
+func Detach(ctx context.Context, o Options) error {
+	d, err := copyOnly(ctx, &o)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Detach(ctx)
 }

@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
-	sync "sync"
 
 	"golang.org/x/sync/errgroup"
 
@@ -83,7 +81,7 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 			v.missing(ctx, dst, &se[i])
 			i++
 		case c > 0:
-			v.add(de[k].Rel, "not in the source")
+			v.Add(de[k].Rel, "not in the source")
 			k++
 		default:
 			if v.compareMeta(&se[i], &de[k]) {
@@ -91,7 +89,7 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 			}
 			if oid, rest, ok := pass.TablespaceRel(se[i].Rel); ok && rest == "" && src.tablespaces[oid] != nil {
 				if want := rep.Tablespaces[oid]; de[k].Target != want {
-					v.add(se[i].Rel, "the copy's tablespace link points to %q, not to %s", de[k].Target, want)
+					v.Add(se[i].Rel, "the copy's tablespace link points to %q, not to %s", de[k].Target, want)
 				}
 			}
 			i++
@@ -101,34 +99,26 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 	if err := v.compareContents(ctx, src.dir, dst, files, o.Jobs); err != nil {
 		return nil, err
 	}
-	sort.Slice(v.diffs, func(a, b int) bool { return manifest.ComparePaths(v.diffs[a].Path, v.diffs[b].Path) < 0 })
-	return v.diffs, nil
+	return v.Sorted(), nil
 }
 
 type verifier struct {
 	// config
 	bs     int
 	owners bool
-	obs    pass.Observer
+	obs    Observer
 	// state
-	mu    sync.Mutex
-	diffs []Difference
-}
-
-func (v *verifier) add(path, format string, args ...any) {
-	v.mu.Lock()
-	v.diffs = append(v.diffs, Difference{Path: path, What: fmt.Sprintf(format, args...)})
-	v.mu.Unlock()
+	pass.Differences
 }
 
 func (v *verifier) missing(ctx context.Context, dst pass.Destination, e *pass.Entry) {
 	if e.Rel == pass.ControlFile {
 		if st, err := dst.Status(ctx); err == nil && !st.Sealed {
-			v.add(e.Rel, "the copy is not sealed: its pg_control is held in %s until a cold pass completes (run finish)", manifest.DirName)
+			v.Add(e.Rel, "the copy is not sealed: its pg_control is held in %s until a cold pass completes (run finish)", manifest.DirName)
 			return
 		}
 	}
-	v.add(e.Rel, "missing from the copy")
+	v.Add(e.Rel, "missing from the copy")
 }
 
 func kindOf(m fs.FileMode) string {
@@ -149,23 +139,23 @@ func (v *verifier) compareMeta(s, d *pass.Entry) bool {
 		name = "."
 	}
 	if s.Mode.Type() != d.Mode.Type() {
-		v.add(name, "a %s in the source, a %s in the copy", kindOf(s.Mode), kindOf(d.Mode))
+		v.Add(name, "a %s in the source, a %s in the copy", kindOf(s.Mode), kindOf(d.Mode))
 		return false
 	}
 	if !s.IsSymlink() && (s.Mode.Perm() != d.Mode.Perm() || s.Mode&pass.ModeSpecial != d.Mode&pass.ModeSpecial) {
-		v.add(name, "mode %v in the source, %v in the copy", s.Mode.Perm(), d.Mode.Perm())
+		v.Add(name, "mode %v in the source, %v in the copy", s.Mode.Perm(), d.Mode.Perm())
 	}
 	if v.owners && (s.UID != d.UID || s.GID != d.GID) {
-		v.add(name, "owner %d:%d in the source, %d:%d in the copy", s.UID, s.GID, d.UID, d.GID)
+		v.Add(name, "owner %d:%d in the source, %d:%d in the copy", s.UID, s.GID, d.UID, d.GID)
 	}
 	switch {
 	case s.IsSymlink():
 		if s.Target != d.Target {
-			v.add(name, "symlink to %q in the source, to %q in the copy", s.Target, d.Target)
+			v.Add(name, "symlink to %q in the source, to %q in the copy", s.Target, d.Target)
 		}
 	case s.IsRegular():
 		if s.Stat.Size != d.Stat.Size {
-			v.add(name, "%d bytes in the source, %d in the copy", s.Stat.Size, d.Stat.Size)
+			v.Add(name, "%d bytes in the source, %d in the copy", s.Stat.Size, d.Stat.Size)
 		}
 		return true
 	}
@@ -231,17 +221,8 @@ func (v *verifier) compareFile(ctx context.Context, srcDir string, w copyHashes)
 	if err != nil {
 		return fmt.Errorf("failed to read %s: %w", w.e.Rel, err)
 	}
-	var differing, first int64 = 0, -1
-	for b := range max(len(sh), len(w.hashes)) {
-		if b >= len(sh) || b >= len(w.hashes) || sh[b] != w.hashes[b] {
-			differing++
-			if first < 0 {
-				first = int64(b) * int64(v.bs)
-			}
-		}
-	}
-	if differing > 0 {
-		v.add(w.e.Rel, "%d block(s) of %d bytes differ, the first at byte %d", differing, v.bs, first)
+	if differing, first := pass.BlocksDiffer(sh, w.hashes, v.bs); differing > 0 {
+		v.Add(w.e.Rel, "%d block(s) of %d bytes differ, the first at byte %d", differing, v.bs, first)
 	}
 	return nil
 }

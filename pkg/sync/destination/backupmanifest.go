@@ -1,32 +1,21 @@
 package destination
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/bits"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/renameio/v2"
 
 	"github.com/pgtwopass/pgtwopass/internal/crc32c"
+	"github.com/pgtwopass/pgtwopass/pkg/backupmanifest"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
-)
-
-var (
-	timelineRE = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
-	lsnRE      = regexp.MustCompile(`^[0-9A-F]{1,8}/[0-9A-F]{1,8}$`)
 )
 
 // writeBackupManifest writes PostgreSQL's backup_manifest into the copy, so
@@ -52,34 +41,14 @@ func (lp *Pass) writeBackupManifest(tli, lsn string) error {
 // checkpoint, the WAL range of the copy. It keeps DEST's mtime (the
 // source's), which renaming the new file into DEST moves.
 func (d *Local) writeBackupManifest(tli, lsn string) error {
-	if !timelineRE.MatchString(tli) || !lsnRE.MatchString(lsn) {
-		return fmt.Errorf("no checkpoint timeline and location for the backup_manifest's WAL-Ranges (got %q and %q from pg_controldata)", tli, lsn)
-	}
 	dest := d.dir
 	r, err := manifest.Open(d.manifestPath())
 	if err != nil {
 		return fmt.Errorf("failed to read back the manifest: %w", err)
 	}
 	defer r.Close()
-	var b bytes.Buffer
-	b.WriteString("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n")
-	n := 0
+	bm := backupmanifest.New()
 	var buf []byte // for the records without a CRC-32C
-	add := func(path string, size int64, mtime time.Time, crc uint32) {
-		if n > 0 {
-			b.WriteString(",\n")
-		}
-		n++
-		if utf8.ValidString(path) {
-			js, _ := json.Marshal(path)
-			fmt.Fprintf(&b, `{ "Path": %s, `, js)
-		} else {
-			fmt.Fprintf(&b, `{ "Encoded-Path": "%s", `, hex.EncodeToString([]byte(path)))
-		}
-		// PostgreSQL prints the CRC's bytes in memory order (little-endian).
-		fmt.Fprintf(&b, `"Size": %d, "Last-Modified": "%s", "Checksum-Algorithm": "CRC32C", "Checksum": "%08x" }`,
-			size, mtime.UTC().Format("2006-01-02 15:04:05 GMT"), bits.ReverseBytes32(crc))
-	}
 	for {
 		f, err := r.Next()
 		if err == io.EOF {
@@ -100,7 +69,7 @@ func (d *Local) writeBackupManifest(tli, lsn string) error {
 				return err
 			}
 		}
-		add(f.Path, f.Dest.Size, time.Unix(0, f.Dest.Mtime), crc)
+		bm.Add(f.Path, f.Dest.Size, time.Unix(0, f.Dest.Mtime), crc)
 	}
 	own, err := d.ownFiles()
 	if err != nil {
@@ -115,18 +84,19 @@ func (d *Local) writeBackupManifest(tli, lsn string) error {
 		if err != nil {
 			return err
 		}
-		add(rel, int64(len(data)), fi.ModTime(), crc32c.Checksum(data))
+		bm.Add(rel, int64(len(data)), fi.ModTime(), crc32c.Checksum(data))
 	}
-	fmt.Fprintf(&b, "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": %s, \"Start-LSN\": \"%s\", \"End-LSN\": \"%s\" }\n],\n", tli, lsn, lsn)
-	sum := sha256.Sum256(b.Bytes())
-	fmt.Fprintf(&b, "\"Manifest-Checksum\": \"%x\"}\n", sum)
+	b, err := bm.Bytes(tli, lsn, lsn)
+	if err != nil {
+		return err
+	}
 
 	root, err := os.Stat(dest)
 	if err != nil {
 		return err
 	}
 	path := filepath.Join(dest, pass.BackupManifestName)
-	if err := renameio.WriteFile(path, b.Bytes(), 0o600, renameio.WithTempDir(dest)); err != nil {
+	if err := renameio.WriteFile(path, b, 0o600, renameio.WithTempDir(dest)); err != nil {
 		return fmt.Errorf("failed to write %s: %w", path, err)
 	}
 	if d.asRoot {
@@ -155,9 +125,9 @@ func (d *Local) ownFiles() ([]string, error) {
 		}
 		out = append(out, rel)
 	}
-	for _, oid := range sortedKeys(d.tsNew) {
-		if _, err := os.Stat(filepath.Join(d.tsNew[oid], pass.TablespaceMarker)); err == nil {
-			out = append(out, "pg_tblspc/"+oid+"/"+pass.TablespaceMarker)
+	for _, p := range d.parts {
+		if _, err := os.Stat(filepath.Join(p.dir, p.markerName())); err == nil {
+			out = append(out, p.rel+"/"+p.markerName())
 		}
 	}
 	return out, nil

@@ -3,7 +3,6 @@ package destination
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -38,91 +37,11 @@ import (
 // timestamps, the files of the commit's last clock tick; with one-second
 // timestamps, those of its last second).
 
-// fsClock knows the timestamp granularity of the file systems under the
-// copy, by device.
-type fsClock struct {
-	mu sync.Mutex
-	g  map[uint64]int64 // st_dev -> granularity in ns
-}
-
-// unknownGranularity is assumed for a file system that was not probed: the
-// coarsest in common use.
-const unknownGranularity = int64(time.Second)
-
-func (c *fsClock) granularity(dev uint64) int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if g, ok := c.g[dev]; ok {
-		return g
-	}
-	return unknownGranularity
-}
-
-// probe measures the timestamp granularity of the file system of dir,
-// with a file it writes there and removes: it sets the file's mtime to a
-// time with every digit of its nanoseconds set and reads back what the file
-// system kept.
-func (c *fsClock) probe(dir string) error {
-	f, err := os.CreateTemp(dir, ".pgtwopass-clock-")
-	if err != nil {
-		return fmt.Errorf("failed to probe the timestamps of %s: %w", dir, err)
-	}
-	name := f.Name()
-	f.Close()
-	defer os.Remove(name)
-	want := time.Unix(1_000_000_001, 123_456_789) // an odd second: FAT keeps two
-	if err := os.Chtimes(name, want, want); err != nil {
-		return fmt.Errorf("failed to probe the timestamps of %s: %w", dir, err)
-	}
-	fi, err := os.Stat(name)
-	if err != nil {
-		return fmt.Errorf("failed to probe the timestamps of %s: %w", dir, err)
-	}
-	got := fi.ModTime().UnixNano()
-	g := int64(1)
-	for g < 2*int64(time.Second) && got != want.UnixNano()/g*g {
-		switch {
-		case g < int64(time.Second):
-			g *= 10
-		default:
-			g = 2 * int64(time.Second)
-		}
-	}
-	if got != want.UnixNano()/g*g {
-		g = 2 * int64(time.Second) // something coarser still: assume two seconds
-	}
-	c.mu.Lock()
-	if c.g == nil {
-		c.g = map[uint64]int64{}
-	}
-	c.g[uint64(fi.Sys().(*syscall.Stat_t).Dev)] = g
-	c.mu.Unlock()
-	return nil
-}
-
-// sameMtime reports whether the copy's mtime got is the source's mtime
-// want as the copy's file system keeps it.
-func (c *fsClock) sameMtime(fi fs.FileInfo, got, want int64) bool {
-	if got == want {
-		return true
-	}
-	g := c.granularity(uint64(fi.Sys().(*syscall.Stat_t).Dev))
-	return g > 1 && got == floor(want, g)
-}
-
-// floor rounds t (ns since the epoch) down to a multiple of g.
-func floor(t, g int64) int64 {
-	if t < 0 {
-		return (t - g + 1) / g * g
-	}
-	return t / g * g
-}
-
 // horizon is the moment before which a record's ctime must lie for its stat
 // to vouch for the copy: the manifest's mtime, floored to the granularity of
 // the record's file system. Zero trusts nothing.
 type horizon struct {
-	clock *fsClock
+	clock *pass.FSClock
 	m     int64 // the committed manifest's mtime, ns
 }
 
@@ -144,22 +63,23 @@ func (h horizon) trusts(rec *manifest.File, fi fs.FileInfo) bool {
 	if rec == nil || fi == nil || !fi.Mode().IsRegular() || rec.Path == pass.ControlFile || pass.StatOf(fi) != rec.Dest {
 		return false
 	}
-	g := h.clock.granularity(uint64(fi.Sys().(*syscall.Stat_t).Dev))
-	return rec.Dest.Ctime < floor(h.m, g)
+	g := h.clock.Granularity(uint64(fi.Sys().(*syscall.Stat_t).Dev))
+	return rec.Dest.Ctime < pass.Floor(h.m, g)
 }
 
 // probeClocks measures the timestamps of the file systems the copy is
 // written on: DEST's (in DEST/.pgtwopass) and those of the tablespaces'
 // copies.
 func (d *Local) probeClocks() error {
-	if len(d.clock.g) > 0 {
+	if d.probed {
 		return nil // once a session
 	}
-	if err := d.clock.probe(filepath.Join(d.dir, manifest.DirName)); err != nil {
+	d.probed = true
+	if err := d.clock.Probe(filepath.Join(d.dir, manifest.DirName)); err != nil {
 		return err
 	}
-	for _, oid := range sortedKeys(d.tsNew) {
-		if err := d.clock.probe(d.tsNew[oid]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, p := range d.parts {
+		if err := d.clock.Probe(p.dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
@@ -193,12 +113,12 @@ const clockTick = 10 * time.Millisecond
 // on a file system with fine timestamps, up to a second or two on coarse
 // ones, spent at the end of a live pass rather than as reads of the copy in
 // the cold pass.
-func (n *newest) waitPast(ctx context.Context, c *fsClock) {
+func (n *newest) waitPast(ctx context.Context, c *pass.FSClock) {
 	n.mu.Lock()
 	var until int64
 	for dev, t := range n.ctime {
-		g := c.granularity(dev)
-		until = max(until, floor(t, g)+g)
+		g := c.Granularity(dev)
+		until = max(until, pass.Floor(t, g)+g)
 	}
 	n.mu.Unlock()
 	if until == 0 {

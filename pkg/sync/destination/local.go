@@ -1,7 +1,6 @@
 package destination
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -33,16 +32,19 @@ import (
 // paths and symlinks that lead out.
 type Local struct {
 	// config
-	dir   string            // absolute, symlinks resolved
-	given string            // as the user wrote it, for messages
-	tsNew map[string]string // tablespace OID -> the directory of its copy
-	// tsGiven maps each OID to that directory as given, for messages.
-	tsGiven map[string]string
-	obs     pass.Observer
+	dir    string // absolute, symlinks resolved
+	given  string // as the user wrote it, for messages
+	layout Layout // as given
+	obs    pass.Observer
 
 	// state
-	root   *os.Root            // DEST; nil until it exists
-	tsRoot map[string]*os.Root // OID -> NEW
+	root *os.Root // DEST; nil until it exists
+	// parts are the pieces of the copy outside DEST, by their link's path:
+	// the tablespaces' copies, the WAL directory (tablespace.go).
+	parts []*part
+	// adopt: the copy's pg_wal leads to a directory pgtwopass did not
+	// make, named by --waldir: it becomes the copy's WAL directory.
+	adopt  bool
 	header *manifest.Header
 	// manifestErr says why header is nil for an existing copy.
 	manifestErr error
@@ -58,12 +60,13 @@ type Local struct {
 	crashed bool
 	asRoot  bool
 	unlock  func()
-	clock   fsClock // the timestamps of the file systems under the copy
+	clock   pass.FSClock
+	probed  bool // clock probed // the timestamps of the file systems under the copy
 }
 
-// New returns the copy in dir; tsNew maps the OID of each tablespace to
-// the directory of its copy. Nothing is read or written before Open.
-func New(dir string, tsNew map[string]string, obs pass.Observer) (*Local, error) {
+// New returns the copy in dir, with its parts outside DEST where l says.
+// Nothing is read or written before Open.
+func New(dir string, l Layout, obs pass.Observer) (*Local, error) {
 	real, err := pass.Resolve(dir)
 	if err != nil {
 		return nil, err
@@ -71,13 +74,13 @@ func New(dir string, tsNew map[string]string, obs pass.Observer) (*Local, error)
 	if obs == nil {
 		obs = pass.NopObserver{}
 	}
-	d := &Local{dir: real, given: dir, tsNew: map[string]string{}, obs: obs, tsRoot: map[string]*os.Root{},
-		asRoot: os.Geteuid() == 0, unlock: func() {}}
-	d.tsGiven = tsNew
-	for oid, new := range tsNew {
-		if d.tsNew[oid], err = pass.Resolve(new); err != nil {
+	d := &Local{dir: real, given: dir, layout: l, obs: obs, asRoot: os.Geteuid() == 0, unlock: func() {}}
+	for oid, new := range l.Tablespaces {
+		p, err := newPart("pg_tblspc/"+oid, "the copy of tablespace "+oid, new)
+		if err != nil {
 			return nil, err
 		}
+		d.addPart(p)
 	}
 	return d, nil
 }
@@ -87,10 +90,6 @@ func (d *Local) String() string { return d.dir }
 // Dir is the copy's directory: absolute, symlinks resolved.
 func (d *Local) Dir() string { return d.dir }
 
-// TablespaceDirs maps each tablespace's OID to the directory of its copy:
-// absolute, symlinks resolved.
-func (d *Local) TablespaceDirs() map[string]string { return d.tsNew }
-
 // writePlaces are the directories the copy's passes write: DEST and the
 // copy of every tablespace, for pass.CheckPlaces.
 func (d *Local) writePlaces() ([]pass.Place, error) {
@@ -99,8 +98,8 @@ func (d *Local) writePlaces() ([]pass.Place, error) {
 		return nil, err
 	}
 	out := []pass.Place{p}
-	for _, oid := range sortedKeys(d.tsNew) {
-		p, err := pass.NewPlace("the copy of tablespace "+oid, d.tsNew[oid], d.tsGiven[oid])
+	for _, pt := range d.parts {
+		p, err := pass.NewPlace(pt.what, pt.dir, pt.given)
 		if err != nil {
 			return nil, err
 		}
@@ -151,22 +150,33 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 		if err := d.openRoots(); err != nil {
 			return nil, err
 		}
-		return &pass.OpenReply{Exists: true, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tsNew}, nil
+		return &pass.OpenReply{Exists: true, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tablespaceDirs()}, nil
+	}
+	d.sysID, d.pgVersion = req.SystemIdentifier, req.PGVersion
+	if err := d.adoptWAL(d.layout.WALDir); err != nil {
+		return nil, err
 	}
 	if err := d.checkPlaces(req); err != nil {
 		return nil, err
 	}
-	if err := d.inspect(req.SystemIdentifier); err != nil {
+	if err := d.inspect(req.SystemIdentifier, req.AllowStarted); err != nil {
 		return nil, err
 	}
-	d.sysID, d.pgVersion = req.SystemIdentifier, req.PGVersion
 	for _, oid := range req.Tablespaces {
-		if _, ok := d.tsNew[oid]; !ok {
+		if d.part("pg_tblspc/"+oid) == nil {
 			return nil, pass.InputErr("map each tablespace to a directory for its copy: --tablespace-map OLD=NEW (repeatable)",
 				"the destination has no directory for tablespace %s", oid)
 		}
 	}
-	if err := d.checkTablespaces(); err != nil {
+	if err := checkParents("DEST", d.dir, d.given, req.MkPath); err != nil {
+		return nil, err
+	}
+	for _, p := range d.parts {
+		if err := checkParents(p.what, p.dir, p.given, req.MkPath); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.checkParts(); err != nil {
 		return nil, err
 	}
 	if req.Quick {
@@ -176,13 +186,16 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 	}
 	d.owner = d.localOwner(req.Owner)
 	if !req.DryRun {
+		if err := d.makeDir(d.dir); err != nil {
+			return nil, err
+		}
 		unlock, err := lockDest(d.dir)
 		if err != nil {
 			return nil, err
 		}
 		d.unlock = unlock
 		d.exists = true
-		if err := d.markTablespaces(); err != nil {
+		if err := d.markParts(); err != nil {
 			return nil, err
 		}
 		if d.header == nil && d.manifestErr == nil {
@@ -197,13 +210,13 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 	if err := d.openRoots(); err != nil {
 		return nil, err
 	}
-	rep := &pass.OpenReply{Header: d.header, Exists: d.exists, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tsNew}
+	rep := &pass.OpenReply{Header: d.header, Exists: d.exists, Owner: d.owner, AsRoot: d.asRoot, Tablespaces: d.tablespaceDirs()}
 	return rep, nil
 }
 
 // inspect reads what DEST is, and refuses it unless it is missing, empty or a
 // copy of the cluster with database system identifier want.
-func (d *Local) inspect(want uint64) error {
+func (d *Local) inspect(want uint64, allowStarted bool) error {
 	dest := d.given
 	fi, err := os.Stat(d.dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -227,12 +240,8 @@ func (d *Local) inspect(want uint64) error {
 		return pass.InputErr("give an empty or missing directory; pgtwopass replaces what DEST holds only in a copy it made itself",
 			"DEST %s is not empty and is not a pgtwopass copy (it has no %s directory)", dest, manifest.DirName)
 	}
-	if running, pm, err := pgctl.ServerRunning(d.dir); err != nil {
-		return pass.InputErr("check whether a server runs on the copy (pg_ctl status -D DEST); a postmaster.pid a crash left damaged may be removed once no postgres process uses the copy",
-			"cannot tell whether a server runs on DEST %s: %v", dest, err)
-	} else if running {
-		return pass.InputErr("stop the server that runs on the copy, or choose another DEST",
-			"a PostgreSQL server (pid %d) is running on DEST %s", pm.PID, dest)
+	if err := d.checkNotRun(allowStarted); err != nil {
+		return err
 	}
 	d.crashed = crashedDuringPass(d.dir)
 	h, err := manifest.ReadHeader(d.manifestPath())
@@ -330,18 +339,18 @@ func (d *Local) openRoots() error {
 		}
 		d.root = r
 	}
-	for oid, new := range d.tsNew {
-		if d.tsRoot[oid] != nil {
+	for _, p := range d.parts {
+		if p.root != nil {
 			continue
 		}
-		r, err := os.OpenRoot(new)
+		r, err := os.OpenRoot(p.dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("failed to open %s: %w", new, err)
+			return fmt.Errorf("failed to open %s: %w", p.dir, err)
 		}
-		d.tsRoot[oid] = r
+		p.root = r
 	}
 	return nil
 }
@@ -354,9 +363,11 @@ func (d *Local) Close() error {
 		d.root.Close()
 		d.root = nil
 	}
-	for oid, r := range d.tsRoot {
-		r.Close()
-		delete(d.tsRoot, oid)
+	for _, p := range d.parts {
+		if p.root != nil {
+			p.root.Close()
+			p.root = nil
+		}
 	}
 	return nil
 }
@@ -368,7 +379,7 @@ func (d *Local) giveState() {
 	if !d.asRoot {
 		return
 	}
-	for _, name := range []string{"", manifest.FileName, "lock", timingsName} {
+	for _, name := range []string{"", manifest.FileName, "lock", timingsName, sealName} {
 		os.Lchown(filepath.Join(d.dir, manifest.DirName, name), int(d.owner.UID), int(d.owner.GID))
 	}
 }
@@ -400,10 +411,8 @@ func (d *Local) at(rel string, held bool) (*os.Root, string) {
 	if held && rel == pass.ControlFile {
 		rel = pass.HeldControl
 	}
-	if oid, rest, ok := pass.TablespaceRel(rel); ok {
-		if _, mapped := d.tsNew[oid]; mapped {
-			return d.tsRoot[oid], cmp.Or(rest, ".")
-		}
+	if p, rest := d.partOf(rel); p != nil {
+		return p.root, rest
 	}
 	return d.root, cmp.Or(rel, ".")
 }
@@ -457,33 +466,18 @@ func (d *Local) Status(context.Context) (*pass.CopyStatus, error) {
 	}
 	_, installed := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(pass.ControlFile)))
 	_, held := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(pass.HeldControl)))
-	return &pass.CopyStatus{Dest: d.dir, Header: h, Sealed: h.ColdComplete() && installed == nil && held != nil}, nil
-}
-
-// checkTablespaces refuses the directory of a tablespace's copy that holds
-// something other than a pgtwopass copy of the same tablespace of the same
-// cluster.
-func (d *Local) checkTablespaces() error {
-	for _, oid := range sortedKeys(d.tsNew) {
-		new := d.tsNew[oid]
-		names, err := pass.ReadDirNames(new)
-		if errors.Is(err, fs.ErrNotExist) || err == nil && len(names) == 0 {
-			continue
-		}
-		if err != nil {
-			return pass.InputErr("check the path and its permissions", "cannot use %s for tablespace %s: %v", new, oid, err)
-		}
-		got, err := os.ReadFile(filepath.Join(new, pass.TablespaceMarker))
-		if err != nil {
-			return pass.InputErr("give an empty or missing directory for the tablespace's copy",
-				"%s (for tablespace %s) is not empty and is not a pgtwopass copy of a tablespace", new, oid)
-		}
-		if !bytes.Equal(got, markerFor(oid, d.sysID)) {
-			return pass.InputErr("give another directory: this one holds the copy of another tablespace or cluster",
-				"%s is a copy of another tablespace: %s says %q", new, pass.TablespaceMarker, strings.TrimSpace(string(got)))
+	st := &pass.CopyStatus{Dest: d.dir, Header: h, Sealed: h.ColdComplete() && installed == nil && held != nil}
+	if installed == nil {
+		ss, err := d.sealState()
+		st.RanSinceSeal = err == nil && ss == ranSinceSeal
+	}
+	if running, pm, err := pgctl.ServerRunning(d.dir); err != nil || running {
+		st.Running = true
+		if pm != nil {
+			st.PID = pm.PID
 		}
 	}
-	return nil
+	return st, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

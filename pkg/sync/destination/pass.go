@@ -37,7 +37,7 @@ type Pass struct {
 	obs     pass.Observer
 
 	// state
-	old     *oldManifest
+	old     *manifest.Finder
 	horizon horizon // which records the copy's stat may vouch for
 	newest  newest  // the newest ctime the pass gave a file, by file system
 	mw      *manifest.Writer
@@ -136,7 +136,7 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 	if !req.DryRun {
 		mw, err := manifest.Create(d.manifestPath(), lp.bs)
 		if err != nil {
-			lp.old.close()
+			lp.old.Close()
 			return nil, err
 		}
 		lp.mw = mw
@@ -204,9 +204,10 @@ func (lp *Pass) deleteExtras(ctx context.Context) error {
 				continue
 			}
 			typ, ok := want[crel]
-			if ok && pass.IsTablespaceLink(crel) && lp.d.tsNew[name] != "" {
-				// The link is made by makeDirsAndLinks; the copy is below NEW.
-				if err := visit(crel, lp.d.tsRoot[name], "."); err != nil {
+			if pt := lp.d.part(crel); ok && pt != nil {
+				// The link is made by makeDirsAndLinks; the part is below
+				// its own directory.
+				if err := visit(crel, pt.root, "."); err != nil {
 					return err
 				}
 				continue
@@ -239,8 +240,8 @@ func (lp *Pass) deleteExtras(ctx context.Context) error {
 func (lp *Pass) makeDirsAndLinks() error {
 	for i := range lp.entries {
 		e := &lp.entries[i]
-		if oid, rest, ok := pass.TablespaceRel(e.Rel); ok && rest == "" && lp.d.tsNew[oid] != "" {
-			if err := lp.linkTablespace(e, oid); err != nil {
+		if pt := lp.d.part(e.Rel); pt != nil {
+			if err := lp.linkPart(e, pt); err != nil {
 				return err
 			}
 			continue
@@ -272,15 +273,18 @@ func (lp *Pass) makeDirsAndLinks() error {
 	return nil
 }
 
-// linkTablespace makes the copy's pg_tblspc/OID a link to the directory of
-// the tablespace's copy, which open created.
-func (lp *Pass) linkTablespace(e *pass.Entry, oid string) error {
-	new := lp.d.tsNew[oid]
+// linkPart makes the link in the copy to a part's directory (the copy of a
+// tablespace, the WAL directory), which Open created. What the copy had
+// there before (the WAL in DEST/pg_wal, before --waldir moved it) goes.
+func (lp *Pass) linkPart(e *pass.Entry, pt *part) error {
+	new := pt.given
 	root := lp.d.root
-	if target, err := root.Readlink(e.Rel); err == nil && target == new {
+	if target, err := root.Readlink(e.Rel); err == nil && (target == new || target == pt.dir) {
 		return nil
 	}
-	root.Remove(e.Rel)
+	if err := root.RemoveAll(e.Rel); err != nil {
+		return fmt.Errorf("failed to replace %s in the copy with a link to %s: %w", e.Rel, new, err)
+	}
 	if err := root.Symlink(new, e.Rel); err != nil {
 		return fmt.Errorf("failed to link %s in the copy to %s: %w", e.Rel, new, err)
 	}
@@ -288,7 +292,7 @@ func (lp *Pass) linkTablespace(e *pass.Entry, oid string) error {
 		root.Lchown(e.Rel, int(e.UID), int(e.GID))
 	}
 	lp.changed.Add(1)
-	lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel, Msg: "tablespace linked to " + new})
+	lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel, Msg: "linked to " + new})
 	return nil
 }
 
@@ -316,7 +320,7 @@ func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileI
 		changed = true
 	}
 	if e.IsSymlink() {
-		if !d.clock.sameMtime(fi, st.Stat.Mtime, e.Stat.Mtime) {
+		if !d.clock.SameMtime(fi, st.Stat.Mtime, e.Stat.Mtime) {
 			if err := lutimesAt(root, name, e.Atime, e.Stat.Mtime); err != nil {
 				return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.Rel, err)
 			}
@@ -331,7 +335,7 @@ func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileI
 		}
 		changed = true
 	}
-	if !d.clock.sameMtime(fi, st.Stat.Mtime, e.Stat.Mtime) {
+	if !d.clock.SameMtime(fi, st.Stat.Mtime, e.Stat.Mtime) {
 		if err := root.Chtimes(name, time.Unix(0, e.Atime), time.Unix(0, e.Stat.Mtime)); err != nil {
 			return changed, fmt.Errorf("failed to set the times of %s in the copy: %w", e.Rel, err)
 		}
@@ -340,21 +344,16 @@ func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileI
 	return changed, nil
 }
 
-// oldManifest merges the previous manifest with the walk. A damaged
-// manifest is not trusted from the damage on: the files after it are
-// compared with the copy's own contents.
-type oldManifest struct {
-	lp   *Pass
-	r    *manifest.Reader
-	next *manifest.File
-}
-
-func (lp *Pass) openManifest() *oldManifest {
-	om := &oldManifest{lp: lp}
+// openManifest returns the finder of the old manifest's records. A
+// manifest that cannot vouch for the copy (a crash of its host mid-pass,
+// damage, none at all) finds nothing: the files are compared with the
+// copy's own contents.
+func (lp *Pass) openManifest() *manifest.Finder {
 	d := lp.d
+	none := manifest.NewFinder(nil, nil)
 	if d.crashed {
 		lp.warn(manifest.DirName, "the copy's host went down while a pass was writing it: the manifest cannot vouch for the copy's files, whose contents are read to rebuild it")
-		return om
+		return none
 	}
 	if d.header == nil {
 		if d.manifestErr != nil && !errors.Is(d.manifestErr, fs.ErrNotExist) {
@@ -362,53 +361,16 @@ func (lp *Pass) openManifest() *oldManifest {
 		} else if d.exists && d.manifestErr != nil {
 			lp.warn(manifest.DirName, "the copy has no manifest: its contents are read to rebuild it")
 		}
-		return om
+		return none
 	}
 	r, err := manifest.Open(d.manifestPath())
 	if err != nil {
 		lp.warn(manifest.DirName, "the manifest cannot be read (%v): the copy's contents are read to rebuild it", err)
-		return om
+		return none
 	}
-	om.r = r
-	om.advance()
-	return om
-}
-
-func (om *oldManifest) advance() {
-	f, err := om.r.Next()
-	if err != nil {
-		if err != io.EOF {
-			om.lp.warn(manifest.DirName, "the manifest is damaged (%v): the copy's contents are read for the files after the damage", err)
-		}
-		om.close()
-		om.next = nil
-		return
-	}
-	om.next = f
-}
-
-// find returns the record of rel, skipping records of files that are gone.
-func (om *oldManifest) find(rel string) *manifest.File {
-	for om.next != nil {
-		switch c := manifest.ComparePaths(om.next.Path, rel); {
-		case c < 0:
-			om.advance()
-		case c == 0:
-			f := om.next
-			om.advance()
-			return f
-		default:
-			return nil
-		}
-	}
-	return nil
-}
-
-func (om *oldManifest) close() {
-	if om.r != nil {
-		om.r.Close()
-		om.r = nil
-	}
+	return manifest.NewFinder(r, func(err error) {
+		lp.warn(manifest.DirName, "the manifest is damaged (%v): the copy's contents are read for the files after the damage", err)
+	})
 }
 
 // sameSource reports whether the source's stat is what it was when rec's
@@ -436,7 +398,7 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 		if !e.IsRegular() {
 			continue
 		}
-		rec := lp.old.find(e.Rel)
+		rec := lp.old.Find(e.Rel)
 		root, name, err := lp.fileAt(e.Rel)
 		if err != nil {
 			return nil, err
@@ -706,7 +668,7 @@ func (lp *Pass) writeRecords() error {
 func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.CommitReply, error) {
 	rep := &pass.CommitReply{FilesSkipped: lp.skipped.Load(), FilesDeleted: lp.deleted.Load()}
 	if lp.req.DryRun {
-		lp.old.close()
+		lp.old.Close()
 		lp.closeDirs()
 		rep.FilesChanged = lp.changed.Load()
 		return rep, nil
@@ -716,7 +678,7 @@ func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.Commit
 		lp.Abort()
 		return nil, err
 	}
-	lp.old.close()
+	lp.old.Close()
 	lp.closeDirs()
 	if err := ctx.Err(); err != nil {
 		lp.Abort()
@@ -764,6 +726,16 @@ func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.Commit
 	if lp.req.Kind != manifest.Cold {
 		return rep, nil
 	}
+	// A copy the server's user cannot reach could not start: say so rather
+	// than seal it.
+	if err := d.checkReachable(); err != nil {
+		return nil, err
+	}
+	// What the seal installs, recorded before the backup_manifest lists
+	// pgtwopass's own files.
+	if err := d.recordSeal(); err != nil {
+		return nil, err
+	}
 	if c.BackupManifest {
 		if err := lp.writeBackupManifest(c.Timeline, c.CheckpointLSN); err != nil {
 			return nil, err
@@ -806,7 +778,7 @@ func (lp *Pass) Abort() {
 		lp.mw.Abort()
 		lp.mw = nil
 	}
-	lp.old.close()
+	lp.old.Close()
 	lp.mu.Lock()
 	for id, df := range lp.files {
 		df.f.Close()
@@ -836,8 +808,8 @@ func (lp *Pass) finishDirs() error {
 			}
 		}
 	}
-	for _, new := range lp.d.tsNew {
-		if err := manifest.SyncDir(filepath.Dir(new)); err != nil {
+	for _, pt := range lp.d.parts {
+		if err := manifest.SyncDir(filepath.Dir(pt.dir)); err != nil {
 			return err
 		}
 	}

@@ -2,38 +2,17 @@ package destination
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/pgtwopass/pgtwopass/internal/crc32c"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
-
-// differences collects the differences found by workers.
-type differences struct {
-	mu    sync.Mutex
-	diffs []pass.Difference
-}
-
-func (v *differences) add(path, format string, args ...any) {
-	v.mu.Lock()
-	v.diffs = append(v.diffs, pass.Difference{Path: path, What: fmt.Sprintf(format, args...)})
-	v.mu.Unlock()
-}
-
-func (v *differences) sorted() []pass.Difference {
-	sort.Slice(v.diffs, func(a, b int) bool { return manifest.ComparePaths(v.diffs[a].Path, v.diffs[b].Path) < 0 })
-	return v.diffs
-}
 
 // VerifyManifest reads every file of the copy and compares it with the
 // manifest: block hashes, CRC-32C and size; files the manifest does not
@@ -43,6 +22,14 @@ func (d *Local) VerifyManifest(ctx context.Context, jobs int, ex pass.Excluder) 
 	st, err := d.Status(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if st.Running {
+		return nil, pass.InputErr("stop the server that runs on the copy: a running server changes the files being compared",
+			"a PostgreSQL server runs on DEST %s (or pgtwopass cannot tell: check its postmaster.pid)", d.given)
+	}
+	if st.RanSinceSeal {
+		return nil, pass.InputErr("the copy's files are the new cluster's now, not those the manifest recorded; verify SRC DEST compares it with a stopped source",
+			"DEST %s has run as a PostgreSQL cluster since pgtwopass sealed it: its manifest describes it no more", d.given)
 	}
 	r, err := manifest.Open(d.manifestPath())
 	if err != nil {
@@ -59,7 +46,7 @@ func (d *Local) VerifyManifest(ctx context.Context, jobs int, ex pass.Excluder) 
 			onDisk[e.Rel] = true
 		}
 	}
-	v := &differences{}
+	v := &pass.Differences{}
 	bs := int(st.Header.BlockSize)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
@@ -77,53 +64,15 @@ func (d *Local) VerifyManifest(ctx context.Context, jobs int, ex pass.Excluder) 
 			path = filepath.Join(st.Dest, filepath.FromSlash(pass.HeldControl))
 		}
 		delete(onDisk, f.Path)
-		g.Go(func() error { return d.checkRecord(gctx, v, f, path, bs) })
+		g.Go(func() error { return pass.CheckRecord(gctx, f, path, bs, func(n int64) { d.obs.Progress(n, 0) }, v) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	for rel := range onDisk {
-		v.add(rel, "in the copy but not in the manifest")
+		v.Add(rel, "in the copy but not in the manifest")
 	}
-	return v.sorted(), nil
-}
-
-func (d *Local) checkRecord(ctx context.Context, v *differences, rec *manifest.File, path string, bs int) error {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		v.add(rec.Path, "in the manifest but missing from the copy")
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("failed to open %s: %w", path, err)
-	}
-	defer f.Close()
-	var crc uint32
-	hashes, size, err := pass.HashFile(ctx, f, bs, func(b []byte) {
-		crc = crc32c.Update(crc, b)
-		d.obs.Progress(int64(len(b)), 0)
-	})
-	if err != nil {
-		return fmt.Errorf("failed to read %s: %w", path, err)
-	}
-	var differing, first int64 = 0, -1
-	for blk, h := range hashes {
-		if blk >= len(rec.Hashes) || rec.Hashes[blk] != h {
-			differing++
-			if first < 0 {
-				first = int64(blk) * int64(bs)
-			}
-		}
-	}
-	switch {
-	case size != rec.Dest.Size:
-		v.add(rec.Path, "%d bytes in the copy, %d in the manifest", size, rec.Dest.Size)
-	case differing > 0:
-		v.add(rec.Path, "%d block(s) of %d bytes differ from the manifest's hashes, the first at byte %d", differing, bs, first)
-	case rec.Flags&manifest.FlagNoCRC32C == 0 && crc != rec.CRC32C:
-		v.add(rec.Path, "CRC-32C %08x in the copy, %08x in the manifest", crc, rec.CRC32C)
-	}
-	return nil
+	return v.Sorted(), nil
 }
 
 // WalkCopy lists the copy as Walk lists SRC; the tablespace links lead to

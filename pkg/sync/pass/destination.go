@@ -3,6 +3,9 @@ package pass
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
@@ -53,6 +56,9 @@ type Destination interface {
 	// Traffic counts the bytes sent to and received from a receiver on
 	// another host (0 for a copy on this host).
 	Traffic() (sent, received int64)
+	// Detach removes pgtwopass's state from a sealed copy that has become
+	// a cluster in use.
+	Detach(ctx context.Context) error
 	// Close unlocks the copy and ends the session.
 	Close() error
 	// String names the copy for messages.
@@ -95,6 +101,12 @@ type OpenRequest struct {
 	// Tablespaces are the OIDs of SRC's tablespaces; the destination knows
 	// where each one's copy goes.
 	Tablespaces []string
+	// AllowStarted refreshes a copy that has run since its seal (a test
+	// start, an abandoned cutover), discarding what it changed.
+	AllowStarted bool
+	// MkPath creates the missing parents of DEST and of the parts of the
+	// copy outside it (rsync's --mkpath); without it they must exist.
+	MkPath bool
 	// BootID is the sender's kernel boot ID, and Reads the directories its
 	// passes read: a destination on the same boot (the same host) refuses
 	// to write any of them (CheckPlaces).
@@ -191,6 +203,13 @@ type CopyStatus struct {
 	// Sealed: a cold pass completed and global/pg_control is installed,
 	// so the copy can be started.
 	Sealed bool
+	// RanSinceSeal: the installed pg_control changed since the seal: the
+	// copy has run as a PostgreSQL cluster, and is not a copy any more.
+	RanSinceSeal bool
+	// Running: a server runs on the copy (PID), or its postmaster.pid
+	// cannot be read.
+	Running bool
+	PID     int
 }
 
 // Difference is one way in which the copy differs from the source.
@@ -200,6 +219,27 @@ type Difference struct {
 }
 
 func (d Difference) String() string { return d.Path + ": " + d.What }
+
+// Differences collects the differences that workers find.
+type Differences struct {
+	mu   sync.Mutex
+	list []Difference
+}
+
+// Add records a difference of path, described by format and args.
+func (v *Differences) Add(path, format string, args ...any) {
+	v.mu.Lock()
+	v.list = append(v.list, Difference{Path: path, What: fmt.Sprintf(format, args...)})
+	v.mu.Unlock()
+}
+
+// Sorted returns the differences in walk order.
+func (v *Differences) Sorted() []Difference {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	sort.Slice(v.list, func(a, b int) bool { return manifest.ComparePaths(v.list[a].Path, v.list[b].Path) < 0 })
+	return append([]Difference{}, v.list...)
+}
 
 // ServerTimings are how long the last stop and start of the source took,
 // kept in DEST/.pgtwopass/server.json for the next prediction.

@@ -20,11 +20,16 @@ var DefaultExcludes = []string{
 	"pgsql_tmp*",      // temporary files of running queries, removed at startup
 	"postgresql.auto.conf.tmp",
 	"current_logfiles.tmp",
+	"pg_wal/summaries/temp.summary", // the WAL summary being written (17+), renamed when complete
 }
 
 // TablespaceMarker is the file in a tablespace's copy (the NEW directory of
 // --tablespace-map) that says whose tablespace it is a copy of.
 const TablespaceMarker = ".pgtwopass-tablespace"
+
+// WALMarker is the file in the directory of the copy's WAL (--waldir) that
+// says whose WAL directory it is.
+const WALMarker = ".pgtwopass-wal"
 
 // Excluder is a list of patterns that leave entries out of a pass.
 type Excluder []string
@@ -56,8 +61,10 @@ func (x Excluder) Excluded(rel string) bool {
 	return false
 }
 
-// IsMarker reports whether rel is the marker in a tablespace's copy.
+// IsMarker reports whether rel is the marker in a tablespace's copy or in
+// the copy's WAL directory.
 func IsMarker(rel string) bool {
 	dir, name := path.Split(rel)
-	return name == TablespaceMarker && IsTablespaceLink(strings.TrimSuffix(dir, "/"))
+	dir = strings.TrimSuffix(dir, "/")
+	return name == TablespaceMarker && IsTablespaceLink(dir) || name == WALMarker && dir == WalkedDir
 }

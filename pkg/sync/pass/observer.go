@@ -77,6 +77,9 @@ type Stats struct {
 	BytesRead     int64 // from the source (and from the copy when the manifest could not answer)
 	BytesWritten  int64 // to the copy
 	BlocksWritten int64
+	// What the walk found that the copy does not carry as it is (see
+	// Notes): counted in every pass, reported in the first of a job.
+	Specials, HardLinked, OutsideLinks int64
 	// ReadTime and WriteTime split the time spent copying files between
 	// reading (and hashing) and writing (and fsync).
 	ReadTime  time.Duration

@@ -23,6 +23,12 @@ func TestExcluder(t *testing.T) {
 		manifest.DirName:                  true,
 		"global/pg_control":               false,
 		"pg_tblspc/16384/PG_15/pgsql_tmp": true,
+		// PostgreSQL 17's WAL summarizer writes each summary through
+		// temp.summary and renames it when complete.
+		"pg_wal/summaries/temp.summary": true,
+		"pg_wal/summaries":              false,
+		"pg_wal/summaries/0000000100000000010000280000000001000130.summary": false,
+		"base/temp.summary": false,
 	} {
 		if got := x.Excluded(rel); got != want {
 			t.Errorf("excluded(%q) = %v, want %v", rel, got, want)

@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // WalkedDir is walked through as a directory when it is a symlink: pg_wal on
@@ -36,7 +37,27 @@ func TablespaceRel(rel string) (oid, rest string, ok bool) {
 // Walk lists root depth-first, each directory in byte order, which is the
 // order of manifest.ComparePaths. Entries that vanish while it runs are
 // skipped: a live pass is best-effort, the cold pass runs on a stopped server.
-func Walk(root string, ex Excluder) ([]Entry, error) {
+func Walk(root string, ex Excluder) ([]Entry, error) { return WalkNoting(root, ex, nil) }
+
+// Notes are what a walk of SRC found that a copy does not carry as it is:
+// the user is told, nothing is dropped or changed silently.
+type Notes struct {
+	// Specials are sockets, FIFOs and devices: left out of the copy.
+	Specials []string
+	// HardLinked are regular files with more than one link (pg_upgrade
+	// --link leaves them shared with the old cluster): the copy holds each
+	// as a file of its own.
+	HardLinked []string
+	// OutsideLinks are symlinks (other than pg_wal and the tablespaces,
+	// which the walk follows) that lead outside the data directory: the
+	// copy links to the same target, which a started copy would share
+	// with the source. Each is "rel -> target".
+	OutsideLinks []string
+}
+
+// WalkNoting is Walk that records in notes (when not nil) what the copy
+// will not carry as it is.
+func WalkNoting(root string, ex Excluder, notes *Notes) ([]Entry, error) {
 	fi, err := os.Stat(root)
 	if err != nil {
 		return nil, err
@@ -86,9 +107,20 @@ func Walk(root string, ex Excluder) ([]Entry, error) {
 					}
 					return fmt.Errorf("failed to read link %s: %w", p, err)
 				}
-			case e.IsDir(), e.IsRegular():
+				if notes != nil && outside(root, crel, e.Target) {
+					notes.OutsideLinks = append(notes.OutsideLinks, crel+" -> "+e.Target)
+				}
+			case e.IsRegular():
+				if notes != nil && fi.Sys().(*syscall.Stat_t).Nlink > 1 && target == "" {
+					notes.HardLinked = append(notes.HardLinked, crel)
+				}
+			case e.IsDir():
 			default:
-				// Sockets, FIFOs and devices have no place in a data directory.
+				// Sockets, FIFOs and devices have no place in a data
+				// directory: left out, and reported.
+				if notes != nil {
+					notes.Specials = append(notes.Specials, crel)
+				}
 				continue
 			}
 			entries = append(entries, e)
@@ -117,4 +149,14 @@ func ReadDirNames(dir string) ([]string, error) {
 		names[i] = de.Name()
 	}
 	return names, nil
+}
+
+// outside reports whether the symlink rel in the tree at root, whose
+// target is target, leads outside root.
+func outside(root, rel, target string) bool {
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(root, filepath.Dir(filepath.FromSlash(rel)), target)
+	}
+	target = filepath.Clean(target)
+	return target != root && !Within(target, root)
 }

@@ -374,7 +374,7 @@ func (d *Client) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRep
 	m, err := callFor(ctx, d, wire.Open{SystemIdentifier: req.SystemIdentifier, PGVersion: req.PGVersion, BlockSize: uint32(req.BlockSize),
 		DryRun: req.DryRun, ReadOnly: req.ReadOnly, Quick: req.Quick, UID: req.Owner.UID, GID: req.Owner.GID,
 		User: req.Owner.User, Group: req.Owner.Group, Tablespaces: req.Tablespaces,
-		BootID: req.BootID, Reads: toWirePlaces(req.Reads)}, wire.TOpenReply, wire.DecodeOpenReply)
+		BootID: req.BootID, Reads: toWirePlaces(req.Reads), MkPath: req.MkPath, AllowStarted: req.AllowStarted}, wire.TOpenReply, wire.DecodeOpenReply)
 	if err != nil {
 		return nil, err
 	}
@@ -407,7 +407,14 @@ func (d *Client) Status(ctx context.Context) (*pass.CopyStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pass.CopyStatus{Dest: d.r.login() + ":" + m.Dest, Header: *m.Header, Sealed: m.Sealed}, nil
+	return &pass.CopyStatus{Dest: d.r.login() + ":" + m.Dest, Header: *m.Header, Sealed: m.Sealed,
+		RanSinceSeal: m.RanSinceSeal, Running: m.Running, PID: int(m.PID)}, nil
+}
+
+// Detach removes pgtwopass's state from the copy on the other host.
+func (d *Client) Detach(ctx context.Context) error {
+	_, err := d.call(ctx, wire.Empty(wire.TDetach), wire.TOK)
+	return err
 }
 
 func (d *Client) VerifyManifest(ctx context.Context, jobs int, ex pass.Excluder) ([]pass.Difference, error) {

@@ -4,23 +4,24 @@ import (
 	"context"
 	"io"
 
+	"github.com/pgtwopass/pgtwopass/pkg/sync/destination"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 // Loopback runs a receiver for the copy in dir in this process and returns
 // a Client connected to it over pipes: the whole protocol, without a remote
-// shell. tsNew maps the OID of each tablespace to the directory of its copy.
-func Loopback(ctx context.Context, dir string, tsNew map[string]string, o Options, obs pass.Observer) (*Client, error) {
+// shell. l says where the parts of the copy outside dir go.
+func Loopback(ctx context.Context, dir string, l destination.Layout, o Options, obs pass.Observer) (*Client, error) {
 	toReceiver, fromSender := io.Pipe()
 	toSender, fromReceiver := io.Pipe()
-	l := &pipeLink{w: fromSender, exited: make(chan struct{})}
+	pl := &pipeLink{w: fromSender, exited: make(chan struct{})}
 	go func() {
-		l.err = Receive(context.Background(), toReceiver, fromReceiver, ReceiveOptions{Dir: dir, Tablespaces: tsNew, Program: o.Program})
+		pl.err = Receive(context.Background(), toReceiver, fromReceiver, ReceiveOptions{Dir: dir, Tablespaces: l.Tablespaces, WALDir: l.WALDir, Program: o.Program})
 		toReceiver.Close()
 		fromReceiver.Close()
-		close(l.exited)
+		close(pl.exited)
 	}()
-	return NewClient(ctx, toSender, l, Remote{Host: "loopback", Path: dir}, o, obs)
+	return NewClient(ctx, toSender, pl, Remote{Host: "loopback", Path: dir}, o, obs)
 }
 
 // pipeLink is the link to a receiver in this process.

@@ -25,8 +25,10 @@ type ReceiveOptions struct {
 	// Dir is the copy's directory on this host (the PATH of host:PATH).
 	Dir string
 	// Tablespaces maps the OID of each tablespace to the directory of its
-	// copy on this host. The receiver writes nowhere else.
+	// copy on this host, and WALDir is the directory of the copy's WAL
+	// (--waldir). The receiver writes nowhere else.
 	Tablespaces map[string]string
+	WALDir      string
 	// Program names this pgtwopass in the hello (e.g. "pgtwopass 0.3.0").
 	Program string
 }
@@ -83,7 +85,7 @@ func (s *receiver) serve(ctx context.Context) error {
 	if err := s.hello(); err != nil {
 		return err
 	}
-	d, err := destination.New(s.o.Dir, s.o.Tablespaces, s.obs)
+	d, err := destination.New(s.o.Dir, destination.Layout{Tablespaces: s.o.Tablespaces, WALDir: s.o.WALDir}, s.obs)
 	if err != nil {
 		return s.sendError(err)
 	}
@@ -158,7 +160,7 @@ func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 		rep, err := s.d.Open(ctx, &pass.OpenRequest{SystemIdentifier: m.SystemIdentifier, PGVersion: m.PGVersion, BlockSize: int(m.BlockSize),
 			DryRun: m.DryRun, ReadOnly: m.ReadOnly, Quick: m.Quick,
 			Owner: pass.OwnerIDs{UID: m.UID, GID: m.GID, User: m.User, Group: m.Group}, Tablespaces: m.Tablespaces,
-			BootID: m.BootID, Reads: fromWirePlaces(m.Reads)})
+			BootID: m.BootID, Reads: fromWirePlaces(m.Reads), MkPath: m.MkPath, AllowStarted: m.AllowStarted})
 		if err != nil {
 			return s.sendError(err)
 		}
@@ -264,7 +266,11 @@ func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 		if err != nil {
 			return s.sendError(err)
 		}
-		return s.conn.Send(wire.StatusReply{Dest: st.Dest, Header: &st.Header, Sealed: st.Sealed})
+		return s.conn.Send(wire.StatusReply{Dest: st.Dest, Header: &st.Header, Sealed: st.Sealed,
+			RanSinceSeal: st.RanSinceSeal, Running: st.Running, PID: uint32(st.PID)})
+
+	case wire.TDetach:
+		return reply(wire.Empty(wire.TOK), s.d.Detach(ctx))
 
 	case wire.TVerifyManifest:
 		m := wire.DecodePatterns(d)

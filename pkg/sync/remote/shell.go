@@ -14,13 +14,15 @@ import (
 
 	"github.com/kballard/go-shellquote"
 
+	"github.com/pgtwopass/pgtwopass/pkg/sync/destination"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
 // remoteCommand returns the command line that starts the receiver: the
 // remote shell, the login, and the receiver's command, quoted for the
 // remote host's shell.
-func remoteCommand(r Remote, o Options, tsNew map[string]string) ([]string, error) {
+func remoteCommand(r Remote, o Options, l destination.Layout) ([]string, error) {
+	tsNew := l.Tablespaces
 	rsh, err := shellquote.Split(o.Rsh)
 	if err != nil || len(rsh) == 0 {
 		return nil, pass.InputErr("give the remote shell as a command line, e.g. --rsh 'ssh -p 2222'", "invalid --rsh %q", o.Rsh)
@@ -34,16 +36,19 @@ func remoteCommand(r Remote, o Options, tsNew map[string]string) ([]string, erro
 	for _, oid := range oids {
 		words = append(words, "--tablespace", oid+"="+tsNew[oid])
 	}
+	if l.WALDir != "" {
+		words = append(words, "--waldir", l.WALDir)
+	}
 	words = append(words, "--", r.Path)
 	return append(rsh, r.login(), o.RemotePath+" "+shellquote.Join(words...)), nil
 }
 
 // Dial starts the receiver for the copy dest names ([user@]host:PATH)
-// through the remote shell and connects to it; tsNew maps the OID of each
-// tablespace to the directory of its copy there. ctx bounds the session:
+// through the remote shell and connects to it; l says where the parts of
+// the copy outside PATH go there. ctx bounds the session:
 // when it ends, the bandwidth limit stops holding frames back, so that an
 // interrupted job ends at once.
-func Dial(ctx context.Context, dest string, o Options, tsNew map[string]string, obs pass.Observer) (*Client, error) {
+func Dial(ctx context.Context, dest string, o Options, l destination.Layout, obs pass.Observer) (*Client, error) {
 	r, ok := ParseRemote(dest)
 	if !ok {
 		return nil, pass.InputErr("give [user@]host:PATH", "DEST %s is not on another host", dest)
@@ -60,7 +65,7 @@ func Dial(ctx context.Context, dest string, o Options, tsNew map[string]string, 
 	case !strings.HasPrefix(r.Path, "/"):
 		return nil, pass.InputErr("give an absolute path on the other host: [user@]host:/path/to/copy", "DEST %s: the path on %s must be absolute", dest, r.Host)
 	}
-	args, err := remoteCommand(r, o, tsNew)
+	args, err := remoteCommand(r, o, l)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +55,10 @@ type Config struct {
 	// IDs maps the source's owners to the copy's.
 	IDs pass.IDMap
 	// Quiet: the destination reports no events (a dry run that predicts).
-	Quiet    bool
+	Quiet bool
+	// Note warns of what the walk finds that the copy does not carry as it
+	// is (pass.Notes): the first pass of a job does.
+	Note     bool
 	Observer pass.Observer
 }
 
@@ -92,6 +96,7 @@ type sender struct {
 	examined              atomic.Int64
 	readBusy, writeBusy   atomic.Int64 // ns, summed over workers
 	readWall, writeWall   time.Duration
+	notes                 pass.Notes
 }
 
 // Run runs one pass of cfg.Kind from SRC into dst, whose manifest has the
@@ -122,14 +127,18 @@ func (p *sender) stats(started time.Time) pass.Stats {
 		Kind: p.cfg.Kind, DryRun: p.cfg.DryRun, Started: started, Finished: time.Now(),
 		FilesExamined: p.examined.Load(), BytesRead: p.read.Load(), BytesWritten: p.written.Load(), BlocksWritten: p.blocks.Load(),
 		ReadTime: p.readWall, WriteTime: p.writeWall,
+		Specials: int64(len(p.notes.Specials)), HardLinked: int64(len(p.notes.HardLinked)), OutsideLinks: int64(len(p.notes.OutsideLinks)),
 	}
 }
 
 func (p *sender) run(ctx context.Context, started time.Time) (pass.Stats, *pass.CommitReply, error) {
 	cfg := p.cfg
-	entries, err := pass.Walk(cfg.Source, cfg.Excluder)
+	entries, err := pass.WalkNoting(cfg.Source, cfg.Excluder, &p.notes)
 	if err != nil {
 		return p.stats(started), nil, err
+	}
+	if cfg.Note {
+		p.warnNotes()
 	}
 	cfg.IDs.Apply(entries)
 	var total int64
@@ -484,4 +493,28 @@ func (p *sender) result(fc *fileCopy) (*pass.FileResult, error) {
 		res.Flags |= manifest.FlagNoCRC32C
 	}
 	return res, nil
+}
+
+// warnNotes tells the user what the walk found that the copy does not
+// carry as it is.
+func (p *sender) warnNotes() {
+	warn := func(format string, args ...any) {
+		p.obs.Event(pass.Event{Kind: pass.Warning, Pass: p.cfg.Kind, Msg: fmt.Sprintf(format, args...)})
+	}
+	some := func(list []string) string {
+		const max = 5
+		if len(list) <= max {
+			return strings.Join(list, ", ")
+		}
+		return strings.Join(list[:max], ", ") + fmt.Sprintf(" and %d more", len(list)-max)
+	}
+	if n := p.notes.Specials; len(n) > 0 {
+		warn("left out of the copy: %d socket(s), FIFO(s) or device(s) in SRC, which have no place in a data directory: %s", len(n), some(n))
+	}
+	if n := p.notes.HardLinked; len(n) > 0 {
+		warn("%d file(s) of SRC have more than one hard link (pg_upgrade --link leaves them shared with the old cluster): the copy holds each as a file of its own: %s", len(n), some(n))
+	}
+	for _, l := range p.notes.OutsideLinks {
+		warn("%s is a symlink that leads outside the data directory: the copy links to the same target, which a started copy would share with the source; move what it points to into the cluster, or give the copy its own target after the cutover", l)
+	}
 }
