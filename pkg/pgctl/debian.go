@@ -41,10 +41,11 @@ func confRoot() string {
 }
 
 // FindDebianCluster returns the postgresql-common cluster whose data
-// directory is dataDir, or nil when none is: `pg_lsclusters --json`, or,
-// where that is missing or too old, each ROOT/VERSION/NAME/postgresql.conf
-// whose data_directory (or pgdata link) is dataDir. Directories are
-// compared by device and inode.
+// directory is dataDir, or nil when none is: each ROOT/VERSION/NAME whose
+// data_directory (in postgresql.conf, then conf.d/*.conf, where Debian's
+// include_dir points; else the pgdata link) is dataDir, compared by device
+// and inode. Where a cluster's data directory cannot be read that way,
+// `pg_lsclusters --json` says (it follows every include).
 func FindDebianCluster(dataDir string) (*DebianCluster, error) {
 	want, err := os.Stat(dataDir)
 	if err != nil {
@@ -54,24 +55,16 @@ func FindDebianCluster(dataDir string) (*DebianCluster, error) {
 		fi, err := os.Stat(dir)
 		return err == nil && os.SameFile(fi, want)
 	}
-	if cs, err := lsclusters(); err == nil {
-		for _, c := range cs {
-			if same(c.DataDir) {
-				return c, nil
-			}
-		}
-		return nil, nil
-	}
 	confs, _ := filepath.Glob(filepath.Join(confRoot(), "*", "*", "postgresql.conf"))
+	unknown := false
 	for _, conf := range confs {
 		dir := filepath.Dir(conf)
-		dd, ok := confSetting(conf, "data_directory")
+		dd, ok := debianDataDir(dir)
 		if !ok {
-			if l, err := filepath.EvalSymlinks(filepath.Join(dir, "pgdata")); err == nil {
-				dd, ok = l, true
-			}
+			unknown = true
+			continue
 		}
-		if !ok || !same(dd) {
+		if !same(dd) {
 			continue
 		}
 		c := &DebianCluster{Version: filepath.Base(filepath.Dir(dir)), Name: filepath.Base(dir), ConfDir: dir, DataDir: dd}
@@ -82,7 +75,36 @@ func FindDebianCluster(dataDir string) (*DebianCluster, error) {
 		}
 		return c, nil
 	}
+	if !unknown {
+		return nil, nil
+	}
+	cs, err := lsclusters()
+	if err != nil {
+		return nil, nil // too old for --json, or missing: none found
+	}
+	for _, c := range cs {
+		if same(c.DataDir) {
+			return c, nil
+		}
+	}
 	return nil, nil
+}
+
+// debianDataDir reads the data directory of the cluster configured in dir.
+func debianDataDir(dir string) (string, bool) {
+	dd, ok := confSetting(filepath.Join(dir, "postgresql.conf"), "data_directory")
+	extra, _ := filepath.Glob(filepath.Join(dir, "conf.d", "*.conf"))
+	for _, conf := range extra {
+		if v, set := confSetting(conf, "data_directory"); set {
+			dd, ok = v, true
+		}
+	}
+	if !ok {
+		if l, err := filepath.EvalSymlinks(filepath.Join(dir, "pgdata")); err == nil {
+			return l, true
+		}
+	}
+	return dd, ok
 }
 
 // lsclusters runs `pg_lsclusters --json`.

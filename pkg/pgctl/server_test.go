@@ -229,9 +229,11 @@ func fakeProgram(t *testing.T, dir, name, script string) {
 }
 
 // TestFindDebianCluster: a cluster of postgresql-common is found by its
-// data directory (by inode, through a symlink too) in the configuration
-// tree when pg_lsclusters is missing, and through pg_lsclusters --json when
-// it is there; another data directory is no Debian cluster.
+// data directory (by inode, through a symlink too) in its configuration
+// (postgresql.conf, or conf.d where Debian's include_dir points), without
+// running anything; another data directory is no Debian cluster; where a
+// cluster's configuration does not say its data directory, pg_lsclusters
+// --json does.
 func TestFindDebianCluster(t *testing.T) {
 	data := t.TempDir()
 	link := filepath.Join(t.TempDir(), "link")
@@ -240,12 +242,12 @@ func TestFindDebianCluster(t *testing.T) {
 	}
 	root := fakeDebian(t, link)
 	bin := t.TempDir()
+	calls := filepath.Join(t.TempDir(), "calls")
 	t.Setenv("PATH", bin+":/usr/bin:/bin")
-	if _, err := exec.LookPath("pg_lsclusters"); err == nil {
-		// Debian's own is in /usr/bin: hide it behind one that fails, as
-		// an old pg_lsclusters without --json does.
-		fakeProgram(t, bin, "pg_lsclusters", "echo 'Unknown option: json' >&2; exit 1\n")
-	}
+	fakeProgram(t, bin, "pg_lsclusters", `echo called >> `+calls+`
+[ "$1" = --json ] || exit 1
+echo '[{"version":17,"cluster":"json","pgdata":"`+data+`","configdir":"/etc/postgresql/17/json","logfile":"/var/log/postgresql/postgresql-17-json.log"}]'
+`)
 	c, err := FindDebianCluster(data)
 	if err != nil || c == nil {
 		t.Fatalf("FindDebianCluster(%s) finds 15/main by postgresql.conf's data_directory (a link to it): %+v, %v", data, c, err)
@@ -259,13 +261,32 @@ func TestFindDebianCluster(t *testing.T) {
 	if c, err := FindDebianCluster(t.TempDir()); c != nil || err != nil {
 		t.Errorf("a data directory no configuration names is no Debian cluster: %+v, %v", c, err)
 	}
+	if _, err := os.Stat(calls); err == nil {
+		t.Errorf("where every cluster's configuration says its data directory, pg_lsclusters is not run (it takes 0.1 s)")
+	}
 
-	fakeProgram(t, bin, "pg_lsclusters", `[ "$1" = --json ] || exit 1
-echo '[{"version":17,"cluster":"json","pgdata":"`+data+`","configdir":"/etc/postgresql/17/json","logfile":"/var/log/postgresql/postgresql-17-json.log"}]'
-`)
+	// 15/main's data_directory moved to conf.d.
+	other := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "15", "main", "conf.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "15", "main", "conf.d", "move.conf"), []byte("data_directory = '"+other+"'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := FindDebianCluster(other); err != nil || c == nil || c.Name != "main" {
+		t.Errorf("conf.d/*.conf overrides postgresql.conf's data_directory: %+v, %v", c, err)
+	}
+
+	// A cluster whose configuration does not say: pg_lsclusters does.
+	if err := os.MkdirAll(filepath.Join(root, "17", "json"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "17", "json", "postgresql.conf"), []byte("include 'elsewhere.conf'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	c, err = FindDebianCluster(data)
 	if err != nil || c == nil || c.Version != "17" || c.Name != "json" || c.LogFile != "/var/log/postgresql/postgresql-17-json.log" {
-		t.Errorf("pg_lsclusters --json, where it works, says which cluster it is: got %+v, %v", c, err)
+		t.Errorf("pg_lsclusters --json says which cluster it is when a configuration does not: got %+v, %v", c, err)
 	}
 }
 
