@@ -972,6 +972,9 @@ type runOpts struct {
 	env  []string            // extra environment, e.g. PGTWOPASS_FAULT_KILL_AFTER_BLOCKS=10
 	dir  string              // working directory; "" keeps the test's
 	cred *syscall.Credential // run as another OS user (as root)
+	// ownGroup runs the binary in a process group of its own, as a shell
+	// runs a foreground job: a signal to the group reaches its children too.
+	ownGroup bool
 }
 
 // procResult is how one run of the binary ended.
@@ -1022,8 +1025,8 @@ func startWith(t *testing.T, o runOpts, args ...string) *bgRun {
 	r.cmd = exec.Command(binary, args...)
 	r.cmd.Env = append(append(os.Environ(), "LC_ALL=C", "LANG=C"), o.env...)
 	r.cmd.Dir = o.dir
-	if o.cred != nil {
-		r.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred}
+	if o.cred != nil || o.ownGroup {
+		r.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred, Setpgid: o.ownGroup}
 	}
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, lockedWriter{r}
 	if err := r.cmd.Start(); err != nil {
@@ -1066,6 +1069,15 @@ func (r *bgRun) waitFor(s string, d time.Duration) bool {
 		}
 	}
 	return true
+}
+
+// signalGroup sends sig to the process group of a run started with
+// ownGroup: what a terminal's Ctrl-C does to its foreground job.
+func (r *bgRun) signalGroup(sig syscall.Signal) {
+	r.t.Helper()
+	if err := syscall.Kill(-r.cmd.Process.Pid, sig); err != nil {
+		r.t.Errorf("send %v to the process group of pgtwopass %s: %v\nstderr so far:\n%s", sig, strings.Join(r.args, " "), err, r.stderrSoFar())
+	}
 }
 
 // signal sends sig to the process.

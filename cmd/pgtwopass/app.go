@@ -79,7 +79,7 @@ func hintFor(err error) string {
 	case errors.As(err, &usage):
 		return "see 'pgtwopass --help' and 'pgtwopass COMMAND --help'"
 	case errors.Is(err, pgsync.ErrInterrupted):
-		return "the copy is left unsealed and cannot be started; run the same command again to finish it"
+		return "run the same command again to finish the copy; 'pgtwopass status DEST' says whether it is sealed (only a sealed copy can be started)"
 	case errors.Is(err, manifest.ErrCorrupt):
 		return "the copy's manifest is damaged and is not trusted: finish rebuilds it from the copy's contents; verify SRC DEST compares the copy with the source"
 	}

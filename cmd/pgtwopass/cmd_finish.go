@@ -11,15 +11,20 @@ func finishCommand() *command {
 		Name:      "finish",
 		Usage:     "CHECKPOINT, stop the server, cold pass, seal the copy",
 		ArgsUsage: "SRC DEST",
-		Description: `finish issues a CHECKPOINT, stops the server (pg_ctl stop -m fast, as the data
-directory's owner; or --systemd-unit, --stop-command), checks that pg_controldata says
-"shut down", then runs the cold pass: every source block is read and hashed and
-compared with the manifest, and only changed blocks are written. Everything is
-fsynced, then global/pg_control is installed last: the copy is sealed and can be
-started. The downtime is one read of the source plus the changed blocks.
-DEST may be missing or empty (a full cold copy), here or on another host
-([user@]host:PATH, see --rsh). With --restart the server is
-started again afterwards, also when the cold pass failed.
+		Description: `finish issues a CHECKPOINT (as root, connected as the data directory's owner;
+if it cannot run, finish stops there: exit status 2), stops the server (a Debian or
+Ubuntu cluster with pg_ctlcluster or its systemd unit, another with pg_ctl stop -m
+fast as the data directory's owner; or --systemd-unit, --stop-command), checks that
+its pg_control says "shut down", then runs the cold pass: every source block is
+read and hashed and compared with the manifest, and only changed blocks are
+written. Everything is fsynced, then global/pg_control is installed last: the copy
+is sealed and can be started. The downtime is one read of the source plus the
+changed blocks. DEST may be missing or empty (a full cold copy), here or on another
+host ([user@]host:PATH, see --rsh). With --restart the server is started again
+afterwards, also when the cold pass failed or was interrupted.
+
+Ctrl-C or SIGTERM stops it at a clean point: a stop or start of the server in
+progress runs to its end, and a second signal is reported, not obeyed.
 
 Before the stop it runs one more live pass and predicts the downtime from the
 rates the passes measured; with --max-downtime it refuses to stop the server when
@@ -45,6 +50,7 @@ func runFinish(c *cli.Context, o runOptions) error {
 		return err
 	}
 	out.quick(o.Pass)
+	out.holdServer(o.Server.Restart)
 	o.Pass.Observer = out.obs
 	res, err := pgsync.Finish(c.Context, o.Pass, o.Server)
 	return out.done(res, err)

@@ -34,6 +34,7 @@ func runSync(c *cli.Context, o runOptions) error {
 		return err
 	}
 	out.quick(o.Pass)
+	out.holdServer(o.Server.Restart)
 	o.Pass.Observer = out.obs
 	res, err := pgsync.Sync(c.Context, o.Pass, o.Server)
 	return out.done(res, err)

@@ -133,8 +133,9 @@ func serverFlags() []cli.Flag {
 		&cli.StringFlag{Name: "systemd-unit", Category: catServer, Usage: "stop and start the server with systemctl stop/start `UNIT`"},
 		&cli.StringFlag{Name: "stop-command", Category: catServer, Usage: "stop the server with `CMD` (run by /bin/sh) instead of pg_ctl stop -m fast"},
 		&cli.StringFlag{Name: "start-command", Category: catServer, Usage: "start the server with `CMD` (run by /bin/sh) instead of pg_ctl start"},
-		&cli.StringFlag{Name: "dsn", Category: catServer, DefaultText: "from SRC/postmaster.pid, as the data directory's owner", Usage: "connect to `DSN` for the CHECKPOINT before the stop"},
-		&cli.StringFlag{Name: "start-log", Category: catServer, DefaultText: "in the temporary directory", Usage: "server log `FILE` when pgtwopass starts the server with pg_ctl"},
+		&cli.StringFlag{Name: "dsn", Category: catServer, DefaultText: "from SRC/postmaster.pid", Usage: "connect to `DSN` for the CHECKPOINT before the stop (as root, to a unix socket as the data directory's owner, so that peer authentication lets it in)"},
+		&cli.BoolFlag{Name: "no-checkpoint", Category: catServer, Usage: "stop the server without a CHECKPOINT first (its shutdown checkpoint then writes every dirty page while it is down: a longer downtime)"},
+		&cli.StringFlag{Name: "start-log", Category: catServer, DefaultText: "where its stderr goes now", Usage: "server log `FILE` when pgtwopass starts the server with pg_ctl"},
 	}
 }
 
@@ -269,6 +270,7 @@ func readServer(c *cli.Context, o *runOptions) error {
 		SystemdUnit:  c.String("systemd-unit"),
 		Restart:      c.Bool("restart"),
 		DSN:          c.String("dsn"),
+		NoCheckpoint: c.Bool("no-checkpoint"),
 		StartLog:     c.String("start-log"),
 		MaxDowntime:  c.Duration("max-downtime"),
 	}

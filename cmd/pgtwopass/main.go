@@ -6,12 +6,16 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
 	"runtime/pprof"
-	"syscall"
+
+	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
 )
 
 func main() {
+	// As root, pgtwopass connects to the server as the data directory's
+	// owner through a copy of itself (peer authentication): that copy
+	// serves here and exits.
+	pgctl.ServeOwnerHelper()
 	// PGTWOPASS_CPUPROFILE=FILE writes a CPU profile of the run (make bench).
 	if path := os.Getenv("PGTWOPASS_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {
@@ -19,9 +23,9 @@ func main() {
 			defer f.Close()
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, intr := notifyInterrupts(context.Background())
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
-	stop()
+	intr.stop()
 	pprof.StopCPUProfile()
 	os.Exit(code)
 }

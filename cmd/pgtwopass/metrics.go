@@ -140,7 +140,7 @@ func (m *metricsFile) families(res *pgsync.Result, code int, now time.Time) []*d
 		gauge(metricPassSeconds, "Seconds the pass took.", p.Duration().Seconds(), l...)
 	}
 	if m.command != "prepare" && res != nil {
-		gauge(metricDowntime, "Seconds the source server was down: from the stop to the end of the restart, or of the cold pass without --restart.", res.Downtime.Seconds())
+		gauge(metricDowntime, "Seconds the source server was down: from the stop until the restarted server accepts connections, or to the end of the cold pass without --restart.", res.Downtime.Seconds())
 		gauge(metricServerStopped, "1 when the last run stopped the source server.", b2f(res.Stopped))
 		gauge(metricServerRestarted, "1 when the last run started the source server again.", b2f(res.Restarted))
 		if p := res.Prediction; p != nil {

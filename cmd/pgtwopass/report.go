@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -24,6 +26,12 @@ type logObserver struct {
 	read, written atomic.Int64
 	stop          chan struct{}
 	downSince     atomic.Int64 // Unix ns when the server went down; 0 while up
+	// server is the phase of the source server the engine last reported;
+	// holds and restart say that the run (finish, sync) may stop it, and
+	// start it again: what a signal then does (interrupted).
+	server  atomic.Int32
+	holds   atomic.Bool
+	restart atomic.Bool
 }
 
 const progressEvery = 10 * time.Second
@@ -70,6 +78,9 @@ func (o *logObserver) Event(e pgsync.Event) {
 		case pgsync.ServerStarted:
 			o.downSince.Store(0)
 		}
+		if e.Server != pgsync.ServerUnchanged {
+			o.server.Store(int32(e.Server))
+		}
 		o.log.Info(e.Msg)
 	case pgsync.Warning:
 		o.log.Warn(e.Msg, fieldsFor(e)...)
@@ -79,6 +90,47 @@ func (o *logObserver) Event(e pgsync.Event) {
 		o.log.Debug("deleted", fieldsFor(e)...)
 	}
 }
+
+// interrupted reports a signal: what pgtwopass does about it, from the
+// phase of the server the engine last reported. It holds (returns true)
+// a second signal while the run may hold the server.
+func (o *logObserver) interrupted(sig os.Signal, n int) bool {
+	name := sig.String()
+	if s, ok := sig.(syscall.Signal); ok {
+		name = signalNames[s]
+	}
+	var msg string
+	switch pgsync.ServerPhase(o.server.Load()) {
+	case pgsync.ServerStopping:
+		msg = "the server is stopping: waiting for the stop to complete; then nothing is copied"
+		if o.restart.Load() {
+			msg += ", and the server is started again"
+		}
+	case pgsync.ServerStopped:
+		msg = "the cold pass stops at its next clean point (a seal that has begun completes)"
+		if o.restart.Load() {
+			msg += "; then the server is started again"
+		} else {
+			msg += "; the server stays stopped"
+		}
+	case pgsync.ServerStarting:
+		msg = "already starting the server again; waiting for it"
+	default:
+		msg = "stopping at a clean point"
+	}
+	if n == 1 {
+		o.log.Warn("interrupted by " + name + ": " + msg)
+		return true
+	}
+	if !o.holds.Load() {
+		o.log.Warn(name + " again: exiting at once")
+		return false
+	}
+	o.log.Warn(name + " again: " + msg + " (kill -9 would not wait)")
+	return true
+}
+
+var signalNames = map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}
 
 func fieldsFor(e pgsync.Event) []zap.Field {
 	var f []zap.Field
@@ -142,9 +194,14 @@ func printSummary(w io.Writer, command string, res *pgsync.Result) {
 		if p := res.Prediction; p != nil {
 			fmt.Fprintf(w, ", predicted %.2fs", p.Downtime.Seconds())
 		}
-		if res.Restarted {
+		switch {
+		case res.Restarted:
 			fmt.Fprint(w, " (server stopped, copied, restarted)")
-		} else {
+		case res.Server.Running:
+			fmt.Fprintf(w, " (server stopped, copied; it runs again, pid %d, started by someone else)", res.Server.PM.PID)
+		case !res.Server.Known():
+			fmt.Fprintf(w, " so far (the source server's state is %s)", res.Server)
+		default:
 			fmt.Fprint(w, " so far (the source server is stopped)")
 		}
 		fmt.Fprintln(w)
@@ -253,8 +310,17 @@ func newOutput(c *cli.Context, o outputOptions) (*output, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &output{command: c.Command.Name, json: o.JSON, stdout: c.App.Writer, log: log,
-		obs: newLogObserver(log, ui), ui: ui, metrics: m}, nil
+	out := &output{command: c.Command.Name, json: o.JSON, stdout: c.App.Writer, log: log,
+		obs: newLogObserver(log, ui), ui: ui, metrics: m}
+	interruptsOf(c.Context).setReporter(out.obs.interrupted)
+	return out, nil
+}
+
+// holdServer says that the run may stop the source server (finish, sync)
+// and, with restart, start it again: a second signal is then held.
+func (o *output) holdServer(restart bool) {
+	o.obs.restart.Store(restart)
+	o.obs.holds.Store(true)
 }
 
 // quick tells the progress display that the cold pass may skip files.

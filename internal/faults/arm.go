@@ -27,6 +27,13 @@ const Armed = true
 //	PGTWOPASS_FAULT_EIO_READ=SUFFIX      reads of source files whose path ends in SUFFIX fail with EIO
 //	PGTWOPASS_FAULT_QUICK_MARGIN=DURATION the quick cold pass's safe horizon (default 2s)
 //	PGTWOPASS_FAULT_BEFORE_RESTART=CMD   run CMD (/bin/sh -c) before starting the source server again
+//	PGTWOPASS_FAULT_PHASE_DELAY=PHASE=DURATION[,PHASE=DURATION]
+//	                                     make a phase of finish last DURATION longer, so that a
+//	                                     test can signal pgtwopass while it runs: "checkpoint"
+//	                                     and "seal" sleep in pgtwopass, "stop" and "start" in the
+//	                                     child process that stops or starts the server (a shell
+//	                                     that sleeps, then runs the command). Each writes
+//	                                     "pgtwopass: fault: PHASE: DURATION" to stderr once it runs.
 func init() {
 	if err := arm(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtwopass: error: %v\n", err)
@@ -41,6 +48,11 @@ func arm() error {
 			return fmt.Errorf("PGTWOPASS_FAULT_QUICK_MARGIN=%q: want a positive duration", v)
 		}
 		Hooks.QuickMargin = d
+	}
+	if v := os.Getenv("PGTWOPASS_FAULT_PHASE_DELAY"); v != "" {
+		if err := armPhases(v); err != nil {
+			return err
+		}
 	}
 	if cmd := os.Getenv("PGTWOPASS_FAULT_BEFORE_RESTART"); cmd != "" {
 		Hooks.BeforeRestart = func() {
@@ -119,6 +131,48 @@ func arm() error {
 			}
 			time.Sleep(delay)
 		}
+	}
+	return nil
+}
+
+// armPhases arms PGTWOPASS_FAULT_PHASE_DELAY.
+func armPhases(v string) error {
+	delays := map[string]time.Duration{}
+	for _, item := range strings.Split(v, ",") {
+		name, dur, ok := strings.Cut(item, "=")
+		d, err := time.ParseDuration(dur)
+		switch name {
+		case "checkpoint", "seal", "stop", "start":
+		default:
+			ok = false
+		}
+		if !ok || err != nil || d <= 0 {
+			return fmt.Errorf("PGTWOPASS_FAULT_PHASE_DELAY=%q: want PHASE=DURATION[,...] with PHASE checkpoint, stop, seal or start", v)
+		}
+		delays[name] = d
+	}
+	announce := func(name string, d time.Duration) {
+		fmt.Fprintf(os.Stderr, "pgtwopass: fault: %s: %v\n", name, d)
+	}
+	Hooks.Phase = func(name string) {
+		if d, ok := delays[name]; ok {
+			announce(name, d)
+			time.Sleep(d)
+		}
+	}
+	Hooks.WrapCommand = func(phase string, cmd *exec.Cmd) func() {
+		d, ok := delays[phase]
+		if !ok {
+			return nil
+		}
+		// A shell that sleeps, then becomes the command: a child that is
+		// running while the test signals, in whatever process group the
+		// command was given.
+		args := append([]string{"/bin/sh", "-c", `sleep "$0"; exec "$@"`, strconv.FormatFloat(d.Seconds(), 'f', 3, 64), cmd.Path}, cmd.Args[1:]...)
+		cmd.Path, cmd.Args = "/bin/sh", args
+		// Announced once the child runs (in its own process group, if it
+		// was given one), so that a test's signal cannot come before.
+		return func() { announce(phase, d) }
 	}
 	return nil
 }

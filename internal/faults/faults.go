@@ -9,7 +9,10 @@
 // directly.
 package faults
 
-import "time"
+import (
+	"os/exec"
+	"time"
+)
 
 // Hooks are the fault points. Each is nil unless a test armed it.
 var Hooks struct {
@@ -26,6 +29,14 @@ var Hooks struct {
 	AfterOpen func(path string)
 	// QuickMargin, when not 0, replaces the quick cold pass's safe horizon.
 	QuickMargin time.Duration
+	// Phase runs when finish reaches a named phase that runs in this
+	// process: "checkpoint" (connected, before the CHECKPOINT is sent) and
+	// "seal" (the manifest committed, before global/pg_control goes in).
+	Phase func(name string)
+	// WrapCommand may rewrite the command that runs a phase in a child
+	// process ("stop" and "start" of the server) before it starts; the
+	// function it returns runs once the command has started.
+	WrapCommand func(phase string, cmd *exec.Cmd) (started func())
 	// BeforeRestart runs when the job is about to start the source server
 	// again (--restart): a test may look at the stopped source there.
 	BeforeRestart func()
@@ -66,4 +77,22 @@ func AfterOpen(path string) {
 	if h := Hooks.AfterOpen; h != nil {
 		h(path)
 	}
+}
+
+// Phase calls Hooks.Phase if set.
+func Phase(name string) {
+	if h := Hooks.Phase; h != nil {
+		h(name)
+	}
+}
+
+// WrapCommand calls Hooks.WrapCommand if set, and returns what to call
+// once cmd has started.
+func WrapCommand(phase string, cmd *exec.Cmd) (started func()) {
+	if h := Hooks.WrapCommand; h != nil {
+		if f := h(phase, cmd); f != nil {
+			return f
+		}
+	}
+	return func() {}
 }

@@ -25,11 +25,7 @@ func RunAs(cmd *exec.Cmd, owner Owner) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	groups := owner.Groups
-	if len(groups) == 0 {
-		groups = []uint32{owner.GID}
-	}
-	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: owner.UID, Gid: owner.GID, Groups: groups}
+	cmd.SysProcAttr.Credential = owner.credential()
 	if cmd.Dir == "" {
 		cmd.Dir = "/"
 	}
@@ -42,6 +38,15 @@ func RunAs(cmd *exec.Cmd, owner Owner) {
 	}
 }
 
+// credential is owner's uid, gid and groups, for a child process.
+func (o Owner) credential() *syscall.Credential {
+	groups := o.Groups
+	if len(groups) == 0 {
+		groups = []uint32{o.GID}
+	}
+	return &syscall.Credential{Uid: o.UID, Gid: o.GID, Groups: groups}
+}
+
 func withoutVar(env []string, name string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
@@ -52,35 +57,54 @@ func withoutVar(env []string, name string) []string {
 	return out
 }
 
-// run runs cmd, capturing its combined output into the error on failure.
-// WaitDelay stops Wait from hanging on a daemon that inherited the output
-// pipe; that case is not treated as a failure.
-func run(cmd *exec.Cmd, what string) error {
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
-		return fmt.Errorf("failed to %s: %w%s", what, err, tail(out))
-	}
-	return nil
-}
-
-// Controller stops and starts the source server.
+// Controller stops and starts the source server. Stop must return once the
+// server is down (or has failed to go down); Start once it accepts
+// connections (or has failed to). pgtwopass reads whether the server runs
+// from its postmaster.pid before and after each, and lets both run to
+// their end once begun: it calls them with a context that an interrupt does
+// not cancel. A library user may give its own (pkg/sync ServerOptions).
 type Controller interface {
 	Stop(ctx context.Context) error
 	Start(ctx context.Context) error
+	// String names the way, for the log: "pg_ctl (as postgres)".
 	String() string
 }
 
+// ExpectedTimes is a Controller that knows the least time its stop and its
+// start take (pg_ctlcluster waits half a second before it looks whether the
+// server is up): the downtime prediction assumes them until it has
+// measured the real ones.
+type ExpectedTimes interface {
+	ExpectedTimes() (stop, start time.Duration)
+}
+
+// LogNoter is a Controller that says where the server it starts logs, and
+// whether that loses what the server wrote before (warn).
+type LogNoter interface {
+	LogNote() (note string, warn bool)
+}
+
 type pgCtl struct {
-	binDir, dataDir, logFile string
-	owner                    Owner
-	opts                     []string // postmaster options minus binary and -D
+	binDir, dataDir string
+	owner           Owner
+	opts            []string // postmaster options minus binary and -D
+	// logFile is pg_ctl start's -l: the given one, or the file the running
+	// server's stderr is, or /dev/null; logNote says which, logWarn that
+	// the server's stderr cannot be reopened.
+	logFile string
+	logNote string
+	logWarn bool
 }
 
 // NewPgCtl returns a Controller that runs binDir/pg_ctl (as the data
 // directory owner when running as root). It reads postmaster.opts now,
 // before any stop, so that Start restarts the server with the same options.
-// logFile is the server log for Start; "" means a file in os.TempDir().
+//
+// logFile is pg_ctl start's -l. "" means where the running server's stderr
+// goes now: the file it is (as pg_ctl -l or pg_ctlcluster left it), else
+// /dev/null, since the server's own configuration then says where it logs
+// (the logging collector's files, syslog), or the stderr was a terminal or
+// a pipe that a restart cannot reopen. pgtwopass chooses no log file.
 func NewPgCtl(binDir, dataDir string, owner Owner, logFile string) (Controller, error) {
 	c := &pgCtl{binDir: binDir, dataDir: dataDir, owner: owner, logFile: logFile}
 	if _, args, err := ReadPostmasterOpts(dataDir); err == nil {
@@ -88,17 +112,42 @@ func NewPgCtl(binDir, dataDir string, owner Owner, logFile string) (Controller, 
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	if c.logFile == "" {
-		name := filepath.Base(dataDir)
-		if pm, err := ReadPostmasterPID(dataDir); err == nil && pm != nil && pm.Port != 0 {
-			name = strconv.Itoa(pm.Port)
-		}
-		c.logFile = filepath.Join(os.TempDir(), "pgtwopass-server-"+name+".log")
+	if c.logFile != "" {
+		c.logNote = "its stderr to " + c.logFile + " (--start-log)"
+	} else {
+		c.logFile, c.logNote, c.logWarn = serverStderr(dataDir)
 	}
-	if err := prepareLog(c.logFile, owner); err != nil {
-		return nil, err
+	if c.logFile != os.DevNull {
+		if err := prepareLog(c.logFile, owner); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
+}
+
+// serverStderr says where the stderr of the server running on dataDir
+// goes, for a restart with pg_ctl -l: a file, or /dev/null.
+func serverStderr(dataDir string) (file, note string, warn bool) {
+	const none = "its stderr to /dev/null; it logs where its configuration says (logging_collector, syslog); --start-log FILE keeps its stderr"
+	st := ReadServerState(dataDir)
+	if !st.Running {
+		return os.DevNull, none, false
+	}
+	target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/2", st.PM.PID))
+	if err != nil {
+		return os.DevNull, none, false
+	}
+	if target == os.DevNull {
+		return os.DevNull, "its stderr to /dev/null, as before", false
+	}
+	if fi, err := os.Stat(target); err == nil && filepath.IsAbs(target) && fi.Mode().IsRegular() {
+		return target, "its stderr to " + target + ", as before", false
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "current_logfiles")); err == nil {
+		// The logging collector runs: it took the server's stderr (a pipe).
+		return os.DevNull, "its log to the logging collector's files, as before", false
+	}
+	return os.DevNull, fmt.Sprintf("its stderr to /dev/null: it was %s, which a restart cannot reopen; give --start-log FILE to keep it", target), true
 }
 
 // prepareLog makes sure the server's user can append to the log that
@@ -116,7 +165,7 @@ func prepareLog(path string, owner Owner) error {
 	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
 		os.Chown(path, int(owner.UID), int(owner.GID))
 	}
-	cmd := exec.Command("/bin/sh", "-c", `test -w "$1"`, "sh", path)
+	cmd := command(context.Background(), "/bin/sh", "-c", `test -w "$1"`, "sh", path)
 	RunAs(cmd, owner)
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("the server's user %s cannot write the server log %s: give a file it can write (--start-log)", owner, path)
@@ -145,7 +194,7 @@ func shellQuote(s string) string {
 }
 
 func (c *pgCtl) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, "pg_ctl"), args...)
+	cmd := command(ctx, filepath.Join(c.binDir, "pg_ctl"), args...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
 	RunAs(cmd, c.owner)
 	return cmd
@@ -153,7 +202,7 @@ func (c *pgCtl) command(ctx context.Context, args ...string) *exec.Cmd {
 
 func (c *pgCtl) Stop(ctx context.Context) error {
 	cmd := c.command(ctx, "stop", "-D", c.dataDir, "-m", "fast", "-w", "-t", "3600")
-	return run(cmd, "stop the server with pg_ctl")
+	return run(cmd, "stop", "stop the server with pg_ctl")
 }
 
 func (c *pgCtl) Start(ctx context.Context) error {
@@ -165,11 +214,16 @@ func (c *pgCtl) Start(ctx context.Context) error {
 		}
 		args = append(args, "-o", strings.Join(quoted, " "))
 	}
-	if err := run(c.command(ctx, args...), "start the server with pg_ctl"); err != nil {
-		return fmt.Errorf("%w (server log: %s)", err, c.logFile)
+	if err := run(c.command(ctx, args...), "start", "start the server with pg_ctl"); err != nil {
+		if c.logFile != os.DevNull {
+			return fmt.Errorf("%w (server log: %s)", err, c.logFile)
+		}
+		return err
 	}
 	return nil
 }
+
+func (c *pgCtl) LogNote() (string, bool) { return c.logNote, c.logWarn }
 
 func (c *pgCtl) String() string {
 	if os.Geteuid() == 0 && c.owner.UID != 0 {
@@ -184,11 +238,11 @@ type systemd struct{ unit string }
 func NewSystemd(unit string) Controller { return systemd{unit} }
 
 func (s systemd) Stop(ctx context.Context) error {
-	return run(exec.CommandContext(ctx, "systemctl", "stop", s.unit), "stop systemd unit "+s.unit)
+	return run(command(ctx, "systemctl", "stop", s.unit), "stop", "stop systemd unit "+s.unit)
 }
 
 func (s systemd) Start(ctx context.Context) error {
-	return run(exec.CommandContext(ctx, "systemctl", "start", s.unit), "start systemd unit "+s.unit)
+	return run(command(ctx, "systemctl", "start", s.unit), "start", "start systemd unit "+s.unit)
 }
 
 func (s systemd) String() string { return "systemd unit " + s.unit }
@@ -203,14 +257,14 @@ func (c shellCommand) Stop(ctx context.Context) error {
 	if c.stop == "" {
 		return errors.New("no stop command given; pass --stop-command")
 	}
-	return run(exec.CommandContext(ctx, "/bin/sh", "-c", c.stop), "run stop command")
+	return run(command(ctx, "/bin/sh", "-c", c.stop), "stop", "run stop command")
 }
 
 func (c shellCommand) Start(ctx context.Context) error {
 	if c.start == "" {
 		return errors.New("no start command given; pass --start-command")
 	}
-	return run(exec.CommandContext(ctx, "/bin/sh", "-c", c.start), "run start command")
+	return run(command(ctx, "/bin/sh", "-c", c.start), "start", "run start command")
 }
 
 func (c shellCommand) String() string {

@@ -2,6 +2,15 @@
 // reads facts about a cluster (PG_VERSION, global/pg_control, postmaster.pid,
 // postmaster.opts, the data directory's owner).
 //
+// [ReadServerState] says whether a server runs, from postmaster.pid, and
+// fails closed: a file it cannot read means "a server may be running".
+// A [Controller] stops and starts the server: [NewPgCtl], [NewDebian] (a
+// cluster of postgresql-common, [FindDebianCluster]), [NewSystemd],
+// [NewCommand], or a library user's own; their commands run in process
+// groups of their own, out of reach of a terminal's Ctrl-C. [SQL] connects
+// for the CHECKPOINT, as root as the data directory's owner through a
+// helper process (programs call [ServeOwnerHelper] first thing in main).
+//
 // [ReadControlFile] reads pg_control itself for PostgreSQL 13 to 18, with
 // no program of the cluster's version; [ReadControlData] runs
 // pg_controldata instead.
@@ -161,7 +170,7 @@ func hasPgCtl(dir string) bool {
 
 // binDirMajor returns the major version of dir/pg_ctl ("" if unknown).
 func binDirMajor(dir string) string {
-	out, err := exec.Command(filepath.Join(dir, "pg_ctl"), "--version").Output()
+	out, err := command(context.Background(), filepath.Join(dir, "pg_ctl"), "--version").Output()
 	if err != nil {
 		return ""
 	}
@@ -221,7 +230,7 @@ func (c ControlData) CleanlyShutDown() bool {
 // ReadControlData runs binDir/pg_controldata -D dataDir in the C locale and
 // parses its output. pg_controldata only reads and runs fine as root.
 func ReadControlData(ctx context.Context, binDir, dataDir string) (ControlData, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "pg_controldata"), "-D", dataDir)
+	cmd := command(ctx, filepath.Join(binDir, "pg_controldata"), "-D", dataDir)
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -1,7 +1,6 @@
 package pgctl
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -10,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,6 +49,11 @@ func parsePostmasterPID(text string) (*Postmaster, error) {
 		}
 		return ""
 	}
+	if len(lines) < 2 {
+		// PostgreSQL writes the PID with its newline in one write: a first
+		// line without one was cut short (12 may be the start of 1234).
+		return nil, fmt.Errorf("bad PID line %q: no newline (half-written)", line(0))
+	}
 	pid, err := strconv.Atoi(line(0))
 	if err != nil {
 		return nil, fmt.Errorf("bad PID line %q: %w", line(0), err)
@@ -82,17 +85,63 @@ func parsePostmasterPID(text string) (*Postmaster, error) {
 
 // ServerRunning reports whether a postmaster is alive for dataDir:
 // postmaster.pid is present and its PID exists. For a stale pid file it
-// returns false together with the parsed Postmaster.
+// returns false together with the parsed Postmaster. An error (the file
+// cannot be read, or is not what PostgreSQL writes) means that a server
+// may be running: callers must fail closed (ReadServerState).
 func ServerRunning(dataDir string) (bool, *Postmaster, error) {
-	pm, err := ReadPostmasterPID(dataDir)
-	if err != nil || pm == nil {
-		return false, pm, err
+	st := ReadServerState(dataDir)
+	return st.Running, st.PM, st.Err
+}
+
+// ServerState is what dataDir/postmaster.pid says, read at one moment, about
+// the server on a data directory: the test of pg_ctl status (the file is
+// there and the process it names is alive), done without running pg_ctl,
+// so that it works whatever stops and starts the server.
+type ServerState struct {
+	Dir     string
+	Running bool
+	// PM is the parsed postmaster.pid; nil when there is none.
+	PM *Postmaster
+	// Err: postmaster.pid is there but cannot be read or is not what
+	// PostgreSQL writes (half-written, damaged, unreadable): a server may
+	// be running, and whoever asks must not act as if none did.
+	Err error
+}
+
+// ReadServerState reads dataDir/postmaster.pid now.
+func ReadServerState(dataDir string) ServerState {
+	st := ServerState{Dir: dataDir}
+	st.PM, st.Err = ReadPostmasterPID(dataDir)
+	if st.Err != nil || st.PM == nil {
+		return st
 	}
-	if pm.PID <= 0 {
-		return false, pm, nil
+	if st.PM.PID == 0 {
+		// PostgreSQL never writes 0, and kill(0, 0) would test this
+		// process's own group.
+		st.Err = fmt.Errorf("failed to parse postmaster.pid: PID 0")
+		return st
 	}
-	err = unix.Kill(pm.PID, 0)
-	return err == nil || errors.Is(err, unix.EPERM), pm, nil
+	err := unix.Kill(st.PM.PID, 0)
+	st.Running = err == nil || errors.Is(err, unix.EPERM)
+	return st
+}
+
+// Known reports whether the state could be read.
+func (s ServerState) Known() bool { return s.Err == nil }
+
+// String says the state for messages: "running (pid 123)", "stopped",
+// "stopped (postmaster.pid names pid 123, which is not running)", or
+// "unknown: ...".
+func (s ServerState) String() string {
+	switch {
+	case s.Err != nil:
+		return "unknown: " + s.Err.Error()
+	case s.Running:
+		return fmt.Sprintf("running (pid %d)", s.PM.PID)
+	case s.PM != nil:
+		return fmt.Sprintf("stopped (a stale postmaster.pid names pid %d, which is not running)", s.PM.PID)
+	}
+	return "stopped"
 }
 
 // ReadPostmasterOpts reads dataDir/postmaster.opts, which PostgreSQL writes
@@ -174,17 +223,4 @@ func dsnQuote(v string) string {
 		return v
 	}
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}
-
-// Checkpoint connects to dsn and runs CHECKPOINT.
-func Checkpoint(ctx context.Context, dsn string) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return fmt.Errorf("failed to connect for CHECKPOINT: %w", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
-		return fmt.Errorf("failed to run CHECKPOINT: %w", err)
-	}
-	return nil
 }

@@ -2,12 +2,10 @@ package sync
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/pgtwopass/pgtwopass/internal/faults"
 	"github.com/pgtwopass/pgtwopass/internal/human"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
@@ -17,54 +15,6 @@ import (
 	"github.com/pgtwopass/pgtwopass/pkg/sync/sender"
 )
 
-// ServerOptions says how Finish stops and starts the source server.
-type ServerOptions struct {
-	// NoStop: the server must already be down; nothing is stopped.
-	NoStop bool
-	// StopCommand and StartCommand run through /bin/sh instead of pg_ctl.
-	StopCommand  string
-	StartCommand string
-	// SystemdUnit stops and starts the server with systemctl.
-	SystemdUnit string
-	// Restart starts the source again after the cold pass, also when the
-	// cold pass failed.
-	Restart bool
-	// DSN is where to send the CHECKPOINT; "" derives it from postmaster.pid.
-	DSN string
-	// StartLog is pg_ctl's -l when pgtwopass starts the server with pg_ctl.
-	StartLog string
-	// MaxDowntime, when set, is the downtime budget: if the prediction
-	// exceeds it, the server is not stopped (BudgetError).
-	MaxDowntime time.Duration
-}
-
-func (s *ServerOptions) validate() error {
-	switch {
-	case s.NoStop && (s.StopCommand != "" || s.SystemdUnit != ""):
-		return inputErr("drop --no-stop, or drop --stop-command and --systemd-unit", "--no-stop conflicts with --stop-command and --systemd-unit: with --no-stop nothing is stopped")
-	case s.SystemdUnit != "" && (s.StopCommand != "" || s.StartCommand != ""):
-		return inputErr("use either --systemd-unit or --stop-command/--start-command", "--systemd-unit conflicts with --stop-command and --start-command")
-	case s.Restart && s.StopCommand != "" && s.StartCommand == "":
-		return inputErr("give --start-command too, so that pgtwopass can start the server it stopped", "--restart with --stop-command needs --start-command")
-	}
-	return nil
-}
-
-// controller returns how to stop and start the server on dataDir.
-func (s *ServerOptions) controller(src *source) (pgctl.Controller, error) {
-	switch {
-	case s.SystemdUnit != "":
-		return pgctl.NewSystemd(s.SystemdUnit), nil
-	case s.StopCommand != "" || s.StartCommand != "":
-		return pgctl.NewCommand(s.StopCommand, s.StartCommand), nil
-	}
-	dir, err := src.pgCtlDir()
-	if err != nil {
-		return nil, err
-	}
-	return pgctl.NewPgCtl(dir, src.dir, src.owner, s.StartLog)
-}
-
 // Result is what a job did.
 type Result struct {
 	Passes []PassStats
@@ -72,8 +22,9 @@ type Result struct {
 	// started it again.
 	Stopped   bool
 	Restarted bool
-	// Downtime runs from the stop to the end of the restart, or to the end
-	// of the cold pass without --restart.
+	// Downtime runs from the stop until the restarted server accepts
+	// connections (its postmaster.pid says so), or to the end of the cold
+	// pass without --restart.
 	Downtime time.Duration
 	// Prediction is the downtime predicted before the stop; nil when
 	// pgtwopass did not stop the server or had nothing to predict from.
@@ -84,6 +35,9 @@ type Result struct {
 	// another host (0 for a copy on this host).
 	BytesSent     int64
 	BytesReceived int64
+	// Server is the source server as finish read it at its end (zero
+	// after prepare).
+	Server pgctl.ServerState
 }
 
 // Total adds up the passes.
@@ -239,12 +193,13 @@ func Finish(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	j, err := openJob(ctx, &o, s.checkServer)
+	f := &finisher{s: &s}
+	j, err := openJob(ctx, &o, f.check(ctx))
 	if err != nil {
 		return nil, err
 	}
 	defer j.close()
-	return j.res, j.finish(ctx, &s)
+	return j.res, f.run(ctx)
 }
 
 // Sync runs Prepare then Finish under one lock of DEST.
@@ -252,7 +207,8 @@ func Sync(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	j, err := openJob(ctx, &o, s.checkServer)
+	f := &finisher{s: &s}
+	j, err := openJob(ctx, &o, f.check(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -260,37 +216,7 @@ func Sync(ctx context.Context, o Options, s ServerOptions) (*Result, error) {
 	if err := j.livePasses(ctx); err != nil {
 		return j.res, err
 	}
-	return j.res, j.finish(ctx, &s)
-}
-
-// checkServer refuses --no-stop while the server runs, a stopped source
-// that was not shut down cleanly (unless AllowCrashed), and a server that
-// must be stopped or started with no way to do it (no pg_ctl of its
-// version), before DEST is created or locked.
-func (s *ServerOptions) checkServer(j *job) error {
-	running, _, _ := pgctl.ServerRunning(j.src.dir)
-	if running && s.NoStop {
-		return errNoStopRunning(j.src)
-	}
-	if !running && !j.opts.AllowCrashed && !j.src.control.CleanlyShutDown() {
-		return errCrashed(j.src.control)
-	}
-	if running || s.Restart {
-		if _, err := s.controller(j.src); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func errCrashed(cf *pgctl.ControlFile) error {
-	return inputErr("start the server and stop it cleanly, or pass --allow-crashed to copy it as it is (PostgreSQL then runs crash recovery on the copy)",
-		"the cluster in SRC was not shut down cleanly (its pg_control says %q)", cf.State)
-}
-
-func errNoStopRunning(src *source) error {
-	return inputErr("stop the server first, or leave out --no-stop and let pgtwopass stop it",
-		"the server on SRC %s is running and --no-stop was given", src.dir)
+	return j.res, f.run(ctx)
 }
 
 func (j *job) step(format string, args ...any) {
@@ -299,159 +225,4 @@ func (j *job) step(format string, args ...any) {
 
 func (j *job) warn(format string, args ...any) {
 	j.opts.Observer.Event(Event{Kind: Warning, Msg: fmt.Sprintf(format, args...)})
-}
-
-func (j *job) finish(ctx context.Context, s *ServerOptions) (err error) {
-	running, pm, err := pgctl.ServerRunning(j.src.dir)
-	if err != nil {
-		return err
-	}
-	if running && s.NoStop {
-		return errNoStopRunning(j.src)
-	}
-	var ctl pgctl.Controller
-	if running || s.Restart {
-		if ctl, err = s.controller(j.src); err != nil {
-			return err
-		}
-	}
-	if j.opts.DryRun {
-		if running {
-			j.step("would CHECKPOINT and stop the server with %s", ctl)
-		}
-		if err := j.pass(ctx, manifest.Cold); err != nil {
-			return err
-		}
-		if s.Restart {
-			j.step("would start the server with %s", ctl)
-		}
-		return nil
-	}
-
-	var stoppedAt time.Time
-	if running {
-		// The CHECKPOINT writes out the pages that wait in shared buffers;
-		// a live pass right after it copies them while the server still
-		// runs, so the cold pass has little left to write, and its writes
-		// are the dirty rate from which the downtime is predicted.
-		j.checkpoint(ctx, s, pm)
-		if err := j.pass(ctx, manifest.Live); err != nil {
-			return err
-		}
-		if err := j.predictDowntime(ctx, s); err != nil {
-			return err
-		}
-		j.serverStep(ServerStopping, "stopping the server with %s", ctl)
-		stoppedAt = time.Now()
-		if err := ctl.Stop(ctx); err != nil {
-			if up, _, _ := pgctl.ServerRunning(j.src.dir); up {
-				return fmt.Errorf("failed to stop the server (it is still running; nothing was copied): %w", err)
-			}
-			return j.restartAfter(s, ctl, stoppedAt, fmt.Errorf("failed to stop the server: %w", err))
-		}
-		j.timings.StopSeconds = time.Since(stoppedAt).Seconds()
-		j.res.Stopped = true
-		j.serverStep(ServerStopped, "server stopped")
-	} else {
-		j.step("the server on SRC is not running")
-	}
-
-	err = j.coldPass(ctx)
-	return j.restartAfter(s, ctl, stoppedAt, err)
-}
-
-// restartAfter starts the server again when asked to, also after a failure,
-// and accounts the downtime.
-func (j *job) restartAfter(s *ServerOptions, ctl pgctl.Controller, stoppedAt time.Time, err error) error {
-	if s.Restart {
-		// A cancelled job must still bring the server back.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-		defer cancel()
-		faults.BeforeRestart()
-		j.serverStep(ServerStarting, "starting the server with %s", ctl)
-		t := time.Now()
-		if serr := ctl.Start(ctx); serr != nil {
-			err = errors.Join(err, fmt.Errorf("failed to start the server again: %w", serr))
-		} else {
-			j.timings.StartSeconds = time.Since(t).Seconds()
-			j.res.Restarted = true
-			j.serverStep(ServerStarted, "server started")
-		}
-	} else if err != nil && j.res.Stopped {
-		err = fmt.Errorf("%w (the source server is stopped: start it yourself, or use --restart)", err)
-	}
-	if !stoppedAt.IsZero() {
-		j.res.Downtime = time.Since(stoppedAt)
-		if p := j.res.Prediction; p != nil {
-			j.step("downtime %.2fs, predicted %.2fs", j.res.Downtime.Seconds(), p.Downtime.Seconds())
-		}
-	}
-	if err == nil && j.res.Stopped {
-		// The next prediction starts from these.
-		old := j.dst.Timings(context.Background())
-		if j.timings.StartSeconds == 0 {
-			j.timings.StartSeconds = old.StartSeconds
-		}
-		j.timings.When = time.Now()
-		if werr := j.dst.SaveTimings(context.Background(), j.timings); werr != nil {
-			j.warn("could not record the server's stop and start times: %v", werr)
-		}
-	}
-	return err
-}
-
-// predictDowntime predicts the downtime before the stop and refuses to
-// stop when it exceeds the budget.
-func (j *job) predictDowntime(ctx context.Context, s *ServerOptions) error {
-	cfg := j.senderConfig(manifest.Cold)
-	cfg.DryRun, cfg.Quiet, cfg.Observer = true, true, pass.NopObserver{}
-	est, _, err := sender.Run(ctx, cfg, j.dst, j.header)
-	if err != nil {
-		return err
-	}
-	pred, perr := predict(j.header, est.BytesRead, j.dst.Timings(ctx), s.Restart)
-	if perr == nil {
-		j.res.Prediction = pred
-		j.step("predicted downtime %s", pred)
-	}
-	switch {
-	case s.MaxDowntime <= 0:
-		return nil
-	case perr != nil:
-		return &BudgetError{Budget: s.MaxDowntime}
-	case pred.Downtime > s.MaxDowntime:
-		return &BudgetError{Budget: s.MaxDowntime, Prediction: pred}
-	}
-	return nil
-}
-
-func (j *job) checkpoint(ctx context.Context, s *ServerOptions, pm *pgctl.Postmaster) {
-	dsn := s.DSN
-	if dsn == "" {
-		dsn = pgctl.DefaultDSN(pm, j.src.owner.Name)
-	}
-	j.step("CHECKPOINT, so that the pages in shared buffers are on disk before the last live pass")
-	if err := pgctl.Checkpoint(ctx, dsn); err != nil {
-		j.warn("CHECKPOINT skipped, the shutdown may take longer: %v (give --dsn to connect as a superuser)", err)
-	}
-}
-
-func (j *job) coldPass(ctx context.Context) error {
-	if up, pm, err := pgctl.ServerRunning(j.src.dir); err != nil {
-		return err
-	} else if up {
-		return fmt.Errorf("a server (pid %d) is still running on SRC: the cold pass needs it stopped", pm.PID)
-	}
-	cd, err := readControl(j.src.dir, j.src.pgVersion)
-	if err != nil {
-		return err
-	}
-	if !cd.CleanlyShutDown() {
-		if !j.opts.AllowCrashed {
-			return errCrashed(cd)
-		}
-		j.warn("copying a cluster that was not shut down cleanly (its pg_control says %q): the copy will run crash recovery when it starts", cd.State)
-	}
-	j.src.control = cd
-	return j.pass(ctx, manifest.Cold)
 }

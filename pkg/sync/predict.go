@@ -116,8 +116,10 @@ func predict(h *manifest.Header, readBytes int64, timings pass.ServerTimings, re
 		for i := range recent {
 			ps := &recent[i]
 			// A pass that wrote much of what it read (a first copy) was
-			// held up by its writes: its read rate says little.
-			if ps.ReadNs > 0 && ps.BytesWritten*2 <= ps.BytesRead {
+			// held up by its writes, and one that read little (an idle
+			// pass: 16 KiB in 30 ms) measured its fixed costs: their read
+			// rates say little.
+			if ps.ReadNs > 0 && ps.BytesWritten*2 <= ps.BytesRead && ps.BytesRead >= minRateSample(readBytes) {
 				p.ReadRate = max(p.ReadRate, rate(ps.BytesRead, ps.ReadNs))
 			}
 			if o := overhead(ps); p.Overhead < 0 || o < p.Overhead {
@@ -187,6 +189,11 @@ func predict(h *manifest.Header, readBytes int64, timings pass.ServerTimings, re
 	p.Downtime = p.Stop + time.Duration(copying*1e9) + p.Overhead + p.Start
 	return p, nil
 }
+
+// minRateSample is the least a live pass must have read for its read rate
+// to predict the cold pass's: an eighth of what the cold pass reads, at most
+// 64 MiB.
+func minRateSample(readBytes int64) int64 { return min(readBytes/8, 64<<20) }
 
 // rate is bytes per second, 0 when nothing was measured.
 func rate(bytes, ns int64) float64 {

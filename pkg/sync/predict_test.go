@@ -81,6 +81,20 @@ func TestPredictFromLivePasses(t *testing.T) {
 		t.Errorf("with no back-to-back live passes since the cold pass, the catch-up pass's writes are assumed again: dirty rate %v, writes %d", p.DirtyRate, p.WriteBytes)
 	}
 
+	// A quiet cluster: the first copy, then live passes that read almost
+	// nothing (16 KiB in 30 ms is 0.5 MB/s of fixed costs, not a read
+	// rate), then a catch-up pass that mostly wrote the CHECKPOINT's pages.
+	// The read rate is then the best of all passes, not the idle one's.
+	idle := &manifest.Header{Passes: []manifest.Pass{
+		{Kind: manifest.Live, Started: t0, Finished: t0 + 2*s, BytesRead: 2e8, BytesWritten: 2e8, ReadNs: 100 * ms, WriteNs: 1500 * ms},
+		{Kind: manifest.Live, Started: t0 + 2*s, Finished: t0 + 2*s + 30*ms, BytesRead: 16384, ReadNs: 30 * ms},
+		{Kind: manifest.Live, Started: t0 + 3*s, Finished: t0 + 3*s + 30*ms, BytesRead: 16384, ReadNs: 30 * ms},
+		{Kind: manifest.Live, Started: t0 + 4*s, Finished: t0 + 4*s + 300*ms, BytesRead: 2e8, BytesWritten: 1.8e8, ReadNs: 100 * ms, WriteNs: 150 * ms},
+	}}
+	if p, _ := predict(idle, 2e8, pass.ServerTimings{}, true); p.ReadRate != 2e9 || p.Downtime > time.Second {
+		t.Errorf("idle passes do not measure the read rate: got %v B/s, a downtime of %v, want 2e9 B/s and under a second", p.ReadRate, p.Downtime)
+	}
+
 	if _, err := predict(&manifest.Header{}, 1e9, pass.ServerTimings{}, false); err == nil {
 		t.Error("with no pass measured, there is nothing to predict from")
 	}

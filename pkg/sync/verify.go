@@ -28,9 +28,11 @@ func Verify(ctx context.Context, o Options) ([]Difference, error) {
 	if err != nil {
 		return nil, err
 	}
-	if up, pm, _ := pgctl.ServerRunning(src.dir); up {
+	if st := pgctl.ReadServerState(src.dir); !st.Known() {
+		return nil, errServerUnknown(src.dir, st.Err)
+	} else if st.Running {
 		return nil, inputErr("stop the server first: a running server changes its files while they are compared",
-			"the server on SRC is running (pid %d)", pm.PID)
+			"the server on SRC is running (pid %d)", st.PM.PID)
 	}
 	dst, err := newDest(ctx, &o, src)
 	if err != nil {

@@ -742,6 +742,7 @@ func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.Commit
 		}
 		d.backupTLI, d.backupLSN = c.Timeline, c.CheckpointLSN
 	}
+	faults.Phase("seal")
 	return rep, lp.seal()
 }
 
