@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	stdsync "sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,6 +27,8 @@ const Armed = true
 //	PGTWOPASS_FAULT_FILE_DELAY=DURATION  sleep after each file (to signal a pass mid-way)
 //	PGTWOPASS_FAULT_EIO_READ=SUFFIX      reads of source files whose path ends in SUFFIX fail with EIO
 //	PGTWOPASS_FAULT_QUICK_MARGIN=DURATION the quick cold pass's safe horizon (default 2s)
+//	PGTWOPASS_FAULT_READ_LOG=FILE        append "path offset length" for every read of a source file in a cold pass
+//	PGTWOPASS_FAULT_BEFORE_STOP=CMD      run CMD (sh -c) right before finish stops the source server
 //	PGTWOPASS_FAULT_BEFORE_RESTART=CMD   run CMD (/bin/sh -c) before starting the source server again
 func init() {
 	if err := arm(); err != nil {
@@ -48,6 +51,27 @@ func arm() error {
 			c.Stdout, c.Stderr = os.Stderr, os.Stderr
 			if err := c.Run(); err != nil {
 				fmt.Fprintf(os.Stderr, "pgtwopass: PGTWOPASS_FAULT_BEFORE_RESTART failed: %v\n", err)
+			}
+		}
+	}
+	if path := os.Getenv("PGTWOPASS_FAULT_READ_LOG"); path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return fmt.Errorf("PGTWOPASS_FAULT_READ_LOG=%q: %v", path, err)
+		}
+		var mu stdsync.Mutex
+		Hooks.SourceRead = func(p string, off, n int64) {
+			mu.Lock()
+			fmt.Fprintf(f, "%s %d %d\n", p, off, n)
+			mu.Unlock()
+		}
+	}
+	if cmd := os.Getenv("PGTWOPASS_FAULT_BEFORE_STOP"); cmd != "" {
+		Hooks.BeforeStop = func() {
+			c := exec.Command("/bin/sh", "-c", cmd)
+			c.Stdout, c.Stderr = os.Stderr, os.Stderr
+			if err := c.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "PGTWOPASS_FAULT_BEFORE_STOP: %v\n", err)
 			}
 		}
 	}

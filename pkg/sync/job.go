@@ -15,6 +15,7 @@ import (
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/remote"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/sender"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/walplan"
 )
 
 // ServerOptions says how Finish stops and starts the source server.
@@ -80,6 +81,10 @@ type Result struct {
 	Prediction *Prediction
 	Started    time.Time
 	Finished   time.Time
+	// ColdPassMode is the mode the cold pass ran in (checksum, quick, wal);
+	// FallbackReason says why a WAL-guided one read everything.
+	ColdPassMode   string
+	FallbackReason string
 	// BytesSent and BytesReceived count the traffic with a receiver on
 	// another host (0 for a copy on this host).
 	BytesSent     int64
@@ -110,6 +115,11 @@ type job struct {
 	ids     pass.IDMap
 	res     *Result
 	timings pass.ServerTimings // of this job's stop and start
+	// The WAL-guided cold pass: the WAL followed from the CHECKPOINT, the
+	// read plan made of it, or why there is none.
+	wal      *walGuide
+	plan     *walplan.Plan
+	fallback *fallback
 }
 
 // openJob checks SRC and DEST, runs check (if any), and only then opens
@@ -122,7 +132,7 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 	if err != nil {
 		return nil, err
 	}
-	if o.ColdPass == ColdQuick {
+	if o.ColdPass == ColdQuick || o.ColdPass == ColdWAL {
 		if err := pass.CheckQuickFS(src.dir); err != nil {
 			return nil, err
 		}
@@ -145,7 +155,7 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 	}
 	rep, err := dst.Open(ctx, &pass.OpenRequest{BootID: pass.BootID(), Reads: reads, MkPath: o.MkPath,
 		SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion, BlockSize: o.BlockSize,
-		DryRun: o.DryRun, Quick: o.ColdPass == ColdQuick, Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces),
+		DryRun: o.DryRun, Quick: o.ColdPass == ColdQuick || o.ColdPass == ColdWAL, Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces),
 	})
 	if err != nil {
 		dst.Close()
@@ -180,6 +190,9 @@ func (j *job) senderConfig(kind manifest.PassKind) *sender.Config {
 	cfg := &sender.Config{Kind: kind, Source: j.src.dir, Excluder: o.excluder(), BlockSize: o.BlockSize, Jobs: o.Jobs,
 		DryRun: o.DryRun, Quick: kind == manifest.Cold && o.ColdPass == ColdQuick, QuickMargin: o.QuickMargin,
 		BackupManifest: o.BackupManifest, IDs: j.ids, Observer: o.Observer, Note: j.res == nil || len(j.res.Passes) == 0}
+	if kind == manifest.Cold && j.plan != nil && !o.DryRun {
+		cfg.WAL = j.wal.senderWAL(j.plan, o.QuickMargin)
+	}
 	if kind == manifest.Cold && o.BackupManifest {
 		cfg.Timeline = strconv.FormatUint(uint64(j.src.control.TimeLineID), 10)
 		cfg.CheckpointLSN = j.src.control.CheckPoint.String()
@@ -334,13 +347,19 @@ func (j *job) finish(ctx context.Context, s *ServerOptions) (err error) {
 		// a live pass right after it copies them while the server still
 		// runs, so the cold pass has little left to write, and its writes
 		// are the dirty rate from which the downtime is predicted.
-		j.checkpoint(ctx, s, pm)
+		checkpointed := j.checkpoint(ctx, s, pm)
+		if j.opts.ColdPass == ColdWAL {
+			// From its redo point, the WAL names every block that changes.
+			j.wal, j.fallback = j.startWAL(checkpointed)
+			defer j.wal.close()
+		}
 		if err := j.pass(ctx, manifest.Live); err != nil {
 			return err
 		}
 		if err := j.predictDowntime(ctx, s); err != nil {
 			return err
 		}
+		faults.BeforeStop()
 		j.serverStep(ServerStopping, "stopping the server with %s", ctl)
 		stoppedAt = time.Now()
 		if err := ctl.Stop(ctx); err != nil {
@@ -354,6 +373,9 @@ func (j *job) finish(ctx context.Context, s *ServerOptions) (err error) {
 		j.serverStep(ServerStopped, "server stopped")
 	} else {
 		j.step("the server on SRC is not running")
+		if j.opts.ColdPass == ColdWAL {
+			j.fallback = &fallback{"not_running", "the server was not running: no CHECKPOINT of this run marks where its WAL starts"}
+		}
 	}
 
 	err = j.coldPass(ctx)
@@ -425,7 +447,7 @@ func (j *job) predictDowntime(ctx context.Context, s *ServerOptions) error {
 	return nil
 }
 
-func (j *job) checkpoint(ctx context.Context, s *ServerOptions, pm *pgctl.Postmaster) {
+func (j *job) checkpoint(ctx context.Context, s *ServerOptions, pm *pgctl.Postmaster) bool {
 	dsn := s.DSN
 	if dsn == "" {
 		dsn = pgctl.DefaultDSN(pm, j.src.owner.Name)
@@ -433,7 +455,9 @@ func (j *job) checkpoint(ctx context.Context, s *ServerOptions, pm *pgctl.Postma
 	j.step("CHECKPOINT, so that the pages in shared buffers are on disk before the last live pass")
 	if err := pgctl.Checkpoint(ctx, dsn); err != nil {
 		j.warn("CHECKPOINT skipped, the shutdown may take longer: %v (give --dsn to connect as a superuser)", err)
+		return false
 	}
+	return true
 }
 
 func (j *job) coldPass(ctx context.Context) error {
@@ -453,5 +477,21 @@ func (j *job) coldPass(ctx context.Context) error {
 		j.warn("copying a cluster that was not shut down cleanly (its pg_control says %q): the copy will run crash recovery when it starts", cd.State)
 	}
 	j.src.control = cd
+	if j.opts.ColdPass == ColdWAL && j.fallback == nil {
+		plan, fb := j.wal.plan(ctx, cd, func() ([]pass.Entry, error) { return pass.Walk(j.src.dir, j.opts.excluder()) })
+		if fb != nil {
+			j.fallback = fb
+		} else {
+			j.plan = plan
+			j.step("WAL-guided cold pass: the WAL from %s to the shutdown checkpoint names %d blocks", j.wal.redo, plan.BlocksPlanned)
+		}
+	}
+	j.res.ColdPassMode = j.opts.ColdPass
+	if j.opts.ColdPass == ColdWAL {
+		if fb := j.fallback; fb != nil {
+			j.res.ColdPassMode, j.res.FallbackReason = ColdChecksum, fb.reason
+			j.warn("the cold pass reads every block (--cold-pass=wal falls back to checksum): %s", fb.detail)
+		}
+	}
 	return j.pass(ctx, manifest.Cold)
 }
