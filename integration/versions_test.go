@@ -367,6 +367,12 @@ func (v *versionCluster) killedPassesConverge(t *testing.T) {
 		if k.cmd == "finish" {
 			args = []string{k.cmd, "--no-stop", "--tablespace-map", tsmap, src.Dir, dest}
 		}
+		if k.cmd == "prepare" && v.syncedServer != nil {
+			// The copy ran (startedCopy): it may be a new primary, so it is
+			// refused, unless told to refresh it anyway.
+			checkBadInput(t, runWith(t, runOpts{}, args...), args, "has run as a PostgreSQL cluster since pgtwopass sealed it")
+			args = append([]string{args[0], "--allow-started-copy"}, args[1:]...)
+		}
 		r := runWith(t, runOpts{env: []string{k.fault}}, args...)
 		if !r.killed() {
 			t.Fatalf("%s with %s: the source changed since the copy's last pass, so the pass must die by SIGKILL, got %s", k.cmd, k.fault, r)

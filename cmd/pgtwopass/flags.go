@@ -77,6 +77,7 @@ func writeFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "check everything and report what would be read and deleted, from file stats alone; change nothing, stop nothing"},
 		&cli.StringFlag{Name: "waldir", DefaultText: "DEST/pg_wal, or where an earlier pass put the copy's WAL", Usage: "put the copy's WAL in `DIR`, with DEST/pg_wal a link to it (as pg_basebackup --waldir)"},
 		&cli.BoolFlag{Name: "mkpath", Usage: "create the missing parents of DEST, of the tablespaces' copies and of --waldir (as rsync --mkpath)"},
+		&cli.BoolFlag{Name: "allow-started-copy", Usage: "refresh a copy that has run since its seal (a test start, an abandoned cutover), discarding what it changed; without it such a copy is refused, since it may be a new primary"},
 	}
 }
 
@@ -196,6 +197,7 @@ func readSend(c *cli.Context, o *runOptions) error {
 // readWrite reads writeFlags.
 func readWrite(c *cli.Context, o *runOptions) error {
 	o.Pass.DryRun, o.Pass.WALDir, o.Pass.MkPath = c.Bool("dry-run"), c.String("waldir"), c.Bool("mkpath")
+	o.Pass.AllowStarted = c.Bool("allow-started-copy")
 	return nil
 }
 

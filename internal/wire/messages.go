@@ -98,6 +98,8 @@ type Open struct {
 	Reads  []Place
 	// MkPath creates the missing parents of the copy's directories.
 	MkPath bool
+	// AllowStarted refreshes a copy that has run since its seal.
+	AllowStarted bool
 }
 
 // Place is a directory, with the device and inode of itself (zero when it
@@ -125,6 +127,7 @@ func (m Open) Encode(e *Encoder) {
 	e.String(m.Group)
 	encodeStrings(e, m.Tablespaces)
 	e.Bool(m.MkPath)
+	e.Bool(m.AllowStarted)
 	e.String(m.BootID)
 	e.U32(uint32(len(m.Reads)))
 	for _, p := range m.Reads {
@@ -144,7 +147,7 @@ func DecodeOpen(d *Decoder) (m Open) {
 	m.DryRun, m.ReadOnly, m.Quick = d.Bool(), d.Bool(), d.Bool()
 	m.UID, m.GID, m.User, m.Group = d.U32(), d.U32(), d.String(), d.String()
 	m.Tablespaces = decodeStrings(d)
-	m.MkPath = d.Bool()
+	m.MkPath, m.AllowStarted = d.Bool(), d.Bool()
 	m.BootID = d.String()
 	n := d.Count(4 + 4 + 16 + 4)
 	for range n {

@@ -19,7 +19,7 @@ func sample() []Message {
 		Hello{Magic: Magic, Version: Version, Program: "pgtwopass test"},
 		Error{Kind: ErrKindInput, What: "DEST is not empty", Hint: "give an empty directory"},
 		Open{SystemIdentifier: 1, PGVersion: "15", BlockSize: 8192, DryRun: true, Quick: true, UID: 1, GID: 2, User: "postgres", Group: "postgres", Tablespaces: []string{"16384"},
-			MkPath: true, BootID: "b", Reads: []Place{{What: "SRC", Path: "/srv/pg", Self: FileID{1, 2}, Up: []FileID{{1, 2}, {1, 1}}}}},
+			MkPath: true, AllowStarted: true, BootID: "b", Reads: []Place{{What: "SRC", Path: "/srv/pg", Self: FileID{1, 2}, Up: []FileID{{1, 2}, {1, 1}}}}},
 		OpenReply{Header: h, Exists: true, UID: 1, GID: 2, AsRoot: true, Tablespaces: []string{"16384", "/srv/ts"}},
 		Entries{Entries: []Entry{e, {Rel: "pg_wal", Kind: EntryDir, Mode: 0o700}, {Rel: "link", Kind: EntrySymlink, Mode: 0o777, Target: "/etc"}}},
 		Begin{Kind: 2, BlockSize: 8192, DryRun: true, Quick: true, QuickMargin: 2e9, InFlight: 6, Quiet: true, Jobs: 2},

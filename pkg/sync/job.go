@@ -153,7 +153,7 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 		dst.Close()
 		return nil, err
 	}
-	rep, err := dst.Open(ctx, &pass.OpenRequest{BootID: pass.BootID(), Reads: reads, MkPath: o.MkPath,
+	rep, err := dst.Open(ctx, &pass.OpenRequest{BootID: pass.BootID(), Reads: reads, MkPath: o.MkPath, AllowStarted: o.AllowStarted,
 		SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion, BlockSize: o.BlockSize,
 		DryRun: o.DryRun, Quick: o.ColdPass == ColdQuick || o.ColdPass == ColdWAL, Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces),
 	})

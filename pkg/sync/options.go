@@ -37,6 +37,10 @@ type Options struct {
 	// to it (as pg_basebackup --waldir). A later pass keeps the WAL where an
 	// earlier one put it.
 	WALDir string
+	// AllowStarted refreshes a copy that has run since its seal (a test
+	// start, an abandoned cutover), discarding what it changed; without it
+	// such a copy is refused, since it may be a new primary.
+	AllowStarted bool
 	// MkPath creates the missing parents of DEST, of each tablespace's copy
 	// and of WALDir (as rsync --mkpath); without it they must exist.
 	MkPath bool

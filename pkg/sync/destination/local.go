@@ -159,7 +159,7 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 	if err := d.checkPlaces(req); err != nil {
 		return nil, err
 	}
-	if err := d.inspect(req.SystemIdentifier); err != nil {
+	if err := d.inspect(req.SystemIdentifier, req.AllowStarted); err != nil {
 		return nil, err
 	}
 	for _, oid := range req.Tablespaces {
@@ -216,7 +216,7 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 
 // inspect reads what DEST is, and refuses it unless it is missing, empty or a
 // copy of the cluster with database system identifier want.
-func (d *Local) inspect(want uint64) error {
+func (d *Local) inspect(want uint64, allowStarted bool) error {
 	dest := d.given
 	fi, err := os.Stat(d.dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -240,7 +240,7 @@ func (d *Local) inspect(want uint64) error {
 		return pass.InputErr("give an empty or missing directory; pgtwopass replaces what DEST holds only in a copy it made itself",
 			"DEST %s is not empty and is not a pgtwopass copy (it has no %s directory)", dest, manifest.DirName)
 	}
-	if err := d.checkNotRun(); err != nil {
+	if err := d.checkNotRun(allowStarted); err != nil {
 		return err
 	}
 	d.crashed = crashedDuringPass(d.dir)
@@ -379,7 +379,7 @@ func (d *Local) giveState() {
 	if !d.asRoot {
 		return
 	}
-	for _, name := range []string{"", manifest.FileName, "lock", timingsName} {
+	for _, name := range []string{"", manifest.FileName, "lock", timingsName, sealName} {
 		os.Lchown(filepath.Join(d.dir, manifest.DirName, name), int(d.owner.UID), int(d.owner.GID))
 	}
 }

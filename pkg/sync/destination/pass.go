@@ -757,6 +757,11 @@ func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.Commit
 	if err := d.checkReachable(); err != nil {
 		return nil, err
 	}
+	// What the seal installs, recorded before the backup_manifest lists
+	// pgtwopass's own files.
+	if err := d.recordSeal(); err != nil {
+		return nil, err
+	}
 	if c.BackupManifest {
 		if err := lp.writeBackupManifest(c.Timeline, c.CheckpointLSN); err != nil {
 			return nil, err
@@ -840,9 +845,6 @@ func (lp *Pass) finishDirs() error {
 // the manifest are durable.
 func (lp *Pass) seal() error {
 	root := lp.d.root
-	if err := lp.d.recordSeal(); err != nil {
-		return err
-	}
 	if err := root.Rename(pass.HeldControl, pass.ControlFile); err != nil {
 		return fmt.Errorf("failed to seal the copy: %w", err)
 	}

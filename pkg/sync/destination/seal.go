@@ -111,13 +111,14 @@ func slicesEqual(a, b []manifest.Hash) bool {
 
 // errRanSinceSeal refuses a pass into a copy that has run since its seal.
 func (d *Local) errRanSinceSeal() error {
-	return pass.InputErr(fmt.Sprintf("if the copy is now the cluster in use (a cutover), run 'pgtwopass detach %s' and disable any timer that refreshes it; to copy the source again, choose another DEST or remove this one", d.given),
+	return pass.InputErr(fmt.Sprintf("if the copy is now the cluster in use (a cutover), run 'pgtwopass detach %s' and disable any timer that refreshes it; if it only ran for a test, or the cutover was abandoned, --allow-started-copy refreshes it from the source, discarding what it changed", d.given),
 		"DEST %s has run as a PostgreSQL cluster since pgtwopass sealed it (its pg_control changed): it may be a new primary, and a pass would roll it back to the source", d.given)
 }
 
 // checkNotRun refuses a copy on which a server runs, one that has run
-// since its seal, and one of which pgtwopass cannot tell, touching nothing.
-func (d *Local) checkNotRun() error {
+// since its seal, and one of which pgtwopass cannot tell, touching nothing;
+// allowStarted (--allow-started-copy) accepts the last two.
+func (d *Local) checkNotRun(allowStarted bool) error {
 	running, pm, err := pgctl.ServerRunning(d.dir)
 	switch {
 	case err != nil:
@@ -126,6 +127,9 @@ func (d *Local) checkNotRun() error {
 	case running:
 		return pass.InputErr("stop the server that runs on the copy, or choose another DEST",
 			"a PostgreSQL server (pid %d) is running on DEST %s", pm.PID, d.given)
+	}
+	if allowStarted {
+		return nil
 	}
 	switch st, err := d.sealState(); {
 	case err != nil:

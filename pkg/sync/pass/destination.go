@@ -101,6 +101,9 @@ type OpenRequest struct {
 	// Tablespaces are the OIDs of SRC's tablespaces; the destination knows
 	// where each one's copy goes.
 	Tablespaces []string
+	// AllowStarted refreshes a copy that has run since its seal (a test
+	// start, an abandoned cutover), discarding what it changed.
+	AllowStarted bool
 	// MkPath creates the missing parents of DEST and of the parts of the
 	// copy outside it (rsync's --mkpath); without it they must exist.
 	MkPath bool

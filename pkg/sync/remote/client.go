@@ -374,7 +374,7 @@ func (d *Client) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRep
 	m, err := callFor(ctx, d, wire.Open{SystemIdentifier: req.SystemIdentifier, PGVersion: req.PGVersion, BlockSize: uint32(req.BlockSize),
 		DryRun: req.DryRun, ReadOnly: req.ReadOnly, Quick: req.Quick, UID: req.Owner.UID, GID: req.Owner.GID,
 		User: req.Owner.User, Group: req.Owner.Group, Tablespaces: req.Tablespaces,
-		BootID: req.BootID, Reads: toWirePlaces(req.Reads), MkPath: req.MkPath}, wire.TOpenReply, wire.DecodeOpenReply)
+		BootID: req.BootID, Reads: toWirePlaces(req.Reads), MkPath: req.MkPath, AllowStarted: req.AllowStarted}, wire.TOpenReply, wire.DecodeOpenReply)
 	if err != nil {
 		return nil, err
 	}

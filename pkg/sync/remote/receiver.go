@@ -161,7 +161,7 @@ func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 		rep, err := s.d.Open(ctx, &pass.OpenRequest{SystemIdentifier: m.SystemIdentifier, PGVersion: m.PGVersion, BlockSize: int(m.BlockSize),
 			DryRun: m.DryRun, ReadOnly: m.ReadOnly, Quick: m.Quick,
 			Owner: pass.OwnerIDs{UID: m.UID, GID: m.GID, User: m.User, Group: m.Group}, Tablespaces: m.Tablespaces,
-			BootID: m.BootID, Reads: fromWirePlaces(m.Reads), MkPath: m.MkPath})
+			BootID: m.BootID, Reads: fromWirePlaces(m.Reads), MkPath: m.MkPath, AllowStarted: m.AllowStarted})
 		if err != nil {
 			return s.sendError(err)
 		}
