@@ -437,7 +437,11 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 		trust := lp.horizon.trusts(rec, dfi)
 		walKind, partial := lp.walKind(i, rec, e, trust)
 		if trust && sameSource(rec, e) && (lp.req.Kind == manifest.Live || lp.req.Quick && pastHorizon(rec, lp.req.QuickMargin)) ||
-			partial && walKind == pass.WALNone && rec.Source.Size == e.Stat.Size {
+			partial && walKind == pass.WALNone && rec.Source.Size == e.Stat.Size ||
+			// What the WAL does not cover, the quick cold pass's rule does:
+			// a file not written since a read that began safely after its
+			// last write.
+			lp.req.WAL != nil && trust && sameSource(rec, e) && pastHorizon(rec, lp.req.WAL.Margin) {
 			lp.skipped.Add(1)
 			if lp.req.DryRun {
 				continue
