@@ -74,13 +74,26 @@ func (w walRun) cold(t *testing.T) passJSON {
 // not are listed. Then the sealed copy must equal the source.
 func (w walRun) crossCheck(t *testing.T, src, before, dest string) {
 	t.Helper()
-	var missed []string
+	w.crossCheckDir(t, src, before, dest, src)
+	// pg_wal, which may be a link to another directory in the source.
+	if real, err := filepath.EvalSymlinks(filepath.Join(src, "pg_wal")); err == nil && real != filepath.Join(src, "pg_wal") {
+		w.crossCheckDir(t, real, filepath.Join(before, "pg_wal"), filepath.Join(dest, "pg_wal"), filepath.Join(src, "pg_wal"))
+	}
+}
+
+// crossCheckDir is crossCheck of one directory tree, not following links:
+// the blocks that differed must have been read, and the copy must equal
+// the source now. logAs is the path by which the pass read src (through
+// SRC's links: SRC/pg_wal, SRC/pg_tblspc/OID).
+func (w walRun) crossCheckDir(t *testing.T, src, before, dest, logAs string) {
+	t.Helper()
+	var missed, differ []string
 	filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
 		if err != nil || !fi.Mode().IsRegular() {
 			return nil
 		}
 		rel, _ := filepath.Rel(src, p)
-		if skipForCopy(rel) {
+		if skipForCopy(rel) || strings.HasPrefix(filepath.Base(rel), ".pgtwopass") {
 			return nil
 		}
 		a, _ := os.ReadFile(p)
@@ -93,19 +106,24 @@ func (w walRun) crossCheck(t *testing.T, src, before, dest string) {
 			if off < len(b) && end <= len(b) && string(a[off:end]) == string(b[off:end]) {
 				continue
 			}
-			if !w.wasRead(p, int64(off)) {
+			if !w.wasRead(filepath.Join(logAs, rel), int64(off)) {
 				missed = append(missed, fmt.Sprintf("%s block %d", rel, off/8192))
 			}
 		}
+		if c, err := os.ReadFile(filepath.Join(dest, rel)); err != nil || string(c) != string(a) {
+			differ = append(differ, rel)
+		}
 		return nil
 	})
+	if len(differ) > 0 {
+		t.Errorf("the copy sealed by the WAL-guided cold pass differs from the source in %d files: %v", len(differ), differ)
+	}
 	if len(missed) > 0 {
 		if len(missed) > 20 {
 			missed = append(missed[:20], "...")
 		}
 		t.Errorf("blocks that differed between the source and the copy before the WAL-guided cold pass, and that it did not read:\n%s", strings.Join(missed, "\n"))
 	}
-	sameTree(t, "the copy sealed by the WAL-guided cold pass", src, dest)
 }
 
 func (w walRun) wasRead(path string, off int64) bool {
@@ -159,6 +177,7 @@ func TestWALGuidedColdPassUnderLoad(t *testing.T) {
 		t.Errorf("the WAL-guided cold pass reads the blocks the WAL names, not the cluster: read %d of %d bytes", cold.BytesRead, total)
 	}
 	w.crossCheck(t, src.Dir, before, dest)
+	sameTree(t, "the copy sealed by the WAL-guided cold pass", src.Dir, dest)
 	checksumsOK(t, "the WAL-guided copy", dest)
 	cp := openCopy(t, dest)
 	startCluster(t, cp)
@@ -191,4 +210,165 @@ func (w walRun) logReads(t *testing.T, src string) {
 		}
 	}
 	t.Logf("bytes read by directory: %v", by)
+}
+
+// psqlCmd is a shell command that runs sql on c's server, for
+// PGTWOPASS_FAULT_BEFORE_STOP.
+func psqlCmd(c *scratch.Cluster, sql string) string {
+	return fmt.Sprintf("%s -X -q -v ON_ERROR_STOP=1 %s -c %s >/dev/null", filepath.Join(pgBinDir, "psql"),
+		shellQuoteArg(c.DSN("")), shellQuoteArg(sql))
+}
+
+func shellQuoteArg(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// walScenario is one workload of TestWALGuidedColdPassWorkloads.
+type walScenario struct {
+	name string
+	// initdb are initdb's extra options; settings the server's (-c).
+	initdb      []string
+	noChecksums bool
+	settings []string
+	// setup runs on the running source before the first prepare.
+	setup []string
+	// between runs after prepare, while the server runs (during the live
+	// passes, before finish).
+	between []string
+	// beforeStop runs after finish's catch-up live pass, right before the
+	// stop: after the last live pass, in the WAL the cold pass reads.
+	beforeStop []string
+	// wantReason is the fallback expected ("" for the WAL-guided pass).
+	wantReason string
+	// args are more options of finish.
+	args func(t *testing.T, base string) []string
+}
+
+// TestWALGuidedColdPassWorkloads runs the WAL-guided cold pass after each
+// kind of change the WAL covers, or covers only in part, and each premise
+// that makes it fall back: every block that differed before the cold pass
+// must be read (crossCheck), the copy must equal the stopped source, pass
+// pg_checksums where it has checksums, start, and hold the same data.
+func TestWALGuidedColdPassWorkloads(t *testing.T) {
+	needPG(t)
+	acct := "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 97 = 0"
+	for _, sc := range []walScenario{
+		{name: "hint bits, data checksums",
+			setup:      []string{"CREATE TABLE h AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 100000) g WHERE false"},
+			between:    []string{"INSERT INTO h SELECT g, md5(g::text) FROM generate_series(1, 100000) g"},
+			beforeStop: []string{"SELECT count(*) FROM h", "SELECT count(*) FROM h WHERE v > 'f'"}},
+		{name: "hint bits, wal_log_hints only", noChecksums: true, settings: []string{"wal_log_hints=on"},
+			setup:      []string{"CREATE TABLE h (id int, v text)"},
+			between:    []string{"INSERT INTO h SELECT g, md5(g::text) FROM generate_series(1, 100000) g"},
+			beforeStop: []string{"SELECT count(*) FROM h"}},
+		{name: "VACUUM that truncates, TRUNCATE", setup: []string{"CREATE TABLE v AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 50000) g", "CREATE TABLE tr AS SELECT g FROM generate_series(1, 10000) g"},
+			between:    []string{"DELETE FROM v WHERE id > 10000", acct},
+			beforeStop: []string{"VACUUM v", "TRUNCATE tr", "INSERT INTO tr VALUES (1)", acct}},
+		{name: "CREATE DATABASE both strategies, DROP DATABASE", setup: []string{"CREATE DATABASE gone"},
+			between:    []string{"CREATE DATABASE fc STRATEGY FILE_COPY", acct},
+			beforeStop: []string{"CREATE DATABASE wl STRATEGY WAL_LOG", "DROP DATABASE gone", "CREATE DATABASE fc2 TEMPLATE template0 STRATEGY FILE_COPY"}},
+		{name: "unlogged table, extension by COPY", setup: []string{"CREATE UNLOGGED TABLE u (id int, v text)", "CREATE TABLE ext (id int, v text)"},
+			between:    []string{"INSERT INTO u SELECT g, md5(g::text) FROM generate_series(1, 20000) g"},
+			beforeStop: []string{"INSERT INTO u SELECT g, 'later' FROM generate_series(1, 5000) g", "COPY ext (id) FROM PROGRAM 'seq 1 50000'", acct}},
+		{name: "a checkpoint between the last live pass and the stop", beforeStop: []string{acct, "CHECKPOINT", acct}},
+		{name: "more WAL than max_wal_size", settings: []string{"max_wal_size=32MB", "min_wal_size=32MB"},
+			beforeStop: []string{"UPDATE pgbench_accounts SET abalance = abalance + 1", "UPDATE pgbench_accounts SET abalance = abalance + 1", "UPDATE pgbench_accounts SET abalance = abalance + 1", "CHECKPOINT", "UPDATE pgbench_accounts SET abalance = abalance + 1"}},
+		{name: "a symlinked pg_wal and a tablespace", initdb: []string{"--waldir"}, setup: []string{"CREATE TABLESPACE ts LOCATION '@TS@'", "CREATE TABLE tst TABLESPACE ts AS SELECT g FROM generate_series(1, 20000) g"},
+			between: []string{"UPDATE tst SET g = g + 1 WHERE g % 7 = 0"}, beforeStop: []string{"UPDATE tst SET g = g + 1 WHERE g % 5 = 0", acct},
+			args: func(t *testing.T, base string) []string {
+				return []string{"--tablespace-map", filepath.Join(base, "ts") + "=" + filepath.Join(base, "ts-copy")}
+			}},
+		{name: "no data checksums, no wal_log_hints: falls back", noChecksums: true, beforeStop: []string{acct}, wantReason: "wal_log_hints_off"},
+		{name: "wal_level minimal: falls back", settings: []string{"wal_level=minimal", "max_wal_senders=0"}, beforeStop: []string{acct}, wantReason: "wal_level_minimal"},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			base := pgTempDir(t)
+			o := scratch.Options{BinDir: pgBinDir}
+			initdb := sc.initdb
+			if len(initdb) > 0 && initdb[0] == "--waldir" {
+				wal := filepath.Join(base, "wal")
+				system(t, "mkdir", wal)
+				if err := scratch.Chown(wal, o); err != nil {
+					t.Fatal(err)
+				}
+				initdb = []string{"--waldir", wal}
+			}
+			ts := filepath.Join(base, "ts")
+			system(t, "mkdir", ts)
+			if err := scratch.Chown(ts, o); err != nil {
+				t.Fatal(err)
+			}
+			o.InitDBArgs, o.NoChecksums = initdb, sc.noChecksums
+			src, err := scratch.InitDB(ctxFor(t, 3*time.Minute), filepath.Join(base, "src"), o)
+			if err != nil {
+				t.Fatalf("initdb %v: %v", initdb, err)
+			}
+			closeOnCleanup(t, src)
+			if err := src.Start(ctxFor(t, 3*time.Minute), sc.settings...); err != nil {
+				t.Fatal(err)
+			}
+			if err := src.PgbenchInit(ctxFor(t, 3*time.Minute), 1); err != nil {
+				t.Fatal(err)
+			}
+			for _, sql := range sc.setup {
+				execSQL(t, src, strings.ReplaceAll(sql, "@TS@", ts))
+			}
+			var args []string
+			if sc.args != nil {
+				args = sc.args(t, base)
+			}
+			dest := filepath.Join(base, "copy")
+			mustRun(t, append(append([]string{"prepare"}, args...), src.Dir, dest)...)
+			for _, sql := range sc.between {
+				execSQL(t, src, sql)
+			}
+			before := filepath.Join(base, "before")
+			var stop []string
+			for _, sql := range sc.beforeStop {
+				stop = append(stop, psqlCmd(src, sql))
+			}
+			stop = append(stop, "cp -a "+dest+" "+before)
+			if sc.args != nil {
+				stop = append(stop, "cp -a "+filepath.Join(base, "ts-copy")+" "+before+"-ts")
+			}
+			w := walFinish(t, src, dest, []string{"PGTWOPASS_FAULT_BEFORE_STOP=" + strings.Join(stop, " && ")}, args...)
+			switch {
+			case sc.wantReason == "" && (w.sum.ColdPassMode != "wal" || w.sum.FallbackReason != ""):
+				t.Errorf("the WAL-guided cold pass runs: mode %q, fallback %q", w.sum.ColdPassMode, w.sum.FallbackReason)
+			case sc.wantReason != "" && (w.sum.ColdPassMode != "checksum" || w.sum.FallbackReason != sc.wantReason):
+				t.Errorf("the cold pass falls back to checksum, saying %q: mode %q, fallback %q", sc.wantReason, w.sum.ColdPassMode, w.sum.FallbackReason)
+			}
+			cold := w.cold(t)
+			t.Logf("cold pass: read %d bytes, wrote %d", cold.BytesRead, cold.BytesWritten)
+			if _, err := os.Stat(before); err != nil {
+				t.Fatalf("test premise: the commands before the stop ran (the copy's snapshot is missing): %v", err)
+			}
+			w.crossCheck(t, src.Dir, before, dest)
+			if sc.args != nil {
+				links, _ := os.ReadDir(filepath.Join(src.Dir, "pg_tblspc"))
+				if len(links) != 1 {
+					t.Fatalf("test premise: one tablespace, got %d", len(links))
+				}
+				oid := links[0].Name()
+				w.crossCheckDir(t, filepath.Join(base, "ts"), before+"-ts", filepath.Join(base, "ts-copy"), filepath.Join(src.Dir, "pg_tblspc", oid))
+			}
+			if !sc.noChecksums {
+				checksumsOK(t, "the WAL-guided copy", dest)
+			}
+			cp := openCopy(t, dest)
+			if err := cp.Start(ctxFor(t, 3*time.Minute), sc.settings...); err != nil {
+				t.Fatalf("the copy starts: %v", err)
+			}
+			startCluster(t, src)
+			sameData(t, src, cp)
+		})
+	}
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

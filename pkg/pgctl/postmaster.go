@@ -188,3 +188,18 @@ func Checkpoint(ctx context.Context, dsn string) error {
 	}
 	return nil
 }
+
+// FlushLSN connects to dsn and returns the server's WAL flush position
+// (pg_current_wal_flush_lsn()): the WAL before it is on disk.
+func FlushLSN(ctx context.Context, dsn string) (LSN, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, fmt.Errorf("failed to connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	var s string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&s); err != nil {
+		return 0, fmt.Errorf("failed to read the WAL flush position: %w", err)
+	}
+	return ParseLSN(s)
+}

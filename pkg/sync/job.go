@@ -350,7 +350,15 @@ func (j *job) finish(ctx context.Context, s *ServerOptions) (err error) {
 		checkpointed := j.checkpoint(ctx, s, pm)
 		if j.opts.ColdPass == ColdWAL {
 			// From its redo point, the WAL names every block that changes.
-			j.wal, j.fallback = j.startWAL(checkpointed)
+			dsn := s.DSN
+			if dsn == "" {
+				dsn = pgctl.DefaultDSN(pm, j.src.owner.Name)
+			}
+			j.wal, j.fallback = j.startWAL(checkpointed, func(ctx context.Context) (pgctl.LSN, error) {
+				ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				return pgctl.FlushLSN(ctx, dsn)
+			})
 			defer j.wal.close()
 		}
 		if err := j.pass(ctx, manifest.Live); err != nil {

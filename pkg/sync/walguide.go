@@ -35,8 +35,11 @@ type walGuide struct {
 
 	// state
 	keeper *wal.Keeper
+	reader *wal.Reader
+	sum    *wal.Summarizer
 	stop   context.CancelFunc
 	done   chan struct{}
+	err    error // why following the WAL failed (set before done is closed)
 }
 
 // fallback is why a WAL-guided cold pass reads everything.
@@ -50,7 +53,7 @@ type fallback struct {
 // segment from it on as it appears (the shutdown checkpoint removes or
 // recycles the segments before its own redo point: wal.Keeper). A failed
 // premise returns the fallback instead.
-func (j *job) startWAL(checkpointed bool) (*walGuide, *fallback) {
+func (j *job) startWAL(checkpointed bool, flush func(context.Context) (pgctl.LSN, error)) (*walGuide, *fallback) {
 	if !checkpointed {
 		return nil, &fallback{"no_checkpoint", "the CHECKPOINT before the last live pass did not run: no redo point to read the WAL from"}
 	}
@@ -77,13 +80,62 @@ func (j *job) startWAL(checkpointed bool) (*walGuide, *fallback) {
 	}
 	g := &walGuide{since: since, redo: cf.Redo, tli: cf.TimeLineID, segSize: cf.XLogSegSize, sysID: cf.SystemIdentifier,
 		version: cf.DataChecksumVersion, keeper: k, done: make(chan struct{})}
+	g.reader, err = wal.NewReader(wal.ReaderOptions{Source: k, Start: wal.LSN(cf.Redo), TLI: cf.TimeLineID, SegmentSize: cf.XLogSegSize,
+		SystemID: cf.SystemIdentifier, Limit: wal.LSN(cf.Redo)})
+	if err != nil {
+		k.Close()
+		return nil, &fallback{string(wal.ReasonUnparsable), err.Error()}
+	}
+	// The first shutdown checkpoint ends the summary; the plan checks that
+	// it is the one pg_control names after the stop.
+	g.sum = wal.NewSummarizer(wal.SummaryOptions{DataChecksums: cf.DataChecksums()})
 	ctx, stop := context.WithCancel(context.Background())
 	g.stop = stop
 	go func() {
 		defer close(g.done)
-		k.Run(ctx, 10*time.Millisecond)
+		g.err = g.follow(ctx, flush)
 	}()
 	return g, nil
+}
+
+// follow reads the WAL while the server runs, up to its flush position,
+// holding the segments from the redo point on: a checkpoint in the range
+// (max_wal_size reached) recycles the segments before its own redo point by
+// renaming them to future names, and a recycled file is written again when
+// the WAL reaches its new name, so each segment is read soon after it is
+// written, and released once read.
+func (g *walGuide) follow(ctx context.Context, flush func(context.Context) (pgctl.LSN, error)) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := g.keeper.Scan(); err != nil {
+			return err
+		}
+		lsn, err := flush(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped: the plan reads the rest
+			}
+			// The server is stopping: the plan reads the rest.
+			return nil
+		}
+		g.reader.SetLimit(wal.LSN(lsn))
+		if err := g.sum.Feed(ctx, g.reader); err != nil && !errors.Is(err, wal.ErrLimit) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		g.keeper.Release(g.reader.NextLSN())
+		if g.sum.Done() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // close stops holding the WAL.
@@ -93,6 +145,7 @@ func (g *walGuide) close() {
 	}
 	g.stop()
 	<-g.done
+	g.reader.Close()
 	g.keeper.Close()
 }
 
@@ -109,15 +162,16 @@ func (g *walGuide) plan(ctx context.Context, cf *pgctl.ControlFile, entries func
 	}
 	g.stop()
 	<-g.done
+	if g.err != nil {
+		return nil, &fallback{string(wal.ReasonReadError), fmt.Sprintf("following the WAL: %v", g.err)}
+	}
 	if _, err := g.keeper.Scan(); err != nil {
 		return nil, &fallback{string(wal.ReasonReadError), fmt.Sprintf("cannot hold the last WAL segments: %v", err)}
 	}
-	r, err := wal.NewReader(wal.ReaderOptions{Source: g.keeper, Start: wal.LSN(g.redo), TLI: g.tli, SegmentSize: g.segSize, SystemID: g.sysID})
-	if err != nil {
-		return nil, &fallback{string(wal.ReasonUnparsable), err.Error()}
-	}
-	defer r.Close()
-	sum, err := wal.Summarize(ctx, r, wal.SummaryOptions{End: wal.LSN(cf.CheckPoint), DataChecksums: cf.DataChecksums()})
+	// The rest, to the shutdown checkpoint and the end of the WAL.
+	g.reader.SetLimit(0)
+	err := g.sum.Feed(ctx, g.reader)
+	sum := g.sum.Summary()
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, &fallback{"interrupted", err.Error()}
@@ -125,6 +179,8 @@ func (g *walGuide) plan(ctx context.Context, cf *pgctl.ControlFile, entries func
 		return nil, &fallback{string(wal.ReasonReadError), err.Error()}
 	case sum.Fallback != nil:
 		return nil, &fallback{string(sum.Fallback.Reason), sum.Fallback.String()}
+	case sum.Checkpoint == nil || sum.Checkpoint.LSN != wal.LSN(cf.CheckPoint):
+		return nil, &fallback{string(wal.ReasonEndNotFound), fmt.Sprintf("the WAL's shutdown checkpoint is not the one pg_control names (%s)", cf.CheckPoint)}
 	case !sum.StartIsRedo:
 		return nil, &fallback{"not_a_redo_point", fmt.Sprintf("no checkpoint in the WAL has the redo point %s", g.redo)}
 	}
