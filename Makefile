@@ -87,7 +87,7 @@ vet:
 
 # Unit and integration tests against real PostgreSQL, fuzz seed corpora included.
 test: deps vet
-	$(GO) test -count=1 -timeout 9m ./...
+	$(GO) test -count=1 -timeout 30m ./...
 
 # The tests that need no PostgreSQL (go test -short skips the others).
 unit: vet

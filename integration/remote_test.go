@@ -104,11 +104,15 @@ func TestRemoteSyncUnderLoad(t *testing.T) {
 	stopCluster(t, cp)
 	stopCluster(t, src)
 
-	// The copy was started: finish repairs what the start changed, then a
-	// repeat on the unchanged source sends only the file list and the ends
-	// of files: the cold pass reads every block, but compares it with the
-	// hashes the receiver holds.
-	mustRemote(t, nil, "finish", "--no-stop", src.Dir, "otherhost:"+dest)
+	// The copy was started: the receiver refuses it (it may be a new
+	// primary); with --allow-started-copy, finish repairs what the start
+	// changed, then a repeat on the unchanged source sends only the file
+	// list and the ends of files: the cold pass reads every block, but
+	// compares it with the hashes the receiver holds.
+	if r, _ := runRemote(t, nil, "finish", "--no-stop", src.Dir, "otherhost:"+dest); r.code != 2 || !strings.Contains(r.stderr, "has run as a PostgreSQL cluster") {
+		t.Errorf("a receiver refuses a copy that ran since its seal (exit 2), got %s", r)
+	}
+	mustRemote(t, nil, "finish", "--no-stop", "--allow-started-copy", src.Dir, "otherhost:"+dest)
 	again := mustRemote(t, nil, "finish", "--no-stop", "--json", src.Dir, "otherhost:"+dest)
 	t.Logf("cold pass over an unchanged source of %d bytes: %d bytes sent, %d received", size, again.BytesSent, again.BytesReceived)
 	if again.BytesWritten != 0 {
