@@ -372,3 +372,49 @@ func containsString(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestWALGuidedColdPassKilledAndRemote: a WAL-guided finish killed (kill
+// -9) in its cold pass leaves the copy unsealed and the source stopped; the
+// next finish has no CHECKPOINT of its own to read the WAL from, falls back
+// to the checksum cold pass and converges. To another host, the WAL-guided
+// cold pass runs the same way through a receiver.
+func TestWALGuidedColdPassKilledAndRemote(t *testing.T) {
+	needPG(t)
+	t.Parallel()
+	src := newCluster(t, 2)
+	base := pgTempDir(t)
+	startCluster(t, src)
+	acct := "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 31 = 0"
+
+	// Killed after 20 blocks of the cold pass (written after the stop).
+	dest := filepath.Join(base, "copy")
+	mustRun(t, "prepare", src.Dir, dest)
+	execSQL(t, src, acct)
+	r := runWith(t, runOpts{env: []string{"PGTWOPASS_FAULT_BEFORE_STOP=" + psqlCmd(src, acct), "PGTWOPASS_FAULT_KILL_AFTER_STOP_BLOCKS=20"}},
+		"finish", "--cold-pass=wal", src.Dir, dest)
+	if !r.killed() {
+		t.Fatalf("test premise: the WAL-guided finish is killed in its cold pass, got %s", r)
+	}
+	if sealed(t, dest) {
+		t.Errorf("a killed WAL-guided cold pass leaves the copy unsealed")
+	}
+	var again summaryJSON
+	runJSON(t, &again, "finish", "--json", "--cold-pass=wal", src.Dir, dest)
+	if again.ColdPassMode != "checksum" || again.FallbackReason != "not_running" {
+		t.Errorf("after the kill the source is stopped: the cold pass falls back (not_running), got mode %q, reason %q", again.ColdPassMode, again.FallbackReason)
+	}
+	sameTree(t, "a WAL-guided finish killed, then finished again", src.Dir, dest)
+	checksumsOK(t, "a WAL-guided finish killed, then finished again", dest)
+
+	// To another host.
+	startCluster(t, src)
+	remote := filepath.Join(base, "remote")
+	mustRemote(t, nil, "prepare", src.Dir, "otherhost:"+remote)
+	execSQL(t, src, acct)
+	res := mustRemote(t, []string{"PGTWOPASS_FAULT_BEFORE_STOP=" + psqlCmd(src, acct)}, "finish", "--json", "--cold-pass=wal", src.Dir, "otherhost:"+remote)
+	if res.ColdPassMode != "wal" || res.FallbackReason != "" {
+		t.Errorf("the WAL-guided cold pass runs to another host: mode %q, reason %q", res.ColdPassMode, res.FallbackReason)
+	}
+	sameTree(t, "a WAL-guided finish to another host", src.Dir, remote)
+	checksumsOK(t, "a WAL-guided finish to another host", remote)
+}

@@ -29,6 +29,7 @@ const Armed = true
 //	PGTWOPASS_FAULT_QUICK_MARGIN=DURATION the quick cold pass's safe horizon (default 2s)
 //	PGTWOPASS_FAULT_READ_LOG=FILE        append "path offset length" for every read of a source file in a cold pass
 //	PGTWOPASS_FAULT_BEFORE_STOP=CMD      run CMD (sh -c) right before finish stops the source server
+//	PGTWOPASS_FAULT_KILL_AFTER_STOP_BLOCKS=K  SIGKILL itself once K blocks are written after the stop (in the cold pass)
 //	PGTWOPASS_FAULT_BEFORE_RESTART=CMD   run CMD (/bin/sh -c) before starting the source server again
 func init() {
 	if err := arm(); err != nil {
@@ -66,14 +67,17 @@ func arm() error {
 			mu.Unlock()
 		}
 	}
-	if cmd := os.Getenv("PGTWOPASS_FAULT_BEFORE_STOP"); cmd != "" {
-		Hooks.BeforeStop = func() {
+	var stopped atomic.Bool
+	cmd := os.Getenv("PGTWOPASS_FAULT_BEFORE_STOP")
+	Hooks.BeforeStop = func() {
+		if cmd != "" {
 			c := exec.Command("/bin/sh", "-c", cmd)
 			c.Stdout, c.Stderr = os.Stderr, os.Stderr
 			if err := c.Run(); err != nil {
 				fmt.Fprintf(os.Stderr, "PGTWOPASS_FAULT_BEFORE_STOP: %v\n", err)
 			}
 		}
+		stopped.Store(true)
 	}
 	if suffix := os.Getenv("PGTWOPASS_FAULT_EIO_READ"); suffix != "" {
 		Hooks.BeforeRead = func(path string) error {
@@ -98,6 +102,18 @@ func arm() error {
 	killBlocks, kb, err := num("PGTWOPASS_FAULT_KILL_AFTER_BLOCKS")
 	if err != nil {
 		return err
+	}
+	if k, ok, err := num("PGTWOPASS_FAULT_KILL_AFTER_STOP_BLOCKS"); err != nil {
+		return err
+	} else if ok {
+		var after atomic.Int64
+		Hooks.BeforeWrite = func(path string, n int64) error {
+			if stopped.Load() && after.Add(n)-n >= k {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+			return nil
+		}
 	}
 	eioBlocks, eb, err := num("PGTWOPASS_FAULT_EIO_AFTER_BLOCKS")
 	if err != nil {
