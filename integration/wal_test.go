@@ -181,8 +181,42 @@ func TestWALGuidedColdPassUnderLoad(t *testing.T) {
 	checksumsOK(t, "the WAL-guided copy", dest)
 	cp := openCopy(t, dest)
 	startCluster(t, cp)
+
+	// After the cutover: the copy runs, the old source stays stopped;
+	// verify --against-seal reads the source in full against the seal's
+	// manifest, and finds a block changed since.
+	if stdout, _, code := run(t, "verify", "--against-seal", src.Dir, dest); code != 0 {
+		t.Errorf("verify --against-seal: the stopped source is what the copy was when sealed (exit 0), got %d:\n%s", code, stdout)
+	}
+	rel := "base/5/" + filepath.Base(firstFile(t, filepath.Join(src.Dir, "base", "5")))
+	flipByte(t, filepath.Join(src.Dir, rel), 100)
+	stdout, _, code := run(t, "verify", "--against-seal", src.Dir, dest)
+	if code != 4 || !strings.Contains(stdout, rel) {
+		t.Errorf("verify --against-seal finds a source block changed since the seal (exit 4, naming %s), got %d:\n%s", rel, code, stdout)
+	}
+	flipByte(t, filepath.Join(src.Dir, rel), 100)
+
 	startCluster(t, src)
 	sameData(t, src, cp)
+}
+
+// firstFile returns a regular file of dir with a name of digits (a
+// relation file), failing the test if there is none.
+func firstFile(t *testing.T, dir string) string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err == nil && e.Type().IsRegular() {
+			if fi, err := e.Info(); err == nil && fi.Size() > 8192 {
+				return filepath.Join(dir, e.Name())
+			}
+		}
+	}
+	t.Fatalf("no relation file in %s", dir)
+	return ""
 }
 
 // dirBytes is the size of the regular files below dir.

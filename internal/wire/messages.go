@@ -35,6 +35,7 @@ const (
 	THashReply      Type = 27 // R→S
 	TEndHashes      Type = 28 // R→S
 	TDetach         Type = 30 // S→R: remove pgtwopass's state from the copy (TOK)
+	TSealed         Type = 31 // S→R: the manifest's records (THashReply..., TEndHashes)
 	TBye            Type = 29 // S→R: the session ends; the receiver unlocks the copy and exits
 )
 

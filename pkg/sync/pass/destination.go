@@ -49,6 +49,10 @@ type Destination interface {
 	// HashFiles reads the copy's files rels and calls fn, from one
 	// goroutine at a time, with each one's size and block hashes.
 	HashFiles(ctx context.Context, rels []string, bs, jobs int, fn func(rel string, size int64, hashes []manifest.Hash, err error) error) error
+	// SealedHashes calls fn, in walk order, with each record of the
+	// manifest as the last pass left it: the file's path, its size and its
+	// block hashes (verify --against-seal).
+	SealedHashes(ctx context.Context, fn func(rel string, size int64, hashes []manifest.Hash) error) error
 	// InFlight is how many files a pass with jobs workers should have
 	// handed to the sender and not done: enough to keep the workers busy
 	// across small files, or to fill a network's round trip.

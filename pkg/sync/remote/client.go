@@ -471,6 +471,12 @@ func (d *Client) HashFiles(ctx context.Context, rels []string, bs, jobs int, fn 
 			break
 		}
 	}
+	return d.receiveHashes(ctx, fn)
+}
+
+// receiveHashes reads THashReply frames up to TEndHashes and calls fn with
+// each file's.
+func (d *Client) receiveHashes(ctx context.Context, fn func(string, int64, []manifest.Hash, error) error) error {
 	parts := hashReplyParts()
 	for {
 		f, err := d.nextReply(ctx)
@@ -707,4 +713,17 @@ func (d *Client) isDead() bool {
 	default:
 		return false
 	}
+}
+
+// SealedHashes streams the manifest's records from the receiver.
+func (d *Client) SealedHashes(ctx context.Context, fn func(rel string, size int64, hashes []manifest.Hash) error) error {
+	if err := d.send(wire.Empty(wire.TSealed)); err != nil {
+		return err
+	}
+	return d.receiveHashes(ctx, func(rel string, size int64, hs []manifest.Hash, err error) error {
+		if err != nil {
+			return err
+		}
+		return fn(rel, size, hs)
+	})
 }

@@ -271,6 +271,15 @@ func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 		return s.conn.Send(wire.StatusReply{Dest: st.Dest, Header: &st.Header, Sealed: st.Sealed,
 			RanSinceSeal: st.RanSinceSeal, Running: st.Running, PID: uint32(st.PID)})
 
+	case wire.TSealed:
+		err := s.d.SealedHashes(ctx, func(rel string, size int64, hashes []manifest.Hash) error {
+			return sendHashes(s.conn, rel, size, hashes)
+		})
+		if err != nil {
+			return s.sendError(err)
+		}
+		return s.conn.Send(wire.Empty(wire.TEndHashes))
+
 	case wire.TDetach:
 		return reply(wire.Empty(wire.TOK), s.d.Detach(ctx))
 
