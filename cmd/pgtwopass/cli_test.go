@@ -450,8 +450,8 @@ func TestCompletionProtocol(t *testing.T) {
 		{[]string{"prepare", "--jo"}, []string{"--jobs"}},
 		{[]string{"prepare", "-j"}, []string{"-j"}},
 		{[]string{"status", "--"}, []string{"--json", "--rsh", "--remote-path", "--help"}},
-		{[]string{"finish", "--cold-pass", ""}, []string{"checksum", "quick"}},
-		{[]string{"finish", "--cold-pass", "q"}, []string{"checksum", "quick"}},
+		{[]string{"finish", "--cold-pass", ""}, []string{"checksum", "quick", "wal"}},
+		{[]string{"finish", "--cold-pass", "q"}, []string{"checksum", "quick", "wal"}},
 		{[]string{"finish", "/src", "--log-format", "=", ""}, []string{"console", "json"}},
 		{[]string{"finish", "--jobs", ""}, nil},                                 // a number: nothing to offer
 		{[]string{"prepare", "/src", ""}, nil},                                  // DEST: files

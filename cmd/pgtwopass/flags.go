@@ -143,8 +143,8 @@ func serverFlags() []cli.Flag {
 func coldFlags() []cli.Flag {
 	return []cli.Flag{
 		newChoiceFlag(cli.StringFlag{Name: "cold-pass", Category: catCold, Value: pgsync.ColdChecksum,
-			Usage: "what the cold pass reads; checksum: every source block; quick: not the files whose size, mtime, ctime and inode prove them unchanged since a copy made safely after their last change (refused on network file systems; docs/design.md says when not to use it)"},
-			pgsync.ColdChecksum, pgsync.ColdQuick),
+			Usage: "what the cold pass reads; checksum: every source block; quick: not the files whose size, mtime, ctime and inode prove them unchanged since a copy made safely after their last change; wal: of the relation files, only the blocks the WAL since the CHECKPOINT names, everything else whole, or every block when a premise fails (needs data checksums or wal_log_hints; quick and wal are refused on network file systems; docs/design.md says when to use each)"},
+			pgsync.ColdChecksum, pgsync.ColdQuick, pgsync.ColdWAL),
 		&cli.BoolFlag{Name: "backup-manifest", Category: catCold, Usage: "write PostgreSQL's backup_manifest into the copy (CRC-32C of every file, from the cold pass's reads), so that pg_verifybackup -n DEST checks it"},
 		&cli.BoolFlag{Name: "allow-crashed", Category: catCold, Usage: "copy a cluster that was not shut down cleanly (it runs crash recovery when the copy starts)"},
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	stdsync "sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,6 +27,9 @@ const Armed = true
 //	PGTWOPASS_FAULT_FILE_DELAY=DURATION  sleep after each file (to signal a pass mid-way)
 //	PGTWOPASS_FAULT_EIO_READ=SUFFIX      reads of source files whose path ends in SUFFIX fail with EIO
 //	PGTWOPASS_FAULT_QUICK_MARGIN=DURATION the quick cold pass's safe horizon (default 2s)
+//	PGTWOPASS_FAULT_READ_LOG=FILE        append "path offset length" for every read of a source file in a cold pass
+//	PGTWOPASS_FAULT_BEFORE_STOP=CMD      run CMD (sh -c) right before finish stops the source server
+//	PGTWOPASS_FAULT_KILL_AFTER_STOP_BLOCKS=K  SIGKILL itself once K blocks are written after the stop (in the cold pass)
 //	PGTWOPASS_FAULT_BEFORE_RESTART=CMD   run CMD (/bin/sh -c) before starting the source server again
 //	PGTWOPASS_FAULT_PHASE_DELAY=PHASE=DURATION[,PHASE=DURATION]
 //	                                     make a phase of finish last DURATION longer, so that a
@@ -63,6 +67,30 @@ func arm() error {
 			}
 		}
 	}
+	if path := os.Getenv("PGTWOPASS_FAULT_READ_LOG"); path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return fmt.Errorf("PGTWOPASS_FAULT_READ_LOG=%q: %v", path, err)
+		}
+		var mu stdsync.Mutex
+		Hooks.SourceRead = func(p string, off, n int64) {
+			mu.Lock()
+			fmt.Fprintf(f, "%s %d %d\n", p, off, n)
+			mu.Unlock()
+		}
+	}
+	var stopped atomic.Bool
+	cmd := os.Getenv("PGTWOPASS_FAULT_BEFORE_STOP")
+	Hooks.BeforeStop = func() {
+		if cmd != "" {
+			c := exec.Command("/bin/sh", "-c", cmd)
+			c.Stdout, c.Stderr = os.Stderr, os.Stderr
+			if err := c.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "PGTWOPASS_FAULT_BEFORE_STOP: %v\n", err)
+			}
+		}
+		stopped.Store(true)
+	}
 	if suffix := os.Getenv("PGTWOPASS_FAULT_EIO_READ"); suffix != "" {
 		Hooks.BeforeRead = func(path string) error {
 			if strings.HasSuffix(path, suffix) {
@@ -86,6 +114,18 @@ func arm() error {
 	killBlocks, kb, err := num("PGTWOPASS_FAULT_KILL_AFTER_BLOCKS")
 	if err != nil {
 		return err
+	}
+	if k, ok, err := num("PGTWOPASS_FAULT_KILL_AFTER_STOP_BLOCKS"); err != nil {
+		return err
+	} else if ok {
+		var after atomic.Int64
+		Hooks.BeforeWrite = func(path string, n int64) error {
+			if stopped.Load() && after.Add(n)-n >= k {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+			return nil
+		}
 	}
 	eioBlocks, eb, err := num("PGTWOPASS_FAULT_EIO_AFTER_BLOCKS")
 	if err != nil {

@@ -40,6 +40,25 @@ var Hooks struct {
 	// BeforeRestart runs when the job is about to start the source server
 	// again (--restart): a test may look at the stopped source there.
 	BeforeRestart func()
+	// SourceRead runs after each read of a source file in a cold pass, with
+	// the bytes read (the cross-check of the WAL-guided cold pass).
+	SourceRead func(path string, off, n int64)
+	// BeforeStop runs right before finish stops the source server.
+	BeforeStop func()
+}
+
+// SourceRead calls Hooks.SourceRead if set.
+func SourceRead(path string, off, n int64) {
+	if h := Hooks.SourceRead; h != nil {
+		h(path, off, n)
+	}
+}
+
+// BeforeStop calls Hooks.BeforeStop if set.
+func BeforeStop() {
+	if h := Hooks.BeforeStop; h != nil {
+		h()
+	}
 }
 
 // BeforeWrite calls Hooks.BeforeWrite if set.

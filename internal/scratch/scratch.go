@@ -71,6 +71,8 @@ type Options struct {
 	ClientBinDir string
 	// InitDBArgs are more options of initdb, e.g. --waldir DIR.
 	InitDBArgs []string
+	// NoChecksums makes a cluster without data checksums (initdb without -k).
+	NoChecksums bool
 }
 
 // Cluster is a PostgreSQL data directory and the server that may run on it.
@@ -300,6 +302,9 @@ func InitDB(ctx context.Context, dir string, o Options) (*Cluster, error) {
 		}
 	}
 	args := append([]string{"-k", "-D", c.Dir, "-A", "trust", "-U", Superuser, "--no-sync", "-E", "UTF8", "--locale=C"}, o.InitDBArgs...)
+	if o.NoChecksums {
+		args = args[1:]
+	}
 	_, err = c.who.run(ctx, c.BinDir, "initdb", args...)
 	if err != nil {
 		return nil, err

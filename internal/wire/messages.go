@@ -35,6 +35,7 @@ const (
 	THashReply      Type = 27 // R→S
 	TEndHashes      Type = 28 // R→S
 	TDetach         Type = 30 // S→R: remove pgtwopass's state from the copy (TOK)
+	TSealed         Type = 31 // S→R: the manifest's records (THashReply..., TEndHashes)
 	TBye            Type = 29 // S→R: the session ends; the receiver unlocks the copy and exits
 )
 
@@ -274,9 +275,12 @@ type Entry struct {
 	Mtime, Ctime, Atime int64
 	Inode               uint64
 	Target              string
+	// WAL is what the WAL says of the entry in a WAL-guided cold pass
+	// (pass.WALNone, WALBlocks, WALWhole); 0 otherwise.
+	WAL uint8
 }
 
-const entryMinSize = 4 + 1 + 4 + 4 + 4 + 8*5 + 4
+const entryMinSize = 4 + 1 + 4 + 4 + 4 + 8*5 + 4 + 1
 
 func (x *Entry) encode(e *Encoder) {
 	e.String(x.Rel)
@@ -290,11 +294,13 @@ func (x *Entry) encode(e *Encoder) {
 	e.I64(x.Atime)
 	e.U64(x.Inode)
 	e.String(x.Target)
+	e.U8(x.WAL)
 }
 
 func decodeEntry(d *Decoder) (x Entry) {
 	x.Rel, x.Kind, x.Mode, x.UID, x.GID = d.String(), d.U8(), d.U32(), d.U32(), d.U32()
 	x.Size, x.Mtime, x.Ctime, x.Atime, x.Inode, x.Target = d.I64(), d.I64(), d.I64(), d.I64(), d.U64(), d.String()
+	x.WAL = d.U8()
 	switch {
 	case x.Kind != EntryDir && x.Kind != EntryFile && x.Kind != EntrySymlink:
 		d.Fail("entry %q of kind %d", x.Rel, x.Kind)
@@ -339,6 +345,12 @@ type Begin struct {
 	InFlight    uint32
 	Quiet       bool
 	Jobs        uint32
+	// WAL: a WAL-guided cold pass; its entries carry what the WAL says of
+	// each (Entry.WAL), with the time since when records are good at the
+	// redo point, and the source's safe horizon (ns).
+	WAL       bool
+	WALSince  int64
+	WALMargin int64
 }
 
 func (Begin) Type() Type { return TBegin }
@@ -351,10 +363,14 @@ func (m Begin) Encode(e *Encoder) {
 	e.U32(m.InFlight)
 	e.Bool(m.Quiet)
 	e.U32(m.Jobs)
+	e.Bool(m.WAL)
+	e.I64(m.WALSince)
+	e.I64(m.WALMargin)
 }
 func DecodeBegin(d *Decoder) (m Begin) {
 	m.Kind, m.BlockSize, m.DryRun, m.Quick, m.QuickMargin = d.U8(), d.U32(), d.Bool(), d.Bool(), d.I64()
 	m.InFlight, m.Quiet, m.Jobs = d.U32(), d.Bool(), d.U32()
+	m.WAL, m.WALSince, m.WALMargin = d.Bool(), d.I64(), d.I64()
 	return m
 }
 
@@ -389,6 +405,8 @@ type Basis struct {
 	Size   int64 // -1: the copy has no such file
 	More   bool  // the next TBasis carries more of this file's hashes
 	Hashes []manifest.Hash
+	// Partial: a WAL-guided cold pass reads only the blocks the WAL names.
+	Partial bool
 }
 
 func (Basis) Type() Type { return TBasis }
@@ -399,9 +417,11 @@ func (m Basis) Encode(e *Encoder) {
 	e.I64(m.Size)
 	e.Bool(m.More)
 	encodeHashes(e, m.Hashes)
+	e.Bool(m.Partial)
 }
 func DecodeBasis(d *Decoder) (m Basis) {
 	m.ID, m.Index, m.Rel, m.Size, m.More, m.Hashes = d.U64(), d.U32(), d.String(), d.I64(), d.Bool(), decodeHashes(d)
+	m.Partial = d.Bool()
 	return m
 }
 

@@ -132,3 +132,40 @@ func (s *SQL) connect(ctx context.Context) (*pgx.Conn, error) {
 func Checkpoint(ctx context.Context, dsn string) error {
 	return (&SQL{DSN: dsn}).Checkpoint(ctx)
 }
+
+// FlushWatcher reads a running server's WAL flush position
+// (pg_current_wal_flush_lsn()) on one connection, opened on first use and
+// kept until Close: the WAL before that position is on disk.
+type FlushWatcher struct {
+	sql  *SQL
+	conn *pgx.Conn
+}
+
+// FlushWatcher returns a watcher that connects as s does.
+func (s *SQL) FlushWatcher() *FlushWatcher { return &FlushWatcher{sql: s} }
+
+// FlushLSN returns the flush position. After an error the connection is
+// closed; the next call connects again.
+func (w *FlushWatcher) FlushLSN(ctx context.Context) (LSN, error) {
+	if w.conn == nil {
+		conn, err := w.sql.connect(ctx)
+		if err != nil {
+			return 0, err
+		}
+		w.conn = conn
+	}
+	var s string
+	if err := w.conn.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&s); err != nil {
+		w.Close()
+		return 0, fmt.Errorf("failed to read the WAL flush position: %w", err)
+	}
+	return ParseLSN(s)
+}
+
+// Close closes the connection, if one is open.
+func (w *FlushWatcher) Close() {
+	if w.conn != nil {
+		w.conn.Close(context.Background())
+		w.conn = nil
+	}
+}

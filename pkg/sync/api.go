@@ -51,6 +51,7 @@ const (
 const (
 	ColdChecksum = pass.ColdChecksum
 	ColdQuick    = pass.ColdQuick
+	ColdWAL      = pass.ColdWAL
 )
 
 // DefaultBlockSize is PostgreSQL's page size (docs/design.md explains it).

@@ -218,6 +218,16 @@ func (f *finisher) run(ctx context.Context) (err error) {
 		if err := f.checkpoint(ctx, st); err != nil {
 			return err
 		}
+		if j.opts.ColdPass == ColdWAL {
+			// From the CHECKPOINT's redo point on, the WAL names every
+			// block that changes.
+			var flush flushSource
+			if sql, ok := f.ck.(*pgctl.SQL); ok {
+				flush = sql.FlushWatcher()
+			}
+			j.wal, j.fallback = j.startWAL(f.ck != nil, flush)
+			defer j.wal.close()
+		}
 		f.phase = "the live pass after the CHECKPOINT"
 		if err := j.pass(ctx, manifest.Live); err != nil {
 			return err
@@ -229,11 +239,15 @@ func (f *finisher) run(ctx context.Context) (err error) {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w before the stop", ErrInterrupted)
 		}
+		faults.BeforeStop()
 		if err := f.stop(ctx); err != nil {
 			return err
 		}
 	} else {
 		j.step("the server on SRC is not running")
+		if j.opts.ColdPass == ColdWAL {
+			j.fallback = &fallback{"not_running", "the server was not running: no CHECKPOINT of this run marks where its WAL starts"}
+		}
 	}
 	f.phase = "the cold pass"
 	return f.coldPass(ctx)
@@ -417,6 +431,7 @@ func (f *finisher) coldPass(ctx context.Context) error {
 		j.warn("copying a cluster that was not shut down cleanly (its pg_control says %q): the copy will run crash recovery when it starts", cd.State)
 	}
 	j.src.control = cd
+	j.planColdPass(ctx)
 	return j.pass(ctx, manifest.Cold)
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/remote"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/sender"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/walplan"
 )
 
 // Result is what a job did.
@@ -31,6 +32,10 @@ type Result struct {
 	Prediction *Prediction
 	Started    time.Time
 	Finished   time.Time
+	// ColdPassMode is the mode the cold pass ran in (checksum, quick, wal);
+	// FallbackReason says why a WAL-guided one read everything.
+	ColdPassMode   string
+	FallbackReason string
 	// BytesSent and BytesReceived count the traffic with a receiver on
 	// another host (0 for a copy on this host).
 	BytesSent     int64
@@ -64,6 +69,11 @@ type job struct {
 	ids     pass.IDMap
 	res     *Result
 	timings pass.ServerTimings // of this job's stop and start
+	// The WAL-guided cold pass: the WAL followed from the CHECKPOINT, the
+	// read plan made of it, or why there is none.
+	wal      *walGuide
+	plan     *walplan.Plan
+	fallback *fallback
 }
 
 // openJob checks SRC and DEST, runs check (if any), and only then opens
@@ -76,7 +86,7 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 	if err != nil {
 		return nil, err
 	}
-	if o.ColdPass == ColdQuick {
+	if o.ColdPass == ColdQuick || o.ColdPass == ColdWAL {
 		if err := pass.CheckQuickFS(src.dir); err != nil {
 			return nil, err
 		}
@@ -99,7 +109,7 @@ func openJob(ctx context.Context, o *Options, check func(*job) error) (*job, err
 	}
 	rep, err := dst.Open(ctx, &pass.OpenRequest{BootID: pass.BootID(), Reads: reads, MkPath: o.MkPath, AllowStarted: o.AllowStarted,
 		SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion, BlockSize: o.BlockSize,
-		DryRun: o.DryRun, Quick: o.ColdPass == ColdQuick, Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces),
+		DryRun: o.DryRun, Quick: o.ColdPass == ColdQuick || o.ColdPass == ColdWAL, Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces),
 	})
 	if err != nil {
 		dst.Close()
@@ -134,6 +144,9 @@ func (j *job) senderConfig(kind manifest.PassKind) *sender.Config {
 	cfg := &sender.Config{Kind: kind, Source: j.src.dir, Excluder: o.excluder(), BlockSize: o.BlockSize, Jobs: o.Jobs,
 		DryRun: o.DryRun, Quick: kind == manifest.Cold && o.ColdPass == ColdQuick, QuickMargin: o.QuickMargin,
 		BackupManifest: o.BackupManifest, IDs: j.ids, Observer: o.Observer, Note: j.res == nil || len(j.res.Passes) == 0}
+	if kind == manifest.Cold && j.plan != nil && !o.DryRun {
+		cfg.WAL = j.wal.senderWAL(j.plan, o.QuickMargin)
+	}
 	if kind == manifest.Cold && o.BackupManifest {
 		cfg.Timeline = strconv.FormatUint(uint64(j.src.control.TimeLineID), 10)
 		cfg.CheckpointLSN = j.src.control.CheckPoint.String()

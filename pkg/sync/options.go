@@ -51,7 +51,7 @@ type Options struct {
 	// while each pass writes fewer bytes than the one before; 0 means
 	// DefaultMaxPasses.
 	MaxPasses int
-	// ColdPass is ColdChecksum (""), or ColdQuick.
+	// ColdPass is ColdChecksum (""), ColdQuick or ColdWAL.
 	ColdPass string
 	// QuickMargin is the safe horizon of the quick cold pass; 0 means
 	// DefaultQuickMargin.
@@ -82,9 +82,9 @@ func (o *Options) validate() error {
 	switch o.ColdPass {
 	case "":
 		o.ColdPass = ColdChecksum
-	case ColdChecksum, ColdQuick:
+	case ColdChecksum, ColdQuick, ColdWAL:
 	default:
-		return inputErr("use --cold-pass=checksum (read every block) or --cold-pass=quick", "invalid --cold-pass %q", o.ColdPass)
+		return inputErr("use --cold-pass=checksum (read every block), quick or wal", "invalid --cold-pass %q", o.ColdPass)
 	}
 	if o.WALDir != "" && !filepath.IsAbs(o.WALDir) {
 		return inputErr("give an absolute path, e.g. --waldir /srv/wal/main", "invalid --waldir %q: the directory of the copy's WAL must be an absolute path", o.WALDir)

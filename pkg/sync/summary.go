@@ -17,6 +17,10 @@ type Summary struct {
 	DurationSeconds float64 `json:"duration_seconds"`
 	// DowntimeSeconds, Stopped and Restarted are set by finish and sync.
 	DowntimeSeconds *float64 `json:"downtime_seconds,omitempty"`
+	// ColdPassMode is how the cold pass ran: checksum, quick or wal;
+	// FallbackReason says why --cold-pass=wal read everything.
+	ColdPassMode   string `json:"cold_pass_mode,omitempty"`
+	FallbackReason string `json:"fallback_reason,omitempty"`
 	// PredictedDowntimeSeconds is the prediction made before the stop.
 	PredictedDowntimeSeconds *float64 `json:"predicted_downtime_seconds,omitempty"`
 	Stopped                  *bool    `json:"stopped,omitempty"`
@@ -66,6 +70,7 @@ func NewSummary(command string, res *Result, err error) Summary {
 	}
 	s.DurationSeconds = end.Sub(res.Started).Seconds()
 	if command != "prepare" {
+		s.ColdPassMode, s.FallbackReason = res.ColdPassMode, res.FallbackReason
 		d := res.Downtime.Seconds()
 		s.DowntimeSeconds, s.Stopped, s.Restarted = &d, &res.Stopped, &res.Restarted
 		if p := res.Prediction; p != nil {

@@ -244,3 +244,97 @@ func dropEntry(es []pass.Entry, rel string) []pass.Entry {
 	}
 	return es
 }
+
+// VerifyAgainstSeal reads the stopped source in full and compares it with
+// the copy's manifest as the last pass (the seal) left it: every block's
+// hash, every file's size, files the seal lacks and records the source
+// lacks. It reads nothing of the copy, which may have run since (after a
+// cutover, the old source still stopped): the checksum cold pass's proof,
+// off the downtime, for a copy made by a WAL-guided or quick cold pass.
+func VerifyAgainstSeal(ctx context.Context, o Options) ([]Difference, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	src, err := inspectSource(ctx, o.Source, o.TablespaceMap)
+	if err != nil {
+		return nil, err
+	}
+	if up, pm, err := pgctl.ServerRunning(src.dir); err != nil {
+		return nil, inputErr("check SRC/postmaster.pid", "cannot tell whether the server on SRC runs: %v", err)
+	} else if up {
+		return nil, inputErr("stop the server first: the seal describes the source as it was stopped",
+			"the server on SRC is running (pid %d)", pm.PID)
+	}
+	dst, err := newDest(ctx, &o, src)
+	if err != nil {
+		return nil, err
+	}
+	defer dst.Close()
+	rep, err := dst.Open(ctx, &pass.OpenRequest{ReadOnly: true, SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion,
+		Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces)})
+	if err != nil {
+		return nil, err
+	}
+	st, err := dst.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if st.Header.SystemIdentifier != src.control.SystemIdentifier {
+		return nil, inputErr("give the copy of this source", "DEST is a copy of another cluster (database system identifier %d; SRC has %d)",
+			st.Header.SystemIdentifier, src.control.SystemIdentifier)
+	}
+	_ = rep
+	bs := int(st.Header.BlockSize)
+	se, err := pass.Walk(src.dir, o.excluder())
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]*pass.Entry{}
+	for i := range se {
+		if se[i].IsRegular() {
+			files[se[i].Rel] = &se[i]
+		}
+	}
+	v := &verifier{bs: bs, obs: o.Observer}
+	g, gctx := errgroup.WithContext(ctx)
+	work := make(chan copyHashes, o.Jobs)
+	g.Go(func() error {
+		defer close(work)
+		return dst.SealedHashes(gctx, func(rel string, size int64, hashes []manifest.Hash) error {
+			e := files[rel]
+			if e == nil {
+				v.Add(rel, "in the seal's manifest, but not in the source")
+				return nil
+			}
+			delete(files, rel)
+			if e.Stat.Size != size {
+				v.Add(rel, "%d bytes in the source, %d when the copy was sealed", e.Stat.Size, size)
+			}
+			select {
+			case work <- copyHashes{e, hashes}:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
+	})
+	for range o.Jobs {
+		g.Go(func() error {
+			for w := range work {
+				if err := v.compareFile(gctx, src.dir, w); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for rel := range files {
+		if rel != pass.BackupManifestName {
+			v.Add(rel, "in the source, but not in the seal's manifest")
+		}
+	}
+	return v.Sorted(), nil
+}

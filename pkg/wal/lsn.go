@@ -54,23 +54,3 @@ func SegmentFileName(tli uint32, segNo uint64, segSize uint32) string {
 	perID := uint64(1<<32) / uint64(segSize)
 	return fmt.Sprintf("%08X%08X%08X", tli, uint32(segNo/perID), uint32(segNo%perID))
 }
-
-// ParseSegmentFileName is the inverse of [SegmentFileName]: the timeline and
-// segment number of a segment file name.
-func ParseSegmentFileName(name string, segSize uint32) (tli uint32, segNo uint64, err error) {
-	if len(name) != 24 || strings.ToUpper(name) != name {
-		return 0, 0, fmt.Errorf("wal: %q is not a WAL segment file name", name)
-	}
-	var v [3]uint64
-	for i := range v {
-		v[i], err = strconv.ParseUint(name[8*i:8*i+8], 16, 32)
-		if err != nil {
-			return 0, 0, fmt.Errorf("wal: %q is not a WAL segment file name", name)
-		}
-	}
-	perID := uint64(1<<32) / uint64(segSize)
-	if v[2] >= perID {
-		return 0, 0, fmt.Errorf("wal: %q: segment %X out of range for %d-byte segments", name, v[2], segSize)
-	}
-	return uint32(v[0]), v[1]*perID + v[2], nil
-}

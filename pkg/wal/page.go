@@ -2,9 +2,6 @@ package wal
 
 import (
 	"encoding/binary"
-	"errors"
-	"fmt"
-	"io"
 )
 
 // Page header flags (xlp_info, src/include/access/xlog_internal.h, 13 to 18).
@@ -78,46 +75,4 @@ func (h *pageHeader) size() uint32 {
 		return longHeaderSize
 	}
 	return shortHeaderSize
-}
-
-// SegmentHeader is what the long page header at the start of a segment file
-// says about the segment.
-type SegmentHeader struct {
-	Version     int    // major version, from the page magic
-	Magic       uint16 // XLOG_PAGE_MAGIC
-	TLI         uint32 // timeline of the first record in the segment
-	PageAddr    LSN    // LSN of the segment's first byte
-	SystemID    uint64 // database system identifier (pg_controldata's)
-	SegmentSize uint32 // WAL segment size
-}
-
-// ReadSegmentHeader reads the long page header at the start of a segment
-// file and checks it: a supported magic, the long-header flag, a valid
-// segment size, the page size this package reads, and a page address at a
-// segment boundary. It is how a caller learns the segment size and major
-// version of a pg_wal directory.
-func ReadSegmentHeader(f io.ReaderAt) (SegmentHeader, error) {
-	var p [longHeaderSize]byte
-	if n, err := f.ReadAt(p[:], 0); n < len(p) {
-		if err == nil || errors.Is(err, io.EOF) {
-			return SegmentHeader{}, &Error{Kind: ErrTruncatedSegment, Detail: fmt.Sprintf("segment file has %d bytes, less than a long page header", n)}
-		}
-		return SegmentHeader{}, &Error{Kind: ErrRead, Detail: "reading the long page header", Err: err}
-	}
-	h := parsePageHeader(p[:])
-	v, ok := VersionOfMagic(h.magic)
-	if !ok {
-		return SegmentHeader{}, &Error{Kind: ErrUnsupportedMagic, Detail: fmt.Sprintf("page magic 0x%04X is not that of PostgreSQL 13 to 18", h.magic)}
-	}
-	switch {
-	case h.info&xlpLongHeader == 0:
-		return SegmentHeader{}, &Error{Kind: ErrInvalid, Detail: fmt.Sprintf("first page of the segment has no long header (xlp_info 0x%04X)", h.info)}
-	case !ValidSegmentSize(h.segSize):
-		return SegmentHeader{}, &Error{Kind: ErrInvalid, Detail: fmt.Sprintf("segment size %d in the long page header is not a power of two from 1 MiB to 1 GiB", h.segSize)}
-	case h.blcksz != PageSize:
-		return SegmentHeader{}, &Error{Kind: ErrInvalid, Detail: fmt.Sprintf("WAL page size %d in the long page header; only %d is read", h.blcksz, PageSize)}
-	case uint64(h.pageAddr)%uint64(h.segSize) != 0:
-		return SegmentHeader{}, &Error{Kind: ErrInvalid, LSN: h.pageAddr, Detail: "page address of the first page is not at a segment boundary"}
-	}
-	return SegmentHeader{Version: v, Magic: h.magic, TLI: h.tli, PageAddr: h.pageAddr, SystemID: h.sysID, SegmentSize: h.segSize}, nil
 }

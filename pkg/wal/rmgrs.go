@@ -80,19 +80,6 @@ const (
 	walLevelLogical = 2
 )
 
-// WALLevelName returns the name of a wal_level value, or "unknown".
-func WALLevelName(l int) string {
-	switch l {
-	case walLevelMinimal:
-		return "minimal"
-	case walLevelReplica:
-		return "replica"
-	case walLevelLogical:
-		return "logical"
-	}
-	return "unknown"
-}
-
 func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
 
 // checkpointSize is sizeof(CheckPoint) in 13 to 18 (its layout is in

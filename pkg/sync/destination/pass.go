@@ -379,6 +379,30 @@ func sameSource(rec *manifest.File, e *pass.Entry) bool {
 	return rec.Flags&manifest.FlagChangedWhileCopied == 0 && rec.Source == e.Stat
 }
 
+// walKind says, in a WAL-guided cold pass, what the WAL says of entry i
+// (pass.WALNone, WALBlocks, WALWhole), and whether rec may stand for the
+// blocks the WAL does not name: the copy still holds what rec says
+// (trusted), and rec describes the source as it was at the WAL's redo point
+// or later (goodAtRedo). partial is false outside a WAL-guided pass.
+func (lp *Pass) walKind(i int, rec *manifest.File, e *pass.Entry, trusted bool) (kind byte, partial bool) {
+	w := lp.req.WAL
+	if w == nil || i >= len(w.Kinds) {
+		return pass.WALWhole, false
+	}
+	kind = w.Kinds[i]
+	return kind, trusted && kind != pass.WALWhole && goodAtRedo(rec, e, w)
+}
+
+// goodAtRedo reports whether rec describes the source file e as it was at
+// the redo point of the WAL of a WAL-guided cold pass, or later: its read
+// began after the CHECKPOINT returned, or the file has not been written
+// since a read that began safely after its last write (the quick cold
+// pass's rule). Every block written after the redo point is then named by
+// the WAL, so the record stands for every other block.
+func goodAtRedo(rec *manifest.File, e *pass.Entry, w *pass.WALRequest) bool {
+	return rec.ReadStart > w.Since || sameSource(rec, e) && pastHorizon(rec, w.Margin)
+}
+
 // pastHorizon reports whether rec's source stat was already old when the
 // read that produced rec began: no write can hide behind the same stat.
 func pastHorizon(rec *manifest.File, margin int64) bool {
@@ -411,7 +435,13 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 			dfi = nil
 		}
 		trust := lp.horizon.trusts(rec, dfi)
-		if trust && sameSource(rec, e) && (lp.req.Kind == manifest.Live || lp.req.Quick && pastHorizon(rec, lp.req.QuickMargin)) {
+		walKind, partial := lp.walKind(i, rec, e, trust)
+		if trust && sameSource(rec, e) && (lp.req.Kind == manifest.Live || lp.req.Quick && pastHorizon(rec, lp.req.QuickMargin)) ||
+			partial && walKind == pass.WALNone && rec.Source.Size == e.Stat.Size ||
+			// What the WAL does not cover, the quick cold pass's rule does:
+			// a file not written since a read that began safely after its
+			// last write.
+			lp.req.WAL != nil && trust && sameSource(rec, e) && pastHorizon(rec, lp.req.WAL.Margin) {
 			lp.skipped.Add(1)
 			if lp.req.DryRun {
 				continue
@@ -426,7 +456,7 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 			continue
 		}
 		lp.nextID++
-		b := &pass.Basis{ID: lp.nextID, Rel: e.Rel, Index: i, Size: -1}
+		b := &pass.Basis{ID: lp.nextID, Rel: e.Rel, Index: i, Size: -1, Partial: partial}
 		if dfi != nil {
 			b.Size = dfi.Size()
 		}

@@ -119,3 +119,29 @@ func (d *Local) hashFile(ctx context.Context, rel string, bs int) (int64, []mani
 	}
 	return size, hashes, nil
 }
+
+// SealedHashes calls fn with each record of the manifest, in walk order: the
+// copy as the last pass left it, whatever happened to the copy since.
+func (d *Local) SealedHashes(ctx context.Context, fn func(rel string, size int64, hashes []manifest.Hash) error) error {
+	r, err := manifest.Open(d.manifestPath())
+	if err != nil {
+		return pass.InputErr("give the directory of a copy made by pgtwopass (verify --against-seal before pgtwopass detach)",
+			"cannot read the manifest of DEST %s: %v", d.given, err)
+	}
+	defer r.Close()
+	for {
+		f, err := r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(f.Path, f.Dest.Size, f.Hashes); err != nil {
+			return err
+		}
+	}
+}

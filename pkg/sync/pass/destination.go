@@ -49,6 +49,10 @@ type Destination interface {
 	// HashFiles reads the copy's files rels and calls fn, from one
 	// goroutine at a time, with each one's size and block hashes.
 	HashFiles(ctx context.Context, rels []string, bs, jobs int, fn func(rel string, size int64, hashes []manifest.Hash, err error) error) error
+	// SealedHashes calls fn, in walk order, with each record of the
+	// manifest as the last pass left it: the file's path, its size and its
+	// block hashes (verify --against-seal).
+	SealedHashes(ctx context.Context, fn func(rel string, size int64, hashes []manifest.Hash) error) error
 	// InFlight is how many files a pass with jobs workers should have
 	// handed to the sender and not done: enough to keep the workers busy
 	// across small files, or to fill a network's round trip.
@@ -141,7 +145,41 @@ type PassRequest struct {
 	Quiet bool
 	// Jobs is how many files the sender works on at once.
 	Jobs int
+	// WAL, for a WAL-guided cold pass, says what the WAL tells of each
+	// file of the walk; nil for every other pass.
+	WAL *WALRequest
 }
+
+// WALRequest is what a WAL-guided cold pass tells the destination: what
+// the WAL between a checkpoint's redo point and the shutdown checkpoint
+// says of each file, and since when a record is good at that redo point.
+type WALRequest struct {
+	// Kinds holds, for each entry of the pass, what the WAL says of it:
+	// WALNone, WALBlocks or WALWhole (entries that are no regular files
+	// have WALWhole).
+	Kinds []byte
+	// Since (Unix ns) is when the CHECKPOINT returned: a record whose read
+	// began later describes the file as it was at the redo point or after,
+	// and the WAL names every block changed since.
+	Since int64
+	// Margin (ns) is the source's safe horizon: a record read earlier is
+	// good at the redo point if the source file's stat has not moved since
+	// its read, and its ctime was older than the read's start by more than
+	// Margin (the quick cold pass's rule).
+	Margin int64
+}
+
+// What the WAL says of a file (WALRequest.Kinds).
+const (
+	// WALNone: the WAL names no block of it; its record stands if it is
+	// good at the redo point and the file's size did not change.
+	WALNone byte = iota
+	// WALBlocks: the WAL names some of its blocks; only those (and what lies
+	// past the record's size) need reading.
+	WALBlocks
+	// WALWhole: the WAL does not cover it: read it whole.
+	WALWhole
+)
 
 // Basis is what the copy holds of one file that the sender must read.
 type Basis struct {
@@ -155,6 +193,10 @@ type Basis struct {
 	Hashes []manifest.Hash
 	// Size is the size of the copy's file (-1: none).
 	Size int64
+	// Partial (WAL-guided cold pass): Hashes are a trusted record's, good
+	// at the redo point; the sender reads only the blocks the WAL names and
+	// what lies past them, and takes the others' hashes from Hashes.
+	Partial bool
 }
 
 // FileResult ends one file of a pass.

@@ -16,6 +16,9 @@ const (
 	// ColdQuick skips files whose stat proves them unchanged since a copy
 	// that began safely after their last change (the safe horizon).
 	ColdQuick = "quick"
+	// ColdWAL reads, of the files whose records are good, only the blocks
+	// the WAL since the CHECKPOINT names (the WAL-guided cold pass).
+	ColdWAL = "wal"
 )
 
 // DefaultQuickMargin is the safe horizon: a file is trusted by its stat in

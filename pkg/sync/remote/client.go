@@ -154,7 +154,7 @@ func (d *Client) readLoop() {
 				if whole == nil {
 					continue
 				}
-				b = &pass.Basis{ID: whole.ID, Index: int(whole.Index), Rel: whole.Rel, Size: whole.Size, Hashes: whole.Hashes}
+				b = &pass.Basis{ID: whole.ID, Index: int(whole.Index), Rel: whole.Rel, Size: whole.Size, Hashes: whole.Hashes, Partial: whole.Partial}
 			}
 			if err = d.deliver(b); err != nil {
 				break
@@ -471,6 +471,12 @@ func (d *Client) HashFiles(ctx context.Context, rels []string, bs, jobs int, fn 
 			break
 		}
 	}
+	return d.receiveHashes(ctx, fn)
+}
+
+// receiveHashes reads THashReply frames up to TEndHashes and calls fn with
+// each file's.
+func (d *Client) receiveHashes(ctx context.Context, fn func(string, int64, []manifest.Hash, error) error) error {
 	parts := hashReplyParts()
 	for {
 		f, err := d.nextReply(ctx)
@@ -545,15 +551,23 @@ func (d *Client) InFlight(jobs int) int { return 8*jobs + 32 }
 
 // beginPass sends the entries and starts the pass.
 func (d *Client) BeginPass(ctx context.Context, req *pass.PassRequest, entries []pass.Entry) (pass.DestinationPass, error) {
-	if err := sendEntries(d.conn, entries); err != nil {
+	var kinds []byte
+	if req.WAL != nil {
+		kinds = req.WAL.Kinds
+	}
+	if err := sendEntries(d.conn, entries, kinds); err != nil {
 		return nil, d.sendFailed(err)
 	}
 	p := &clientPass{d: d, req: *req, bases: newBasisQueue(), failed: make(chan struct{})}
 	d.curMu.Lock()
 	d.cur = p
 	d.curMu.Unlock()
-	_, err := d.call(ctx, wire.Begin{Kind: uint8(req.Kind), BlockSize: uint32(req.BlockSize), DryRun: req.DryRun, Quick: req.Quick,
-		QuickMargin: req.QuickMargin, InFlight: uint32(req.InFlight), Quiet: req.Quiet, Jobs: uint32(max(req.Jobs, 1))}, wire.TReady)
+	begin := wire.Begin{Kind: uint8(req.Kind), BlockSize: uint32(req.BlockSize), DryRun: req.DryRun, Quick: req.Quick,
+		QuickMargin: req.QuickMargin, InFlight: uint32(req.InFlight), Quiet: req.Quiet, Jobs: uint32(max(req.Jobs, 1))}
+	if w := req.WAL; w != nil {
+		begin.WAL, begin.WALSince, begin.WALMargin = true, w.Since, w.Margin
+	}
+	_, err := d.call(ctx, begin, wire.TReady)
 	if err != nil {
 		d.endPass()
 		return nil, err
@@ -699,4 +713,17 @@ func (d *Client) isDead() bool {
 	default:
 		return false
 	}
+}
+
+// SealedHashes streams the manifest's records from the receiver.
+func (d *Client) SealedHashes(ctx context.Context, fn func(rel string, size int64, hashes []manifest.Hash) error) error {
+	if err := d.send(wire.Empty(wire.TSealed)); err != nil {
+		return err
+	}
+	return d.receiveHashes(ctx, func(rel string, size int64, hs []manifest.Hash, err error) error {
+		if err != nil {
+			return err
+		}
+		return fn(rel, size, hs)
+	})
 }

@@ -67,10 +67,11 @@ type receiver struct {
 	obs  pass.Observer
 
 	// state
-	d       *destination.Local
-	entries []pass.Entry
-	pass    *receiverPass
-	hashReq []string
+	d        *destination.Local
+	entries  []pass.Entry
+	walKinds []byte
+	pass     *receiverPass
+	hashReq  []string
 }
 
 // receiverObserver sends the destination's events to the sender.
@@ -182,6 +183,7 @@ func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 		}
 		for i := range m.Entries {
 			s.entries = append(s.entries, fromWireEntry(&m.Entries[i]))
+			s.walKinds = append(s.walKinds, m.Entries[i].WAL)
 		}
 		return nil
 
@@ -190,12 +192,12 @@ func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 		if err := decodeErr(); err != nil {
 			return err
 		}
-		entries := s.entries
-		s.entries = nil
+		entries, kinds := s.entries, s.walKinds
+		s.entries, s.walKinds = nil, nil
 		if s.pass != nil {
 			return s.sendError(errors.New("a pass is already running"))
 		}
-		sp, err := s.beginPass(ctx, &m, entries)
+		sp, err := s.beginPass(ctx, &m, entries, kinds)
 		if err != nil {
 			return s.sendError(err)
 		}
@@ -269,6 +271,15 @@ func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 		return s.conn.Send(wire.StatusReply{Dest: st.Dest, Header: &st.Header, Sealed: st.Sealed,
 			RanSinceSeal: st.RanSinceSeal, Running: st.Running, PID: uint32(st.PID)})
 
+	case wire.TSealed:
+		err := s.d.SealedHashes(ctx, func(rel string, size int64, hashes []manifest.Hash) error {
+			return sendHashes(s.conn, rel, size, hashes)
+		})
+		if err != nil {
+			return s.sendError(err)
+		}
+		return s.conn.Send(wire.Empty(wire.TEndHashes))
+
 	case wire.TDetach:
 		return reply(wire.Empty(wire.TOK), s.d.Detach(ctx))
 
@@ -293,7 +304,7 @@ func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 		if err != nil {
 			return s.sendError(err)
 		}
-		if err := sendEntries(s.conn, entries); err != nil {
+		if err := sendEntries(s.conn, entries, nil); err != nil {
 			return err
 		}
 		return s.conn.Send(wire.Empty(wire.TEndEntries))
@@ -335,12 +346,16 @@ var errAborted = errors.New("the pass was aborted")
 
 func clampJobs(n uint32) int { return int(min(max(n, 1), 256)) }
 
-// sendEntries sends entries in batches.
-func sendEntries(c *wire.Conn, entries []pass.Entry) error {
+// sendEntries sends entries in batches, with what the WAL says of each
+// (kinds, nil outside a WAL-guided cold pass).
+func sendEntries(c *wire.Conn, entries []pass.Entry, kinds []byte) error {
 	var batch wire.Entries
 	size := 0
 	for i := range entries {
 		x := toWireEntry(&entries[i])
+		if i < len(kinds) {
+			x.WAL = kinds[i]
+		}
 		batch.Entries = append(batch.Entries, x)
 		size += len(x.Rel) + len(x.Target) + 64
 		if size >= wire.EntryBatchBytes {
@@ -389,13 +404,16 @@ type receiverPass struct {
 	buf         []byte
 }
 
-func (s *receiver) beginPass(ctx context.Context, m *wire.Begin, entries []pass.Entry) (*receiverPass, error) {
+func (s *receiver) beginPass(ctx context.Context, m *wire.Begin, entries []pass.Entry, kinds []byte) (*receiverPass, error) {
 	kind := manifest.PassKind(m.Kind)
 	if kind != manifest.Live && kind != manifest.Cold {
 		return nil, fmt.Errorf("unknown pass kind %d", m.Kind)
 	}
 	req := &pass.PassRequest{Kind: kind, BlockSize: int(m.BlockSize), DryRun: m.DryRun, Quick: m.Quick, QuickMargin: m.QuickMargin,
 		InFlight: int(min(max(m.InFlight, 1), 4096)), Quiet: m.Quiet}
+	if m.WAL {
+		req.WAL = &pass.WALRequest{Kinds: kinds, Since: m.WALSince, Margin: m.WALMargin}
+	}
 	lp, err := s.d.Begin(ctx, req, entries)
 	if err != nil {
 		return nil, err
@@ -456,7 +474,7 @@ func (sp *receiverPass) start(ctx context.Context) {
 				sp.mu.Unlock()
 			}
 			err = sendHashParts(b.Hashes, func(part []manifest.Hash, more bool) error {
-				return sp.s.conn.Send(wire.Basis{ID: b.ID, Index: uint32(b.Index), Rel: b.Rel, Size: b.Size, Hashes: part, More: more})
+				return sp.s.conn.Send(wire.Basis{ID: b.ID, Index: uint32(b.Index), Rel: b.Rel, Size: b.Size, Hashes: part, More: more, Partial: b.Partial})
 			})
 			if err != nil {
 				sp.fail(err)

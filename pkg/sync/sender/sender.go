@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,10 +57,24 @@ type Config struct {
 	IDs pass.IDMap
 	// Quiet: the destination reports no events (a dry run that predicts).
 	Quiet bool
+	// WAL, for a WAL-guided cold pass, is its read plan; nil otherwise.
+	WAL *WAL
 	// Note warns of what the walk finds that the copy does not carry as it
 	// is (pass.Notes): the first pass of a job does.
 	Note     bool
 	Observer pass.Observer
+}
+
+// WAL is the read plan of a WAL-guided cold pass.
+type WAL struct {
+	// Plan says, per file, whether to read it whole or which of its blocks
+	// the WAL names (package walplan).
+	Plan interface {
+		For(rel string) (whole bool, blocks []uint32)
+	}
+	// Since and Margin: see pass.WALRequest.
+	Since  time.Time
+	Margin time.Duration
 }
 
 // BlockSize returns the block size of a pass: --block-size (want), which
@@ -150,6 +165,22 @@ func (p *sender) run(ctx context.Context, started time.Time) (pass.Stats, *pass.
 	p.obs.Event(pass.Event{Kind: pass.PassStarted, Pass: cfg.Kind, Total: total})
 	req := &pass.PassRequest{Kind: cfg.Kind, BlockSize: p.bs, DryRun: cfg.DryRun, Quick: cfg.Quick,
 		QuickMargin: cfg.QuickMargin.Nanoseconds(), InFlight: p.dst.InFlight(cfg.Jobs), Quiet: cfg.Quiet, Jobs: cfg.Jobs}
+	if w := cfg.WAL; w != nil {
+		req.WAL = &pass.WALRequest{Kinds: make([]byte, len(entries)), Since: w.Since.UnixNano(), Margin: w.Margin.Nanoseconds()}
+		for i := range entries {
+			req.WAL.Kinds[i] = pass.WALWhole
+			if !entries[i].IsRegular() {
+				continue
+			}
+			switch whole, blocks := w.Plan.For(entries[i].Rel); {
+			case whole:
+			case len(blocks) > 0:
+				req.WAL.Kinds[i] = pass.WALBlocks
+			default:
+				req.WAL.Kinds[i] = pass.WALNone
+			}
+		}
+	}
 	dp, err := p.dst.BeginPass(ctx, req, entries)
 	if err != nil {
 		return p.stats(started), nil, err
@@ -211,7 +242,15 @@ func (p *sender) dryRun(ctx context.Context, dp pass.DestinationPass, entries []
 			return fmt.Errorf("the destination asked for %q, which is not in the walk", b.Rel)
 		}
 		p.examined.Add(1)
-		p.read.Add(entries[b.Index].Stat.Size)
+		size := entries[b.Index].Stat.Size
+		if b.Partial {
+			_, runs := p.partialRuns(b, size)
+			size = 0
+			for _, r := range runs {
+				size += r.len
+			}
+		}
+		p.read.Add(size)
 		p.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: p.cfg.Kind, Path: b.Rel, Msg: "would read"})
 	}
 }
@@ -229,6 +268,8 @@ type fileCopy struct {
 	src       *os.File
 	n         int // chunks
 	readStart int64
+	// runs are the byte ranges to read; nil reads the whole file.
+	runs []byteRun
 
 	// state
 	hashes    []manifest.Hash
@@ -353,14 +394,28 @@ func (p *sender) open(b *pass.Basis) (*fileCopy, error) {
 	p.cfg.IDs.ApplyOne(&fc.e)
 	size := fc.e.Stat.Size
 	fc.hashes = make([]manifest.Hash, manifest.NumBlocks(size, p.bs))
-	fc.n = int((size + int64(p.chunk) - 1) / int64(p.chunk))
-	fc.crcs = make([]uint32, fc.n)
+	if b.Partial {
+		// The blocks the WAL does not name keep the record's hashes.
+		copy(fc.hashes, b.Hashes)
+		_, fc.runs = p.partialRuns(b, size)
+		fc.n = len(fc.runs)
+	} else {
+		fc.n = int((size + int64(p.chunk) - 1) / int64(p.chunk))
+		fc.crcs = make([]uint32, fc.n)
+	}
 	fc.remaining.Store(int32(fc.n))
 	p.examined.Add(1)
 	return fc, nil
 }
 
 func (fc *fileCopy) chunks(size int) []chunk {
+	if fc.runs != nil || fc.b.Partial {
+		cs := make([]chunk, 0, len(fc.runs))
+		for _, r := range fc.runs {
+			cs = append(cs, chunk{fc: fc, off: r.off, len: int(r.len)})
+		}
+		return cs
+	}
 	cs := make([]chunk, 0, fc.n)
 	for off := int64(0); off < fc.e.Stat.Size; off += int64(size) {
 		cs = append(cs, chunk{fc: fc, off: off, len: int(min(int64(size), fc.e.Stat.Size-off))})
@@ -394,6 +449,9 @@ func (p *sender) copyChunk(ctx context.Context, fail context.CancelCauseFunc, dp
 	defer func() { p.readBusy.Add(int64(time.Since(readStart))) }()
 	n, err := fc.src.ReadAt(buf, c.off)
 	p.read.Add(int64(n))
+	if p.cfg.Kind == manifest.Cold {
+		faults.SourceRead(p.srcPath(fc.e.Rel), c.off, int64(n))
+	}
 	if n < c.len {
 		switch {
 		case errors.Is(err, io.EOF) && p.cfg.Kind == manifest.Live:
@@ -405,7 +463,7 @@ func (p *sender) copyChunk(ctx context.Context, fail context.CancelCauseFunc, dp
 		}
 		return
 	}
-	if p.crc {
+	if p.crc && fc.crcs != nil {
 		fc.crcs[c.off/int64(p.chunk)] = crc32c.Checksum(buf)
 	}
 	first := int(c.off / int64(p.bs))
@@ -485,7 +543,7 @@ func (p *sender) result(fc *fileCopy) (*pass.FileResult, error) {
 		res.Flags |= manifest.FlagChangedWhileCopied
 	}
 	size := fc.e.Stat.Size
-	if p.crc {
+	if p.crc && fc.crcs != nil {
 		for i, crc := range fc.crcs {
 			res.CRC32C = crc32c.Combine(res.CRC32C, crc, min(int64(p.chunk), size-int64(i)*int64(p.chunk)))
 		}
@@ -517,4 +575,45 @@ func (p *sender) warnNotes() {
 	for _, l := range p.notes.OutsideLinks {
 		warn("%s is a symlink that leads outside the data directory: the copy links to the same target, which a started copy would share with the source; move what it points to into the cluster, or give the copy its own target after the cutover", l)
 	}
+}
+
+// byteRun is a range of a file to read.
+type byteRun struct {
+	off, len int64
+}
+
+// partialRuns returns, for a file of size bytes whose basis is Partial, the
+// blocks to read (those the WAL names, and every block from the one that
+// holds the end of the copy's file on: extended, or shortened and
+// rewritten) as byte ranges of at most a chunk each.
+func (p *sender) partialRuns(b *pass.Basis, size int64) ([]uint32, []byteRun) {
+	nb := uint32(manifest.NumBlocks(size, p.bs))
+	_, named := p.cfg.WAL.Plan.For(b.Rel)
+	var blocks []uint32
+	for _, blk := range named {
+		if blk < nb {
+			blocks = append(blocks, blk)
+		}
+	}
+	tail := uint32(max(b.Size, 0) / int64(p.bs)) // the copy's last, maybe partial, block on
+	for blk := tail; blk < nb; blk++ {
+		if len(blocks) == 0 || blocks[len(blocks)-1] < blk {
+			blocks = append(blocks, blk)
+		}
+	}
+	slices.Sort(blocks)
+	blocks = slices.Compact(blocks)
+	perChunk := int64(p.chunk / p.bs)
+	var runs []byteRun
+	for i := 0; i < len(blocks); {
+		j := i + 1
+		for j < len(blocks) && blocks[j] == blocks[j-1]+1 && int64(j-i) < perChunk {
+			j++
+		}
+		off := int64(blocks[i]) * int64(p.bs)
+		end := min(int64(blocks[j-1]+1)*int64(p.bs), size)
+		runs = append(runs, byteRun{off: off, len: end - off})
+		i = j
+	}
+	return blocks, runs
 }
