@@ -279,7 +279,7 @@ type walScenario struct {
 	// initdb are initdb's extra options; settings the server's (-c).
 	initdb      []string
 	noChecksums bool
-	settings []string
+	settings    []string
 	// setup runs on the running source before the first prepare.
 	setup []string
 	// between runs after prepare, while the server runs (during the live

@@ -243,4 +243,3 @@ func (j *job) planColdPass(ctx context.Context) {
 		j.warn("the cold pass reads every block (--cold-pass=wal falls back to checksum): %s", fb.detail)
 	}
 }
-
