@@ -179,7 +179,7 @@ func TestBadInput(t *testing.T) {
 		{name: "bad --max-downtime", args: []string{"finish", "--max-downtime", "soon", src.Dir, missing}, want: `invalid --max-downtime "soon"`, watch: []string{missing}},
 		{name: "negative --max-downtime", args: []string{"finish", "--max-downtime", "-5s", src.Dir, missing}, want: "invalid --max-downtime -5s", watch: []string{missing}},
 		{name: "--max-passes 0", args: []string{"prepare", "--max-passes", "0", src.Dir, missing}, want: "invalid --max-passes 0", watch: []string{missing}},
-		{name: "bad --cold-pass", args: []string{"finish", "--no-stop", "--cold-pass", "fast", src.Dir, missing}, want: `--cold-pass must be checksum or quick, not "fast"`, watch: []string{missing}},
+		{name: "bad --cold-pass", args: []string{"finish", "--no-stop", "--cold-pass", "fast", src.Dir, missing}, want: `--cold-pass must be checksum, quick or wal, not "fast"`, watch: []string{missing}},
 		{name: "--tablespace-map without =", args: []string{"prepare", "--tablespace-map", "/srv/ts1", src.Dir, missing}, want: "invalid --tablespace-map", watch: []string{missing}},
 		{name: "--tablespace-map with relative paths", args: []string{"prepare", "--tablespace-map", "ts1=ts2", src.Dir, missing}, want: "both directories must be absolute", watch: []string{missing}},
 		{name: "--exclude with an absolute path", args: []string{"prepare", "--exclude", "/abs/*", src.Dir, missing}, want: "invalid --exclude pattern", watch: []string{missing}},
