@@ -194,6 +194,15 @@ func TestWALGuidedColdPassUnderLoad(t *testing.T) {
 	if readBase*4 > base {
 		t.Errorf("the WAL-guided cold pass reads the blocks the WAL names, not the relation files: read %d of the %d bytes in base/", readBase, base)
 	}
+	// The prediction knows the mode: it counts what the WAL names, not the
+	// cluster.
+	if p := w.sum.PredictedReadBytes; p == nil || w.sum.PredictedWALBlocks == nil || *w.sum.PredictedWALBlocks == 0 {
+		t.Errorf("a WAL-guided finish predicts from the blocks the WAL names: predicted_read_bytes %v, predicted_wal_blocks %v", p, w.sum.PredictedWALBlocks)
+	} else if *p*2 > total {
+		t.Errorf("a WAL-guided finish predicts reading what the WAL names, not the cluster: predicted %d of %d bytes (read %d)", *p, total, cold.BytesRead)
+	} else {
+		t.Logf("predicted read %d bytes (the WAL named %d blocks by then), read %d", *p, *w.sum.PredictedWALBlocks, cold.BytesRead)
+	}
 	w.crossCheck(t, src.Dir, before, dest)
 	sameTree(t, "the copy sealed by the WAL-guided cold pass", src.Dir, dest)
 	checksumsOK(t, "the WAL-guided copy", dest)

@@ -348,16 +348,30 @@ func (f *finisher) predictDowntime(ctx context.Context) error {
 	j, s := f.j, f.s
 	cfg := j.senderConfig(manifest.Cold)
 	cfg.DryRun, cfg.Quiet, cfg.Observer = true, true, pass.NopObserver{}
+	// A WAL-guided cold pass reads what the WAL names so far (the blocks
+	// changed until the stop add to it) and the WAL it has yet to read.
+	var walLeft, blocks int64
+	if j.wal != nil && j.fallback == nil {
+		if es, err := pass.Walk(j.src.dir, j.opts.excluder()); err == nil {
+			if plan, left := j.wal.estimate(es, j.src.control.RelSegSize); plan != nil {
+				cfg.WAL, walLeft, blocks = j.wal.senderWAL(plan, j.opts.QuickMargin), left, plan.BlocksPlanned
+			}
+		}
+	}
 	est, _, err := sender.Run(ctx, cfg, j.dst, j.header)
 	if err != nil {
 		return err
 	}
+	est.BytesRead += walLeft
 	timings := j.dst.Timings(ctx)
 	if et, ok := f.ctl.(pgctl.ExpectedTimes); ok && timings.StopSeconds == 0 && timings.StartSeconds == 0 {
 		stop, start := et.ExpectedTimes()
 		timings.StopSeconds, timings.StartSeconds = stop.Seconds(), start.Seconds()
 	}
 	pred, perr := predict(j.header, est.BytesRead, timings, s.Restart)
+	if perr == nil && cfg.WAL != nil {
+		pred.WALBlocks, pred.WALBytes = blocks, walLeft
+	}
 	if perr == nil {
 		j.res.Prediction = pred
 		j.step("predicted downtime %s", pred)

@@ -28,11 +28,19 @@ type Prediction struct {
 	Overhead  time.Duration
 	Stop      time.Duration // the last stop's, or defaultStop
 	Start     time.Duration // the last start's, or defaultStart, when restarting
+	// WALBlocks and WALBytes, for a WAL-guided cold pass: the blocks the
+	// WAL named up to the prediction, and the WAL that the cold pass still
+	// has to read (part of ReadBytes).
+	WALBlocks int64
+	WALBytes  int64
 }
 
 func (p *Prediction) String() string {
 	s := fmt.Sprintf("%.2fs: read %s at %s/s, write about %s at %s/s", p.Downtime.Seconds(),
 		human.Bytes(p.ReadBytes), human.Bytes(int64(p.ReadRate)), human.Bytes(p.WriteBytes), human.Bytes(int64(p.WriteRate)))
+	if p.WALBlocks > 0 || p.WALBytes > 0 {
+		s += fmt.Sprintf(" (the WAL names %d blocks so far, %s of WAL left to read)", p.WALBlocks, human.Bytes(p.WALBytes))
+	}
 	if p.Stop > 0 {
 		s += fmt.Sprintf(", stop %.2fs", p.Stop.Seconds())
 	}

@@ -23,8 +23,13 @@ type Summary struct {
 	FallbackReason string `json:"fallback_reason,omitempty"`
 	// PredictedDowntimeSeconds is the prediction made before the stop.
 	PredictedDowntimeSeconds *float64 `json:"predicted_downtime_seconds,omitempty"`
-	Stopped                  *bool    `json:"stopped,omitempty"`
-	Restarted                *bool    `json:"restarted,omitempty"`
+	// PredictedReadBytes is what the prediction expected the cold pass to
+	// read; PredictedWALBlocks, for --cold-pass=wal, the blocks the WAL had
+	// named by then.
+	PredictedReadBytes *int64 `json:"predicted_read_bytes,omitempty"`
+	PredictedWALBlocks *int64 `json:"predicted_wal_blocks,omitempty"`
+	Stopped            *bool  `json:"stopped,omitempty"`
+	Restarted          *bool  `json:"restarted,omitempty"`
 	// BytesSent and BytesReceived are the traffic with a DEST on another
 	// host, framing included.
 	BytesSent     int64 `json:"bytes_sent,omitempty"`
@@ -75,7 +80,10 @@ func NewSummary(command string, res *Result, err error) Summary {
 		s.DowntimeSeconds, s.Stopped, s.Restarted = &d, &res.Stopped, &res.Restarted
 		if p := res.Prediction; p != nil {
 			pd := p.Downtime.Seconds()
-			s.PredictedDowntimeSeconds = &pd
+			s.PredictedDowntimeSeconds, s.PredictedReadBytes = &pd, &p.ReadBytes
+			if p.WALBlocks > 0 || p.WALBytes > 0 {
+				s.PredictedWALBlocks = &p.WALBlocks
+			}
 		}
 	}
 	if len(res.Passes) > 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	gosync "sync"
 	"time"
 
 	"github.com/pgtwopass/pgtwopass/pkg/pgctl"
@@ -34,12 +35,14 @@ type walGuide struct {
 	version uint32 // pg_control's data checksum version at the redo point
 
 	// state
-	keeper *wal.Keeper
-	reader *wal.Reader
-	sum    *wal.Summarizer
-	stop   context.CancelFunc
-	done   chan struct{}
-	err    error // why following the WAL failed (set before done is closed)
+	keeper  *wal.Keeper
+	mu      gosync.Mutex // guards reader, sum and flushed while follow runs
+	reader  *wal.Reader
+	sum     *wal.Summarizer
+	flushed pgctl.LSN // the server's flush position when last asked
+	stop    context.CancelFunc
+	done    chan struct{}
+	err     error // why following the WAL failed (set before done is closed)
 }
 
 // fallback is why a WAL-guided cold pass reads everything.
@@ -145,15 +148,14 @@ func (g *walGuide) follow(ctx context.Context, flush flushSource) error {
 			flush = nil
 			continue
 		}
-		g.reader.SetLimit(wal.LSN(lsn))
-		if err := g.sum.Feed(ctx, g.reader); err != nil && !errors.Is(err, wal.ErrLimit) {
+		done, err := g.feed(ctx, lsn)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		g.keeper.Release(g.reader.NextLSN())
-		if g.sum.Done() {
+		if done {
 			return nil
 		}
 		select {
@@ -162,6 +164,36 @@ func (g *walGuide) follow(ctx context.Context, flush flushSource) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// feed summarizes the WAL up to the flush position lsn and releases the
+// segments read.
+func (g *walGuide) feed(ctx context.Context, lsn pgctl.LSN) (done bool, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.flushed = lsn
+	g.reader.SetLimit(wal.LSN(lsn))
+	if err := g.sum.Feed(ctx, g.reader); err != nil && !errors.Is(err, wal.ErrLimit) {
+		return false, err
+	}
+	g.keeper.Release(g.reader.NextLSN())
+	return g.sum.Done(), nil
+}
+
+// estimate is, for the prediction while the server runs, a read plan of
+// the WAL followed so far (the blocks named up to now; the shutdown adds
+// those changed until the stop) and the bytes of WAL that the plan after
+// the stop has still to read, or nil when the WAL is not followed.
+func (g *walGuide) estimate(entries []pass.Entry, relSegSize uint32) (*walplan.Plan, int64) {
+	g.mu.Lock()
+	sum := g.sum.Summary().Clone()
+	flushed := g.flushed
+	left := int64(flushed) - int64(g.reader.NextLSN())
+	g.mu.Unlock()
+	if flushed == 0 {
+		return nil, 0
+	}
+	return walplan.Build(sum, entries, relSegSize), max(left, 0)
 }
 
 // close stops holding the WAL.

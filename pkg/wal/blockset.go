@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"maps"
 	"math/bits"
 	"slices"
 )
@@ -30,6 +31,9 @@ func (s *BlockSet) Has(b uint32) bool { return s.words[b/64]&(1<<(b%64)) != 0 }
 
 // Len returns the number of blocks in the set.
 func (s *BlockSet) Len() int { return s.n }
+
+// Clone returns a copy of s that shares nothing with it.
+func (s *BlockSet) Clone() *BlockSet { return &BlockSet{words: maps.Clone(s.words), n: s.n} }
 
 // Blocks returns the blocks in increasing order.
 func (s *BlockSet) Blocks() []uint32 {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Summary is what a range of WAL changed in relation files: the map a
@@ -184,6 +185,27 @@ func Summarize(ctx context.Context, r *Reader, opts SummaryOptions) (*Summary, e
 // Done reports whether the summary is final: the end record was found and
 // the WAL ends after it, or a fallback was decided.
 func (s *Summarizer) Done() bool { return s.finished }
+
+// Clone returns a copy of s that shares nothing Feed changes: a snapshot
+// of a summary still being fed (for an estimate, never for a plan).
+func (s *Summary) Clone() *Summary {
+	c := *s
+	c.Blocks = make(map[RelFork]*BlockSet, len(s.Blocks))
+	for k, b := range s.Blocks {
+		c.Blocks[k] = b.Clone()
+	}
+	if s.Checkpoint != nil {
+		cp := *s.Checkpoint
+		c.Checkpoint = &cp
+	}
+	c.Checkpoints = slices.Clone(s.Checkpoints)
+	c.Created = slices.Clone(s.Created)
+	c.Truncated = slices.Clone(s.Truncated)
+	c.Dropped = slices.Clone(s.Dropped)
+	c.Databases = slices.Clone(s.Databases)
+	c.Tablespaces = slices.Clone(s.Tablespaces)
+	return &c
+}
 
 // Summary returns the summary. Until Done, it has a Fallback of
 // ReasonIncomplete (the caller must not trust a partial map); the returned
