@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,6 +125,20 @@ func (w walRun) crossCheckDir(t *testing.T, src, before, dest, logAs string) {
 		}
 		t.Errorf("blocks that differed between the source and the copy before the WAL-guided cold pass, and that it did not read:\n%s", strings.Join(missed, "\n"))
 	}
+}
+
+// readMatching is how many bytes the cold pass read of the files of the
+// data directory src whose path relative to it matches re.
+func (w walRun) readMatching(src string, re *regexp.Regexp) int64 {
+	var n int64
+	for p, rs := range w.read {
+		if rel, err := filepath.Rel(src, p); err == nil && re.MatchString(filepath.ToSlash(rel)) {
+			for _, r := range rs {
+				n += r[1]
+			}
+		}
+	}
+	return n
 }
 
 // readUnder is how many bytes the cold pass read of the files below dir
@@ -301,6 +316,8 @@ type walScenario struct {
 	wantReason string
 	// args are more options of finish.
 	args func(t *testing.T, base string) []string
+	// check, if set, checks the run further.
+	check func(t *testing.T, w walRun, src string)
 }
 
 // TestWALGuidedColdPassWorkloads runs the WAL-guided cold pass after each
@@ -329,6 +346,31 @@ func TestWALGuidedColdPassWorkloads(t *testing.T) {
 		{name: "unlogged table, extension by COPY", setup: []string{"CREATE UNLOGGED TABLE u (id int, v text)", "CREATE TABLE ext (id int, v text)"},
 			between:    []string{"INSERT INTO u SELECT g, md5(g::text) FROM generate_series(1, 20000) g"},
 			beforeStop: []string{"INSERT INTO u SELECT g, 'later' FROM generate_series(1, 5000) g", "COPY ext (id) FROM PROGRAM 'seq 1 50000'", acct}},
+		// One tuple of 700 bytes per page (fillfactor 10): 135000 pages,
+		// 1 GiB in big's first file and 3928 pages in big.1. The updates
+		// are HOT, in place, on pages of big.1; the INSERT extends big.1.
+		{name: "a table over 1 GiB, updates in segment .1",
+			// Vacuumed, on disk, and left alone by autovacuum: the live
+			// passes copy it with its hint bits set, and only the updates
+			// change it. The pause puts its last write more than the quick
+			// cold pass's safe horizon (2 s) before prepare reads it, so
+			// that its record stands for the blocks the WAL does not name
+			// (a record read right after a write does not: the file is
+			// read whole).
+			setup: []string{"CREATE TABLE big (id int, pad text) WITH (fillfactor = 10, autovacuum_enabled = off)",
+				"INSERT INTO big SELECT g, repeat('x', 700) FROM generate_series(1, 135000) g", "VACUUM big", "CHECKPOINT", "SELECT pg_sleep(2.5)"},
+			between: []string{"UPDATE big SET id = id WHERE ctid >= '(131100,0)'::tid AND id % 3 = 0"},
+			beforeStop: []string{"UPDATE big SET id = id WHERE ctid >= '(132000,0)'::tid AND id % 5 = 0",
+				"INSERT INTO big SELECT g, repeat('y', 700) FROM generate_series(1, 50) g", acct},
+			check: func(t *testing.T, w walRun, src string) {
+				seg1 := w.readMatching(src, regexp.MustCompile(`^base/\d+/\d+\.1$`))
+				if seg1 == 0 {
+					t.Errorf("the WAL names blocks of a relation's segment .1, and the pass reads them there: read nothing of any *.1 file")
+				}
+				if base, read := dirBytes(t, filepath.Join(src, "base")), w.readUnder(filepath.Join(src, "base")); read*4 > base {
+					t.Errorf("the WAL-guided cold pass reads the blocks the WAL names of a table over 1 GiB, not the table: read %d of the %d bytes in base/", read, base)
+				}
+			}},
 		{name: "a checkpoint between the last live pass and the stop", beforeStop: []string{acct, "CHECKPOINT", acct}},
 		{name: "more WAL than max_wal_size", settings: []string{"max_wal_size=32MB", "min_wal_size=32MB"},
 			beforeStop: []string{"UPDATE pgbench_accounts SET abalance = abalance + 1", "UPDATE pgbench_accounts SET abalance = abalance + 1", "UPDATE pgbench_accounts SET abalance = abalance + 1", "CHECKPOINT", "UPDATE pgbench_accounts SET abalance = abalance + 1"}},
@@ -402,6 +444,9 @@ func TestWALGuidedColdPassWorkloads(t *testing.T) {
 			t.Logf("cold pass: read %d bytes, wrote %d", cold.BytesRead, cold.BytesWritten)
 			if _, err := os.Stat(before); err != nil {
 				t.Fatalf("test premise: the commands before the stop ran (the copy's snapshot is missing): %v", err)
+			}
+			if sc.check != nil {
+				sc.check(t, w, src.Dir)
 			}
 			w.crossCheck(t, src.Dir, before, dest)
 			if sc.args != nil {
