@@ -61,6 +61,7 @@ func TestMajorVersions(t *testing.T) {
 				{"started copy: same data, every page good", v.startedCopy},
 				{"kill -9 mid-pass converges", v.killedPassesConverge},
 				{"quick cold pass", v.quickColdPass},
+				{"WAL-guided cold pass, two rounds under load", v.walColdPass},
 			} {
 				t.Run(s.name, func(t *testing.T) {
 					if !synced {
@@ -336,6 +337,34 @@ func (v *versionCluster) quickColdPass(t *testing.T) {
 	}
 	v.sameCopy(t, "finish --cold-pass=quick", src.Dir, v.tsOld, v.synced)
 	manifestOnly(t, v.synced)
+}
+
+// walColdPass: two rounds of changes under a pgbench load, each finished
+// by a WAL-guided cold pass, the second on the records the first left: the
+// WAL of this version is followed and read, every block that differed
+// before the cold pass was read (crossCheck, the tablespace included), and
+// the copy is the stopped source's twin.
+func (v *versionCluster) walColdPass(t *testing.T) {
+	src := v.src
+	for round := 1; round <= 2; round++ {
+		v.change(t)
+		load, err := src.Load(ctxFor(t, 3*time.Minute), 2, 0)
+		if err != nil {
+			t.Fatalf("start the pgbench load: %v", err)
+		}
+		before := filepath.Join(v.base, fmt.Sprintf("before-wal-%d", round))
+		snap := fmt.Sprintf("cp -a %s %s && cp -a %s %s", shq(v.synced), shq(before), shq(v.synced+"-ts"), shq(before+"-ts"))
+		w := walFinish(t, src, v.synced, []string{"PGTWOPASS_FAULT_BEFORE_STOP=" + snap}, "--tablespace-map", v.tsmap(v.synced))
+		load.Stop()
+		if w.sum.ColdPassMode != "wal" || w.sum.FallbackReason != "" {
+			t.Errorf("round %d: the WAL of PostgreSQL %s guides the cold pass: mode %q, fallback %q", round, v.major, w.sum.ColdPassMode, w.sum.FallbackReason)
+		}
+		cold := w.cold(t)
+		t.Logf("round %d: the WAL-guided cold pass read %d bytes, wrote %d", round, cold.BytesRead, cold.BytesWritten)
+		w.crossCheck(t, src.Dir, before, v.synced)
+		w.crossCheckDir(t, v.tsOld, before+"-ts", v.synced+"-ts", filepath.Join(src.Dir, "pg_tblspc", v.tsOID))
+		v.sameCopy(t, fmt.Sprintf("finish --cold-pass=wal, round %d", round), src.Dir, v.tsOld, v.synced)
+	}
 }
 
 // killedPassesConverge: after changes to every pgbench table, prepare
