@@ -42,6 +42,8 @@ type bench struct {
 	checks       []check
 	rss          []rssRow
 	profile      string // pprof -top of the cold pass
+	walSizes     []*walModeSize
+	faultsBin    string // pgtwopass built with the test hooks (walModeRatio)
 	elapsed      time.Duration
 
 	// the machine's load: the 1-minute load average at each timed run,
@@ -135,6 +137,11 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	if err := b.rssScales(ctx, st); err != nil {
 		return err
+	}
+	if len(b.cfg.walScales) > 0 {
+		if err := b.walModeScenario(ctx); err != nil {
+			return err
+		}
 	}
 	// Last: they start the source again and change it.
 	if b.cfg.predictionRuns > 0 {

@@ -64,6 +64,7 @@ type config struct {
 	write          string
 	keep           bool
 	jobs           int
+	walScales      []int
 	maxLoad        float64
 	quietTimeout   time.Duration
 	quietBudget    time.Duration
@@ -78,7 +79,7 @@ func main() {
 	}
 
 	var cfg config
-	var caches, rssScales, blockSizes string
+	var caches, rssScales, blockSizes, walScales string
 	flag.IntVar(&cfg.scale, "scale", 100, "pgbench scale of the main cluster (100 ≈ 1.5 GB)")
 	flag.IntVar(&cfg.runs, "runs", 3, "runs of each variant per cache mode (the median is reported)")
 	flag.IntVar(&cfg.firstRuns, "first-runs", 5, "runs of each first-pass variant per cache mode (writing 1.7 GB varies more on a virtual machine)")
@@ -100,6 +101,7 @@ func main() {
 	flag.IntVar(&cfg.profileRuns, "profile-runs", 8, "with -cpuprofile: profiled runs of each cold pass, merged")
 	flag.StringVar(&cfg.write, "write", "", "write the report (Markdown) to this file, e.g. docs/benchmarks.md")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (its clusters stopped)")
+	flag.StringVar(&walScales, "wal-scales", "50,250", "pgbench scales of the cold pass modes and switchover scenario (issue 11; empty: none): two sizes about 5× apart")
 	flag.IntVar(&cfg.jobs, "jobs", 0, "goroutines of the raw parallel read (default: one per CPU, as pgtwopass)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench [flags]\n\n%s\n\nflags:\n", strings.SplitN(docSummary, "\n\n", 2)[0])
@@ -119,6 +121,9 @@ func main() {
 	}
 	if cfg.rssScales, err = parseInts(rssScales); err != nil {
 		fatalf("-rss-scales: %v", err)
+	}
+	if cfg.walScales, err = parseInts(walScales); err != nil {
+		fatalf("-wal-scales: %v", err)
 	}
 	if cfg.blockSizes, err = parseInts(blockSizes); err != nil {
 		fatalf("-block-sizes: %v", err)

@@ -491,6 +491,7 @@ func (b *bench) report() string {
 	if b.profile != "" {
 		p("### CPU profiles of the cold pass\n\n```\n%s\n```\n\n", b.profile)
 	}
+	b.walModeReport(p)
 
 	p("### Method\n\n")
 	p("- **Pass-1 state.** `initdb -k`, `pgbench -i -s %d`, `VACUUM FREEZE`, `CHECKPOINT`, a %v wait, `pgtwopass prepare SRC DEST`; then the hot-set load, a second `prepare` %v into it, the load for the rest of %d s (at least 2 s after that prepare), `pg_ctl stop -m fast`. The copy is saved once; every timed run starts from it.\n",
