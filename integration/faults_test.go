@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	stdsync "sync"
 	"syscall"
 	"testing"
@@ -112,94 +113,112 @@ func TestKilledPassesConverge(t *testing.T) {
 		killPoint{"prepare", "sealed", "external", "300ms", fixed(300)},
 	)
 
-	var debris []string
-	for _, p := range points {
-		t.Run(fmt.Sprintf("%s %s copy %s %s", p.cmd, p.snap, p.what, p.at), func(t *testing.T) {
-			k := p.k(t)
-			dest := filepath.Join(pointImage(t, base, snapImg), p.snap)
-			// One live pass: the kill points count blocks and files of one pass.
-			args := []string{p.cmd, "--max-passes", "1", "--json", "--log-format", "json", src.Dir, dest}
-			if p.cmd == "finish" {
-				args = []string{p.cmd, "--no-stop", "--json", "--log-format", "json", src.Dir, dest}
-			}
-			var r procResult
-			var fault string
-			switch p.what {
-			case "external":
-				// A real kill -9 from outside, wherever the pass happens to be.
-				fault = fmt.Sprintf("kill -9 after %d ms", k)
-				bg := startWith(t, runOpts{env: []string{"PGTWOPASS_FAULT_FILE_DELAY=20ms"}}, args...)
-				time.Sleep(time.Duration(k) * time.Millisecond)
-				bg.signal(syscall.SIGKILL)
-				r = bg.wait()
-			case "blocks":
-				fault = "PGTWOPASS_FAULT_KILL_AFTER_BLOCKS=" + itoa(k)
-				r = runWith(t, runOpts{env: []string{fault}}, args...)
-			case "files":
-				fault = "PGTWOPASS_FAULT_KILL_AFTER_FILES=" + itoa(k)
-				r = runWith(t, runOpts{env: []string{fault}}, args...)
-			}
-			t.Logf("%s %s: %s", p.cmd, fault, strings.SplitN(r.String(), "\n", 2)[0])
+	var (
+		mu     sync.Mutex // guards debris
+		debris []string
+	)
+	runPoint := func(t *testing.T, p killPoint) {
+		k := p.k(t)
+		dest := filepath.Join(pointImage(t, base, snapImg), p.snap)
+		// One live pass: the kill points count blocks and files of one pass.
+		args := []string{p.cmd, "--max-passes", "1", "--json", "--log-format", "json", src.Dir, dest}
+		if p.cmd == "finish" {
+			args = []string{p.cmd, "--no-stop", "--json", "--log-format", "json", src.Dir, dest}
+		}
+		var r procResult
+		var fault string
+		switch p.what {
+		case "external":
+			// A real kill -9 from outside, wherever the pass happens to be.
+			fault = fmt.Sprintf("kill -9 after %d ms", k)
+			bg := startWith(t, runOpts{env: []string{"PGTWOPASS_FAULT_FILE_DELAY=20ms"}}, args...)
+			time.Sleep(time.Duration(k) * time.Millisecond)
+			bg.signal(syscall.SIGKILL)
+			r = bg.wait()
+		case "blocks":
+			fault = "PGTWOPASS_FAULT_KILL_AFTER_BLOCKS=" + itoa(k)
+			r = runWith(t, runOpts{env: []string{fault}}, args...)
+		case "files":
+			fault = "PGTWOPASS_FAULT_KILL_AFTER_FILES=" + itoa(k)
+			r = runWith(t, runOpts{env: []string{fault}}, args...)
+		}
+		t.Logf("%s %s: %s", p.cmd, fault, strings.SplitN(r.String(), "\n", 2)[0])
 
-			// Where the kill point lies within the pass's work: before its
-			// last write or file it must kill; past it the pass completes.
-			mustKill := true
-			if p.snap == "prepared" && k >= beyond/2 {
-				mustKill = false
-			} else if p.snap == "prepared" && k != 0 {
-				if tot, ok := totals[p.cmd]; ok {
-					switch p.what {
-					case "blocks":
-						// The hook fires before a run of up to 512 blocks.
-						mustKill = k < tot.BlocksWritten-512
-					case "files":
-						mustKill = k <= tot.FilesExamined
-					}
+		// Where the kill point lies within the pass's work: before its
+		// last write or file it must kill; past it the pass completes.
+		mustKill := true
+		if p.snap == "prepared" && k >= beyond/2 {
+			mustKill = false
+		} else if p.snap == "prepared" && k != 0 {
+			if tot, ok := totals[p.cmd]; ok {
+				switch p.what {
+				case "blocks":
+					// The hook fires before a run of up to 512 blocks.
+					mustKill = k < tot.BlocksWritten-512
+				case "files":
+					mustKill = k <= tot.FilesExamined
 				}
-			} else if p.snap == "sealed" && p.what == "files" && k > 1 {
-				mustKill = false // the sealed copy's pass may examine fewer files
 			}
+		} else if p.snap == "sealed" && p.what == "files" && k > 1 {
+			mustKill = false // the sealed copy's pass may examine fewer files
+		}
 
-			switch {
-			case r.killed():
-				if sealed(t, dest) {
-					t.Errorf("%s %s: a pass killed before its end leaves the copy unsealed (no global/pg_control, so PostgreSQL cannot start it), but global/pg_control is there", p.cmd, fault)
-				}
-				var st statusJSON
-				runJSON(t, &st, "status", "--json", dest)
-				if st.Sealed == nil || *st.Sealed {
-					t.Errorf("%s %s: status of a copy left by a killed pass says sealed = %v, want false", p.cmd, fault, st.Sealed)
-				}
-			case r.code == 0 && !mustKill:
-				// The kill point lies past the last write or file: the pass
-				// completed, and its result must be what a pass leaves.
-				var s summaryJSON
-				if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || len(s.Passes) == 0 {
-					t.Fatalf("%s --json prints its passes: %v\n%s", p.cmd, err, r.stdout)
-				}
-				pass := s.Passes[len(s.Passes)-1]
-				if _, ok := totals[p.cmd]; !ok && p.snap == "prepared" {
-					totals[p.cmd] = pass
-					t.Logf("%s beyond every kill point: %d blocks written, %d files examined", p.cmd, pass.BlocksWritten, pass.FilesExamined)
-					if pass.BlocksWritten < 2000 || pass.FilesExamined < 5 {
-						t.Fatalf("test premise: the load since the last pass leaves work for every kill point (at least 2000 blocks and 5 files), got %d blocks, %d files", pass.BlocksWritten, pass.FilesExamined)
-					}
-				}
-				if want := p.cmd == "finish"; sealed(t, dest) != want {
-					t.Errorf("a completed %s leaves the copy sealed = %v, got %v", p.cmd, want, !want)
-				}
-			case r.code == 0:
-				t.Fatalf("%s %s: the pass has more work than that and must die by SIGKILL, but it completed\n%s", p.cmd, fault, r)
-			default:
-				t.Fatalf("%s %s: the pass dies by SIGKILL (or completes, past its last write), got %s", p.cmd, fault, r)
+		switch {
+		case r.killed():
+			if sealed(t, dest) {
+				t.Errorf("%s %s: a pass killed before its end leaves the copy unsealed (no global/pg_control, so PostgreSQL cannot start it), but global/pg_control is there", p.cmd, fault)
 			}
+			var st statusJSON
+			runJSON(t, &st, "status", "--json", dest)
+			if st.Sealed == nil || *st.Sealed {
+				t.Errorf("%s %s: status of a copy left by a killed pass says sealed = %v, want false", p.cmd, fault, st.Sealed)
+			}
+		case r.code == 0 && !mustKill:
+			// The kill point lies past the last write or file: the pass
+			// completed, and its result must be what a pass leaves.
+			var s summaryJSON
+			if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || len(s.Passes) == 0 {
+				t.Fatalf("%s --json prints its passes: %v\n%s", p.cmd, err, r.stdout)
+			}
+			pass := s.Passes[len(s.Passes)-1]
+			if _, ok := totals[p.cmd]; !ok && p.snap == "prepared" {
+				totals[p.cmd] = pass
+				t.Logf("%s beyond every kill point: %d blocks written, %d files examined", p.cmd, pass.BlocksWritten, pass.FilesExamined)
+				if pass.BlocksWritten < 2000 || pass.FilesExamined < 5 {
+					t.Fatalf("test premise: the load since the last pass leaves work for every kill point (at least 2000 blocks and 5 files), got %d blocks, %d files", pass.BlocksWritten, pass.FilesExamined)
+				}
+			}
+			if want := p.cmd == "finish"; sealed(t, dest) != want {
+				t.Errorf("a completed %s leaves the copy sealed = %v, got %v", p.cmd, want, !want)
+			}
+		case r.code == 0:
+			t.Fatalf("%s %s: the pass has more work than that and must die by SIGKILL, but it completed\n%s", p.cmd, fault, r)
+		default:
+			t.Fatalf("%s %s: the pass dies by SIGKILL (or completes, past its last write), got %s", p.cmd, fault, r)
+		}
 
-			converges(t, fmt.Sprintf("%s, %s", p.cmd, fault), src.Dir, dest)
-			if left := metaDebris(t, dest); len(left) > 0 {
-				debris = append(debris, fmt.Sprintf("%s %s: %s", p.cmd, fault, strings.Join(left, ", ")))
-			}
-		})
+		converges(t, fmt.Sprintf("%s, %s", p.cmd, fault), src.Dir, dest)
+		if left := metaDebris(t, dest); len(left) > 0 {
+			mu.Lock()
+			debris = append(debris, fmt.Sprintf("%s %s: %s", p.cmd, fault, strings.Join(left, ", ")))
+			mu.Unlock()
+		}
 	}
+	name := func(p killPoint) string { return fmt.Sprintf("%s %s copy %s %s", p.cmd, p.snap, p.what, p.at) }
+	// The passes beyond every kill point first: the other points' bounds
+	// come from them (totals); then the kill points, side by side, each on
+	// its own image.
+	for _, p := range points[:2] {
+		t.Run(name(p), func(t *testing.T) { runPoint(t, p) })
+	}
+	t.Run("kill points", func(t *testing.T) {
+		for _, p := range points[2:] {
+			t.Run(name(p), func(t *testing.T) {
+				t.Parallel()
+				runPoint(t, p)
+			})
+		}
+	})
 
 	// The one point the hooks cannot reach: killed after the manifest was
 	// committed, before the seal renamed pg_control into global/. Simulated
@@ -770,9 +789,16 @@ func mountImage(t *testing.T, img, dir string) (unmount func()) {
 // returns the mount point; both go when the (sub)test ends.
 func pointImage(t *testing.T, base, snapImg string) string {
 	t.Helper()
-	img := filepath.Join(base, "point.img")
-	mnt := filepath.Join(base, "point")
-	t.Cleanup(func() { os.Remove(img) })
+	dir, err := os.MkdirTemp(base, "point-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "point.img")
+	mnt := filepath.Join(dir, "point")
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	system(t, "cp", "--sparse=always", snapImg, img)
 	mountImage(t, img, mnt)
 	return mnt

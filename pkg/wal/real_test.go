@@ -72,6 +72,7 @@ func forEachVersion(t *testing.T, f func(t *testing.T, in pgInstall)) {
 	}
 	for _, v := range Versions {
 		t.Run(fmt.Sprintf("pg%d", v), func(t *testing.T) {
+			t.Parallel()
 			in, ok := findInstall(v)
 			if !ok {
 				t.Skipf("PostgreSQL %d is not installed: run scripts/install-pg-versions.sh %d (it installs into %s/%d)", v, v, pgCache(), v)
