@@ -122,11 +122,22 @@ type statusPassJSON struct {
 // newCluster makes a stopped cluster (initdb -k) in a directory under
 // t.TempDir(), with the pgbench tables at scale when scale > 0. The server
 // is stopped with "immediate" when the test ends.
+// testLoadRate caps the tests' pgbench loads (transactions per second in
+// all): a write load, not a CPU load; the suite runs many at once on two
+// cores.
+const testLoadRate = 300
+
+// clusterOptions are the scratch options of a test's source cluster of the
+// PostgreSQL programs in bin.
+func clusterOptions(bin string) scratch.Options {
+	return scratch.Options{BinDir: bin, LoadRate: testLoadRate}
+}
+
 func newCluster(t *testing.T, scale int) *scratch.Cluster {
 	t.Helper()
 	needPG(t)
 	ctx := ctxFor(t, 3*time.Minute)
-	c, err := scratch.InitDB(ctx, filepath.Join(t.TempDir(), "src"), scratch.Options{BinDir: pgBinDir})
+	c, err := scratch.InitDB(ctx, filepath.Join(t.TempDir(), "src"), clusterOptions(pgBinDir))
 	if err != nil {
 		t.Fatalf("initdb: %v", err)
 	}

@@ -28,7 +28,7 @@ func TestDestInsideWhatThePassReads(t *testing.T) {
 	if err := scratch.Chown(wal, scratch.Options{BinDir: pgBinDir}); err != nil {
 		t.Fatal(err)
 	}
-	src, err := scratch.InitDB(ctxFor(t, 3*time.Minute), filepath.Join(base, "src"), scratch.Options{BinDir: pgBinDir, InitDBArgs: []string{"--waldir", wal}})
+	src, err := scratch.InitDB(ctxFor(t, 3*time.Minute), filepath.Join(base, "src"), scratch.Options{BinDir: pgBinDir, LoadRate: testLoadRate, InitDBArgs: []string{"--waldir", wal}})
 	if err != nil {
 		t.Fatalf("initdb --waldir: %v", err)
 	}

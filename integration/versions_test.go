@@ -107,7 +107,7 @@ func newVersionCluster(t *testing.T, major, bin string) *versionCluster {
 	t.Helper()
 	ctx := ctxFor(t, 3*time.Minute)
 	base := pgTempDir(t)
-	c, err := scratch.InitDB(ctx, filepath.Join(base, "src"), scratch.Options{BinDir: bin})
+	c, err := scratch.InitDB(ctx, filepath.Join(base, "src"), clusterOptions(bin))
 	if err != nil {
 		t.Fatalf("initdb of PostgreSQL %s: %v", major, err)
 	}

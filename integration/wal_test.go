@@ -385,7 +385,7 @@ func TestWALGuidedColdPassWorkloads(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			base := pgTempDir(t)
-			o := scratch.Options{BinDir: pgBinDir}
+			o := clusterOptions(pgBinDir)
 			initdb := sc.initdb
 			if len(initdb) > 0 && initdb[0] == "--waldir" {
 				wal := filepath.Join(base, "wal")

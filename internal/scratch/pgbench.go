@@ -50,7 +50,7 @@ type Load struct {
 
 var loadSeq atomic.Int64
 
-// Load starts `pgbench -c clients -j 1 -T seconds -n` with the default
+// Load starts `pgbench -c clients -j 1 -T seconds -n` (and -R LoadRate) with the default
 // TPC-B-like script (updates pgbench_accounts/tellers/branches, inserts into
 // pgbench_history) against database "postgres", which PgbenchInit must have
 // prepared. seconds <= 0 means "until Stop" (a day). Load returns once all
@@ -77,6 +77,9 @@ func (c *Cluster) Load(ctx context.Context, clients int, seconds int) (*Load, er
 	}
 	args := append([]string{"-c", strconv.Itoa(clients), "-j", "1", "-T", strconv.Itoa(seconds), "-n"},
 		c.pgbenchConn()...)
+	if c.LoadRate > 0 {
+		args = append(args, "-R", strconv.Itoa(c.LoadRate))
+	}
 	cmd := c.who.command(ctx, bin, "pgbench", append(args, "postgres")...)
 	cmd.Env = append(cmd.Env, "PGAPPNAME="+l.appName)
 	cmd.Stdout, cmd.Stderr = &l.out, &l.out

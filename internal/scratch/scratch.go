@@ -73,6 +73,10 @@ type Options struct {
 	InitDBArgs []string
 	// NoChecksums makes a cluster without data checksums (initdb without -k).
 	NoChecksums bool
+	// LoadRate, when set, caps Load at this many transactions per second
+	// in all (pgbench -R): a write load that leaves the machine's CPU to
+	// the rest of a test suite. 0: as fast as it can.
+	LoadRate int
 }
 
 // Cluster is a PostgreSQL data directory and the server that may run on it.
@@ -85,6 +89,7 @@ type Cluster struct {
 	// from BinDir come from ("" = the newest Debian installation).
 	ClientBinDir string
 	LogFile      string // server log, outside Dir: Dir+".log"
+	LoadRate     int    // Options.LoadRate
 
 	who       runAs
 	ownSocket bool // SocketDir was made by Start; Close removes it
@@ -336,7 +341,7 @@ func newCluster(dir string, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{Dir: abs, BinDir: bin, ClientBinDir: o.ClientBinDir, LogFile: abs + ".log", who: w}, nil
+	return &Cluster{Dir: abs, BinDir: bin, ClientBinDir: o.ClientBinDir, LogFile: abs + ".log", LoadRate: o.LoadRate, who: w}, nil
 }
 
 // FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
