@@ -37,7 +37,8 @@ type Index struct {
 	// state: without partial
 	full *Finder
 	// state: with partial
-	f        *os.File
+	f        *os.File    // to close
+	r        io.ReaderAt // the manifest: f, or a test's bytes
 	size     int64
 	version  uint16
 	baseHdr  Header // the manifest's own header
@@ -107,24 +108,27 @@ func OpenIndex(path string, partial bool, onDamage func(error)) (*Index, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := ix.openHeads(f); err != nil {
+	fi, err := f.Stat()
+	if err == nil {
+		// The reads of heads and hashes go forward by strides: read-ahead
+		// would read the hashes skipped.
+		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
+		ix.f = f
+		err = ix.openHeads(f, fi.Size(), fi.ModTime().UnixNano())
+	}
+	if err != nil {
 		f.Close()
 		return nil, err
 	}
 	return ix, nil
 }
 
-func (ix *Index) openHeads(f *os.File) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	ix.f, ix.size, ix.mtime, ix.off = f, fi.Size(), fi.ModTime().UnixNano(), HeaderSize
-	// The reads of heads and hashes go forward by strides: read-ahead
-	// would read the hashes skipped.
-	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
+// openHeads reads the header of the manifest r of size bytes, and its
+// journal.
+func (ix *Index) openHeads(r io.ReaderAt, size, mtime int64) error {
+	ix.r, ix.size, ix.mtime, ix.off = r, size, mtime, HeaderSize
 	b := make([]byte, HeaderSize)
-	n, err := f.ReadAt(b, 0)
+	n, err := r.ReadAt(b, 0)
 	ix.read += int64(n)
 	if err != nil && err != io.EOF {
 		return fmt.Errorf("failed to read manifest: %w", err)
@@ -155,7 +159,7 @@ func (ix *Index) Close() {
 		ix.f.Close()
 		ix.f = nil
 	}
-	ix.view, ix.peek = nil, nil
+	ix.r, ix.view, ix.peek = nil, nil, nil
 }
 
 // Mtime is the time of the manifest's last commit (Unix ns): the mtime of
@@ -221,7 +225,7 @@ func (ix *Index) Rest() error {
 // next returns the next record with the journal applied (without
 // consuming it), or nil at the end or past damage.
 func (ix *Index) next() *Head {
-	for ix.view == nil && ix.err == nil && ix.f != nil {
+	for ix.view == nil && ix.err == nil && ix.r != nil {
 		if ix.peek == nil && !ix.baseDone {
 			h, err := ix.nextHead()
 			if err != nil {
@@ -275,7 +279,7 @@ func (ix *Index) at(off int64, n int) ([]byte, error) {
 		ix.win = make([]byte, m)
 	}
 	ix.win = ix.win[:m]
-	k, err := ix.f.ReadAt(ix.win, off)
+	k, err := ix.r.ReadAt(ix.win, off)
 	ix.read += int64(k)
 	if k < m {
 		ix.win = ix.win[:0]
@@ -434,11 +438,11 @@ func (ix *Index) readHashes(out []Hash, off int64) error {
 	if off >= ix.winOff && off+int64(n) <= ix.winOff+int64(len(ix.win)) {
 		b = ix.win[off-ix.winOff:][:n]
 	} else {
-		if ix.f == nil {
+		if ix.r == nil {
 			return errors.New("manifest: index closed")
 		}
 		b = make([]byte, n)
-		k, err := ix.f.ReadAt(b, off)
+		k, err := ix.r.ReadAt(b, off)
 		ix.read += int64(k)
 		if k < n {
 			return fmt.Errorf("failed to read manifest: %w", cmpErr(err))

@@ -353,7 +353,7 @@ type JournalWriter struct {
 // CreateJournal starts a journal of ix's manifest. ix must read heads
 // (OpenIndex with partial set).
 func (ix *Index) CreateJournal() (*JournalWriter, error) {
-	if ix.full != nil || ix.f == nil {
+	if ix.full != nil || ix.r == nil {
 		return nil, errors.New("manifest: a journal needs an index of heads")
 	}
 	path := JournalPath(ix.path)
