@@ -77,8 +77,9 @@ type Head struct {
 // NumBlocks is the block count of the record.
 func (h *Head) NumBlocks() int { return h.nb }
 
-// window is what one read of heads reads at least: a record of a small file
-// is read whole with its neighbours, the hashes of a large one are skipped.
+// window is the unit of the reads of heads: whole pages of 4 KiB, what a
+// disk reads anyway. The records of small files are read whole with their
+// neighbours; of a large file's record, the page (or two) of its head.
 const window = 4 << 10
 
 // OpenIndex opens the manifest at path (and its journal, as Open does). A
@@ -274,19 +275,22 @@ func (ix *Index) at(off int64, n int) ([]byte, error) {
 	if off+int64(n) > ix.size {
 		return nil, corrupt("truncated after %d records", ix.count)
 	}
-	m := int(min(int64(max(n, window)), ix.size-off))
+	// Whole pages: what the disk reads anyway.
+	start := off &^ (window - 1)
+	end := min((off+int64(n)+window-1)&^(window-1), ix.size)
+	m := int(end - start)
 	if cap(ix.win) < m {
 		ix.win = make([]byte, m)
 	}
 	ix.win = ix.win[:m]
-	k, err := ix.r.ReadAt(ix.win, off)
+	k, err := ix.r.ReadAt(ix.win, start)
 	ix.read += int64(k)
 	if k < m {
 		ix.win = ix.win[:0]
 		return nil, fmt.Errorf("failed to read manifest: %w", cmpErr(err))
 	}
-	ix.winOff = off
-	return ix.win[:n], nil
+	ix.winOff = start
+	return ix.win[off-start:][:n], nil
 }
 
 func cmpErr(err error) error {
