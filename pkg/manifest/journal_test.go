@@ -137,14 +137,14 @@ func twoPasses() (first, second []*File) {
 	first[1].Hashes[1] = HashBlock([]byte("changed in pass 1")) // base/1/1259
 	first[1].Dest.Ctime++
 	first[2].Dest.Size, first[2].Hashes = 8192*2, []Hash{HashBlock([]byte("x")), HashBlock([]byte("y"))} // base/1/1259_fsm grows
-	first[3].Source.Mtime++                                                                               // base/1-x: head only
+	first[3].Source.Mtime++                                                                              // base/1-x: head only
 	newFile := &File{Path: "base/1/2000", Dest: Stat{Size: 8192}, Hashes: []Hash{HashBlock([]byte("new"))}}
 	first = append(first[:3], append([]*File{newFile}, first[3:]...)...)
 	// PG_VERSION deleted.
 	first = first[1:]
 
 	second = clone(first)
-	second[0].Hashes[0] = HashBlock([]byte("changed in pass 2"))        // base/1/1259 again: blocks 0 and 1 differ from the base
+	second[0].Hashes[0] = HashBlock([]byte("changed in pass 2"))         // base/1/1259 again: blocks 0 and 1 differ from the base
 	second[0].Dest.Size, second[0].Hashes = 8192*2, second[0].Hashes[:2] // and truncated
 	second = append(second[:2], second[3:]...)                           // base/1/2000, new in pass 1, deleted
 	second = append(second, &File{Path: "zz", Dest: Stat{Size: 5}, Hashes: []Hash{HashBlock([]byte("zz"))}})
