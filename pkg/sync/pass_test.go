@@ -718,6 +718,7 @@ var passTests = []struct {
 	{"MissingParentsNeedMkpath", testMissingParentsNeedMkpath},
 	{"WALDirInsideSourceIsRefused", testWALDirInsideSourceIsRefused},
 	{"NothingIsDroppedSilently", testNothingIsDroppedSilently},
+	{"WALColdPassWritesAJournal", testWALColdPassWritesAJournal},
 }
 
 // TestPasses runs every pass test against the copy on this host and

@@ -67,12 +67,12 @@ type receiver struct {
 	obs  pass.Observer
 
 	// state
-	d        *destination.Local
-	entries  []pass.Entry
+	d         *destination.Local
+	entries   []pass.Entry
 	walKinds  []byte
 	walBlocks [][]uint32
-	pass     *receiverPass
-	hashReq  []string
+	pass      *receiverPass
+	hashReq   []string
 }
 
 // receiverObserver sends the destination's events to the sender.
