@@ -209,21 +209,10 @@ type Basis struct {
 	Blocks  []uint32
 }
 
-// MaxNamedRuns bounds the runs of consecutive blocks that the WAL may name
-// of one file for it to be read in part: a file with more is read whole
-// (the list travels to a destination on another host in one frame).
-const MaxNamedRuns = 1 << 20
-
-// NamedRuns counts the runs of consecutive blocks in blocks (sorted).
-func NamedRuns(blocks []uint32) int {
-	n := 0
-	for i, b := range blocks {
-		if i == 0 || b != blocks[i-1]+1 {
-			n++
-		}
-	}
-	return n
-}
+// MaxNamedBlocks bounds the blocks that the WAL may name of one file for it
+// to be read in part: a file with more is read whole (the list travels to
+// a destination on another host in one frame, 4 bytes a block).
+const MaxNamedBlocks = 1 << 21
 
 // PartialBlocks returns the blocks a WAL-guided cold pass reads of a file of
 // size bytes read in part (Basis.Partial), whose copy has copySize bytes:

@@ -175,7 +175,7 @@ func (p *sender) run(ctx context.Context, started time.Time) (pass.Stats, *pass.
 				continue
 			}
 			switch whole, blocks := w.Plan.For(entries[i].Rel); {
-			case whole, pass.NamedRuns(blocks) > pass.MaxNamedRuns:
+			case whole, len(blocks) > pass.MaxNamedBlocks:
 			case len(blocks) > 0:
 				req.WAL.Kinds[i] = pass.WALBlocks
 				req.WAL.Blocks[i] = blocks
