@@ -142,3 +142,49 @@ func testWALColdPassWritesAJournal(t *testing.T, dk destKind) {
 	mustPass(t, dk, manifest.Cold, src, dst)
 	sameTree(t, src, dst)
 }
+
+// testWALColdPassOverADamagedManifest: a WAL-guided cold pass over a
+// manifest whose index finds a damaged head reads the files after the
+// damage whole, as any pass does, and leaves no damaged manifest behind
+// the copy it seals: its journal is folded at once into a new manifest.
+func testWALColdPassOverADamagedManifest(t *testing.T, dk destKind) {
+	src := fakeCluster(t)
+	dst := filepath.Join(t.TempDir(), "copy")
+	since := time.Now()
+	mustPass(t, dk, manifest.Live, src, dst)
+	mpath := filepath.Join(dst, manifest.DirName, manifest.FileName)
+	data, err := os.ReadFile(mpath)
+	must(t, err)
+	i := bytes.Index(data, []byte("global/1262"))
+	if i < 0 {
+		t.Fatal("no record of global/1262")
+	}
+	data[i+7] ^= 1 // in the path: the head checksum fails
+	must(t, os.WriteFile(mpath, data, 0o600))
+	writeBlock(t, src, "base/1/16384", 2, "changed block 2")
+	writeBlock(t, src, "global/1262", 1, "after the damage")
+	var warned bool
+	o := Options{Source: src, Dest: dst, Jobs: 2, Observer: observerFunc(func(e Event) {
+		if e.Kind == Warning && bytes.Contains([]byte(e.Msg), []byte("the manifest is damaged")) {
+			warned = true
+		}
+	})}
+	must(t, o.validate())
+	s := testSource(src)
+	d, rep, err := openDest(t, dk, s, dst, &o)
+	must(t, err)
+	j := &job{opts: &o, src: s, dst: d}
+	cfg := j.senderConfig(manifest.Cold)
+	cfg.WAL = &sender.WAL{Plan: fakePlan{blocks: map[string][]uint32{"base/1/16384": {2}, "global/1262": {1}}}, Since: since, Margin: time.Millisecond}
+	_, _, err = sender.Run(context.Background(), cfg, d, rep.Header)
+	d.Close()
+	must(t, err)
+	if !warned {
+		t.Error("the damage the index finds is reported")
+	}
+	sameTree(t, src, dst)
+	if _, err := os.Stat(manifest.JournalPath(mpath)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after damage, the journal is folded into a new manifest at once (%v)", err)
+	}
+	verifyManifest(t, dk, src, dst, "after a WAL-guided cold pass over a damaged manifest")
+}

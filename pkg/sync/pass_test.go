@@ -719,6 +719,7 @@ var passTests = []struct {
 	{"WALDirInsideSourceIsRefused", testWALDirInsideSourceIsRefused},
 	{"NothingIsDroppedSilently", testNothingIsDroppedSilently},
 	{"WALColdPassWritesAJournal", testWALColdPassWritesAJournal},
+	{"WALColdPassOverADamagedManifest", testWALColdPassOverADamagedManifest},
 }
 
 // TestPasses runs every pass test against the copy on this host and
