@@ -400,6 +400,37 @@ func walPassFrames(t *testing.T, s *testSender, blocks [3][]byte) wire.Basis {
 	return b
 }
 
+// errorWithin is expectError that fails the test, rather than wait on,
+// when no error comes within d (a receiver that took the fault waits for
+// the commit).
+func (s *testSender) errorWithin(why string, d time.Duration) string {
+	s.t.Helper()
+	got := make(chan wire.Frame, 1)
+	go func() {
+		for {
+			f, err := s.c.Read()
+			if err != nil {
+				close(got)
+				return
+			}
+			if f.Type != wire.TEvent && f.Type != wire.TBasis && f.Type != wire.TEndBases {
+				got <- f
+				return
+			}
+		}
+	}()
+	select {
+	case f, ok := <-got:
+		if !ok || f.Type != wire.TError {
+			s.t.Fatalf("%s: the receiver must answer with an error, got message type %d (%v)", why, f.Type, ok)
+		}
+		return wire.DecodeError(wire.NewDecoder(f.Payload)).What
+	case <-time.After(d):
+		s.t.Fatalf("%s: no error from the receiver within %s", why, d)
+	}
+	return ""
+}
+
 // A file read in part: the receiver rebuilds the hashes of the blocks read,
 // commits a journal of the block that changed, and refuses a write to a
 // block the pass does not read, or an end whose hashes do not add up.
@@ -457,7 +488,7 @@ func TestReceiverReadInPart(t *testing.T) {
 			s.open()
 			b := walPassFrames(t, s, blocks)
 			tc.act(s, b.ID)
-			if msg := s.expectError(tc.name); !strings.Contains(msg, "base/1/5") {
+			if msg := s.errorWithin(tc.name, 20*time.Second); !strings.Contains(msg, "base/1/5") {
 				t.Errorf("%s: the error names the file, got %q", tc.name, msg)
 			}
 			s.send(wire.Empty(wire.TAbort))
