@@ -477,7 +477,10 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 		if lp.req.DryRun {
 			return b, nil
 		}
-		df := &destFile{id: b.ID, e: e, dfi: dfi, root: root, name: name, old: rec, gone: gone, partial: partial, done: make(chan struct{})}
+		df := &destFile{id: b.ID, e: e, dfi: dfi, root: root, name: name, gone: gone, partial: partial, done: make(chan struct{})}
+		if lp.led.Journal() {
+			df.old = rec // a new manifest needs nothing of the old record
+		}
 		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 		if dfi != nil {
 			flags = os.O_RDWR
@@ -492,9 +495,9 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 				df.named = lp.req.WAL.Blocks[i]
 			}
 			b.Blocks = pass.PartialBlocks(df.named, rec.Dest.Size, rec.Dest.Size, lp.bs)
-			err = lp.basis(df, b, b.Blocks)
+			err = lp.basis(df, b, rec, b.Blocks)
 		case trust:
-			err = lp.basis(df, b, nil)
+			err = lp.basis(df, b, rec, nil)
 		case dfi != nil:
 			// No record vouches for the copy: its own contents are the basis,
 			// so that nothing unchanged is rewritten.
@@ -529,10 +532,10 @@ func (lp *Pass) enqueue(ctx context.Context, df *destFile) error {
 	}
 }
 
-// basis gives b the record's hashes of blocks (nil: all); a ledger that
-// writes a journal keeps them to tell the blocks that change.
-func (lp *Pass) basis(df *destFile, b *pass.Basis, blocks []uint32) error {
-	hs, err := lp.led.Hashes(df.old, blocks)
+// basis gives b rec's hashes of blocks (nil: all); a ledger that writes a
+// journal keeps them to tell the blocks that change.
+func (lp *Pass) basis(df *destFile, b *pass.Basis, rec *manifest.Head, blocks []uint32) error {
+	hs, err := lp.led.Hashes(rec, blocks)
 	if err != nil {
 		return err
 	}
