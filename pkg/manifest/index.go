@@ -287,13 +287,14 @@ func (ix *Index) at(off int64, n int) ([]byte, error) {
 	ix.read += int64(k)
 	if k < m {
 		ix.win = ix.win[:0]
-		return nil, fmt.Errorf("failed to read manifest: %w", cmpErr(err))
+		return nil, fmt.Errorf("failed to read manifest: %w", shortRead(err))
 	}
 	ix.winOff = start
 	return ix.win[off-start:][:n], nil
 }
 
-func cmpErr(err error) error {
+// shortRead is the error of a read that returned less than asked, err.
+func shortRead(err error) error {
 	if err == nil || errors.Is(err, io.EOF) {
 		return io.ErrUnexpectedEOF
 	}
@@ -452,7 +453,7 @@ func (ix *Index) readHashes(out []Hash, off int64) error {
 		k, err := ix.r.ReadAt(b, off)
 		ix.read += int64(k)
 		if k < n {
-			return fmt.Errorf("failed to read manifest: %w", cmpErr(err))
+			return fmt.Errorf("failed to read manifest: %w", shortRead(err))
 		}
 	}
 	for i := range out {

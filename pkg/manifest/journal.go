@@ -345,7 +345,6 @@ type JournalWriter struct {
 	last    string
 	files   int64
 	bytes   int64
-	n       int64 // bytes written
 	buf     []byte
 	err     error
 }
@@ -384,7 +383,6 @@ func (w *JournalWriter) write(c *change) {
 	w.last = c.head.Path
 	w.buf = appendChange(w.buf[:0], c)
 	w.sum.Write(w.buf)
-	w.n += int64(len(w.buf))
 	if _, err := w.bw.Write(w.buf); err != nil {
 		w.err = fmt.Errorf("failed to write the manifest's journal: %w", err)
 	}
@@ -459,9 +457,6 @@ func (w *JournalWriter) Put(old *Head, f *File, runs []Run) error {
 	}
 	return w.err
 }
-
-// Written is how many bytes of changes the journal holds so far.
-func (w *JournalWriter) Written() int64 { return w.n }
 
 // Commit writes the end of the journal and its header, which says that the
 // manifest with the journal applied has the header h (Files and Bytes set
