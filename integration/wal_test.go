@@ -221,6 +221,25 @@ func TestWALGuidedColdPassUnderLoad(t *testing.T) {
 	w.crossCheck(t, src.Dir, before, dest)
 	sameTree(t, "the copy sealed by the WAL-guided cold pass", src.Dir, dest)
 	checksumsOK(t, "the WAL-guided copy", dest)
+	// Its manifest I/O followed the changes: it left the manifest as the
+	// catch-up pass wrote it, and committed a journal of what changed.
+	mpath := filepath.Join(dest, ".pgtwopass", "manifest")
+	mfi, jfi := statOrFail(t, mpath), statOrFail(t, mpath+".journal")
+	t.Logf("manifest %d bytes, journal %d bytes (%d blocks written, %d files read)", mfi.Size(), jfi.Size(), cold.BlocksWritten, cold.FilesExamined)
+	// The journal holds 16 bytes a block written (the files read whole
+	// that changed are most of them here: the WAL), and a head a file read;
+	// the manifest, 16 bytes a block of the cluster.
+	if limit := 2196 + 32*cold.BlocksWritten + 512*cold.FilesExamined; jfi.Size()*3 > mfi.Size() || jfi.Size() > limit {
+		t.Errorf("the WAL-guided cold pass commits a journal of the changes, much smaller than the manifest: %d bytes, manifest %d, at most %d for the blocks written",
+			jfi.Size(), mfi.Size(), limit)
+	}
+	if before := statOrFail(t, filepath.Join(before, ".pgtwopass", "manifest")); !before.ModTime().Equal(mfi.ModTime()) || before.Size() != mfi.Size() {
+		t.Errorf("the WAL-guided cold pass leaves the manifest as the catch-up pass wrote it")
+	}
+	// The sealed copy as it is, to see the next prepare compact it (the
+	// copy itself is started below).
+	sealedCopy := filepath.Join(pgTempDir(t), "sealed")
+	system(t, "cp", "-a", dest, sealedCopy)
 	cp := openCopy(t, dest)
 	startCluster(t, cp)
 
@@ -240,6 +259,26 @@ func TestWALGuidedColdPassUnderLoad(t *testing.T) {
 
 	startCluster(t, src)
 	sameData(t, src, cp)
+
+	// The next prepare (a full commit) folds the journal into the
+	// manifest and removes it; the copy still verifies against it.
+	mustRun(t, "prepare", src.Dir, sealedCopy)
+	if _, err := os.Stat(filepath.Join(sealedCopy, ".pgtwopass", "manifest.journal")); !os.IsNotExist(err) {
+		t.Errorf("the prepare after a WAL-guided cold pass compacts its journal: none must be left (%v)", err)
+	}
+	if stdout, _, code := run(t, "verify", "--manifest-only", sealedCopy); code != 0 {
+		t.Errorf("verify --manifest-only of the compacted copy: want exit 0, got %d:\n%s", code, stdout)
+	}
+}
+
+// statOrFail stats path, failing the test if it cannot.
+func statOrFail(t *testing.T, path string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
 }
 
 // firstFile returns a regular file of dir with a name of digits (a

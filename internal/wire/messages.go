@@ -276,11 +276,13 @@ type Entry struct {
 	Inode               uint64
 	Target              string
 	// WAL is what the WAL says of the entry in a WAL-guided cold pass
-	// (pass.WALNone, WALBlocks, WALWhole); 0 otherwise.
-	WAL uint8
+	// (pass.WALNone, WALBlocks, WALWhole); 0 otherwise. Blocks are the
+	// blocks it names (WALBlocks), sorted.
+	WAL    uint8
+	Blocks []uint32
 }
 
-const entryMinSize = 4 + 1 + 4 + 4 + 4 + 8*5 + 4 + 1
+const entryMinSize = 4 + 1 + 4 + 4 + 4 + 8*5 + 4 + 1 + 4
 
 func (x *Entry) encode(e *Encoder) {
 	e.String(x.Rel)
@@ -295,12 +297,37 @@ func (x *Entry) encode(e *Encoder) {
 	e.U64(x.Inode)
 	e.String(x.Target)
 	e.U8(x.WAL)
+	encodeBlocks(e, x.Blocks)
+}
+
+// encodeBlocks and decodeBlocks carry a list of block numbers, sorted,
+// each once.
+func encodeBlocks(e *Encoder, blocks []uint32) {
+	e.U32(uint32(len(blocks)))
+	for _, b := range blocks {
+		e.U32(b)
+	}
+}
+
+func decodeBlocks(d *Decoder) []uint32 {
+	n := d.Count(4)
+	if n == 0 {
+		return nil
+	}
+	bs := make([]uint32, n)
+	for i := range bs {
+		bs[i] = d.U32()
+		if i > 0 && bs[i] <= bs[i-1] && d.Err() == nil {
+			d.Fail("block %d after block %d", bs[i], bs[i-1])
+		}
+	}
+	return bs
 }
 
 func decodeEntry(d *Decoder) (x Entry) {
 	x.Rel, x.Kind, x.Mode, x.UID, x.GID = d.String(), d.U8(), d.U32(), d.U32(), d.U32()
 	x.Size, x.Mtime, x.Ctime, x.Atime, x.Inode, x.Target = d.I64(), d.I64(), d.I64(), d.I64(), d.U64(), d.String()
-	x.WAL = d.U8()
+	x.WAL, x.Blocks = d.U8(), decodeBlocks(d)
 	switch {
 	case x.Kind != EntryDir && x.Kind != EntryFile && x.Kind != EntrySymlink:
 		d.Fail("entry %q of kind %d", x.Rel, x.Kind)
@@ -405,8 +432,10 @@ type Basis struct {
 	Size   int64 // -1: the copy has no such file
 	More   bool  // the next TBasis carries more of this file's hashes
 	Hashes []manifest.Hash
-	// Partial: a WAL-guided cold pass reads only the blocks the WAL names.
+	// Partial: a WAL-guided cold pass reads only the blocks the WAL names;
+	// Hashes are then those of Blocks (as many), sorted.
 	Partial bool
+	Blocks  []uint32
 }
 
 func (Basis) Type() Type { return TBasis }
@@ -418,10 +447,14 @@ func (m Basis) Encode(e *Encoder) {
 	e.Bool(m.More)
 	encodeHashes(e, m.Hashes)
 	e.Bool(m.Partial)
+	encodeBlocks(e, m.Blocks)
 }
 func DecodeBasis(d *Decoder) (m Basis) {
 	m.ID, m.Index, m.Rel, m.Size, m.More, m.Hashes = d.U64(), d.U32(), d.String(), d.I64(), d.Bool(), decodeHashes(d)
-	m.Partial = d.Bool()
+	m.Partial, m.Blocks = d.Bool(), decodeBlocks(d)
+	if d.Err() == nil && (m.Partial && len(m.Blocks) != len(m.Hashes) || !m.Partial && m.Blocks != nil) {
+		d.Fail("a basis of %d hashes with %d blocks", len(m.Hashes), len(m.Blocks))
+	}
 	return m
 }
 

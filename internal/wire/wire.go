@@ -25,7 +25,7 @@ import (
 
 // Version is the protocol version this package speaks. Both ends must speak
 // the same one.
-const Version = 2
+const Version = 3
 
 // Magic opens the hello of both ends.
 const Magic = "pgtwopass-wire"

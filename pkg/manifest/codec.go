@@ -6,10 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/google/renameio/v2"
 	"github.com/zeebo/xxh3"
@@ -17,11 +16,12 @@ import (
 
 // Layout constants; docs/design.md describes every field.
 const (
-	tagFile = 'F'
-	tagEnd  = 'E'
-	passLen = 1 + 8*8
-	statLen = 4 * 8
-	verLen  = 16
+	tagFile    = 'F'
+	tagDeleted = 'D' // journal only
+	tagEnd     = 'E'
+	passLen    = 1 + 8*8
+	statLen    = 4 * 8
+	verLen     = 16
 	// HeaderSize is the fixed size of the header. It is rewritten when the
 	// manifest is committed, once the pass knows its statistics.
 	HeaderSize = 74 + MaxPasses*passLen + 8
@@ -30,7 +30,13 @@ const (
 	// reader allocate without limit: 256 MiB holds the hashes of a 64 GiB
 	// file at 4 KiB blocks.
 	maxBodyLen = 256 << 20
-	minBodyLen = 2 + 1 + 8 + 2*statLen + 8 + 4
+	// headFixed is the size of a record's head after its path: flags,
+	// CRC-32C, two stats, read start, block count.
+	headFixed = 4 + 4 + 2*statLen + 8 + 4
+	// minBodyLen is the shortest body of a version 1 record (a one-byte
+	// path, no hashes); a version 2 record adds its head checksum.
+	minBodyLen = 2 + 1 + headFixed
+	sumLen     = 8
 )
 
 var le = binary.LittleEndian
@@ -39,12 +45,16 @@ func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 }
 
-// encodeHeader returns the HeaderSize bytes of h; recordsSum is the checksum
-// of everything after the header.
+// encodeHeader returns the HeaderSize bytes of h in the format version this
+// package writes; recordsSum is the checksum of everything after the header.
 func encodeHeader(h *Header, recordsSum uint64) []byte {
+	return encodeHeaderVersion(h, recordsSum, Version)
+}
+
+func encodeHeaderVersion(h *Header, recordsSum uint64, version uint16) []byte {
 	b := make([]byte, 0, HeaderSize)
 	b = append(b, magic...)
-	b = le.AppendUint16(b, Version)
+	b = le.AppendUint16(b, version)
 	b = le.AppendUint16(b, h.Flags)
 	b = le.AppendUint32(b, h.BlockSize)
 	b = le.AppendUint64(b, h.SystemIdentifier)
@@ -69,20 +79,22 @@ func encodeHeader(h *Header, recordsSum uint64) []byte {
 	return le.AppendUint64(b, xxh3.Hash(b))
 }
 
-// decodeHeader parses and checks a header; it returns the records checksum.
-func decodeHeader(b []byte) (Header, uint64, error) {
+// decodeHeader parses and checks a header; it returns the format version
+// and the records checksum.
+func decodeHeader(b []byte) (Header, uint16, uint64, error) {
 	var h Header
 	if len(b) < len(magic)+2 || string(b[:len(magic)]) != magic {
-		return h, 0, corrupt("not a pgtwopass manifest (bad magic)")
+		return h, 0, 0, corrupt("not a pgtwopass manifest (bad magic)")
 	}
-	if v := le.Uint16(b[8:]); v != Version {
-		return h, 0, fmt.Errorf("%w: written as version %d, this pgtwopass reads version %d", ErrVersion, v, Version)
+	v := le.Uint16(b[8:])
+	if v < 1 || v > Version {
+		return h, 0, 0, fmt.Errorf("%w: written as version %d, this pgtwopass reads versions 1 to %d", ErrVersion, v, Version)
 	}
 	if len(b) != HeaderSize {
-		return h, 0, corrupt("truncated header")
+		return h, 0, 0, corrupt("truncated header")
 	}
 	if le.Uint64(b[HeaderSize-8:]) != xxh3.Hash(b[:HeaderSize-8]) {
-		return h, 0, corrupt("header checksum mismatch")
+		return h, 0, 0, corrupt("header checksum mismatch")
 	}
 	h.Flags = le.Uint16(b[10:])
 	h.BlockSize = le.Uint32(b[12:])
@@ -94,7 +106,7 @@ func decodeHeader(b []byte) (Header, uint64, error) {
 	sum := le.Uint64(b[64:])
 	np := int(le.Uint16(b[72:]))
 	if np > MaxPasses {
-		return h, 0, corrupt("%d passes recorded", np)
+		return h, 0, 0, corrupt("%d passes recorded", np)
 	}
 	h.Passes = make([]Pass, np)
 	for i := range h.Passes {
@@ -104,10 +116,14 @@ func decodeHeader(b []byte) (Header, uint64, error) {
 			ReadNs: v(6), WriteNs: v(7)}
 	}
 	if !ValidBlockSize(int(h.BlockSize)) {
-		return h, 0, corrupt("block size %d", h.BlockSize)
+		return h, 0, 0, corrupt("block size %d", h.BlockSize)
 	}
-	return h, sum, nil
+	return h, v, sum, nil
 }
+
+// headerID is what identifies a manifest file: the checksum that ends its
+// header, which covers the records checksum, the counts and the passes.
+func headerID(hdr []byte) uint64 { return le.Uint64(hdr[HeaderSize-8:]) }
 
 func appendStat(b []byte, s Stat) []byte {
 	b = le.AppendUint64(b, uint64(s.Size))
@@ -125,12 +141,12 @@ func decodeStat(b []byte) Stat {
 	}
 }
 
-// appendFile encodes one record, including its checksum.
-func appendFile(b []byte, f *File) []byte {
-	start := len(b)
-	bodyLen := 2 + len(f.Path) + 8 + 2*statLen + 8 + 4 + 16*len(f.Hashes)
-	b = append(b, tagFile)
-	b = le.AppendUint32(b, uint32(bodyLen))
+// headLen is the size of the head of a record of path.
+func headLen(path string) int { return 2 + len(path) + headFixed }
+
+// appendHead encodes a record's head: everything but its hashes, with nb
+// as the block count.
+func appendHead(b []byte, f *File, nb int) []byte {
 	b = le.AppendUint16(b, uint16(len(f.Path)))
 	b = append(b, f.Path...)
 	b = le.AppendUint32(b, f.Flags)
@@ -138,12 +154,55 @@ func appendFile(b []byte, f *File) []byte {
 	b = appendStat(b, f.Source)
 	b = appendStat(b, f.Dest)
 	b = le.AppendUint64(b, uint64(f.ReadStart))
-	b = le.AppendUint32(b, uint32(len(f.Hashes)))
+	return le.AppendUint32(b, uint32(nb))
+}
+
+// decodeHead parses the head at the start of p: the record without its
+// hashes, its block count and the head's length. It checks the path's
+// length and that the block count matches the copy's size at block size
+// bs.
+func decodeHead(p []byte, bs int) (f *File, nb, n int, err error) {
+	if len(p) < 2 {
+		return nil, 0, 0, corrupt("a record ends in its path length")
+	}
+	pl := int(le.Uint16(p))
+	n = 2 + pl + headFixed
+	if pl == 0 || pl > maxPathLen || n > len(p) {
+		return nil, 0, 0, corrupt("path length %d", pl)
+	}
+	f = &File{Path: string(p[2 : 2+pl])}
+	q := p[2+pl:]
+	f.Flags = le.Uint32(q)
+	f.CRC32C = le.Uint32(q[4:])
+	q = q[8:]
+	f.Source = decodeStat(q)
+	f.Dest = decodeStat(q[statLen:])
+	f.ReadStart = int64(le.Uint64(q[2*statLen:]))
+	nb = int(le.Uint32(q[2*statLen+8:]))
+	if f.Dest.Size < 0 || nb != NumBlocks(f.Dest.Size, bs) {
+		return nil, 0, 0, corrupt("%s: %d hashes for %d bytes", f.Path, nb, f.Dest.Size)
+	}
+	return f, nb, n, nil
+}
+
+// appendFile encodes one record (version 2), including its checksums: the
+// tag and the body length, the head, the head checksum, the hashes, the
+// record checksum. Hash i is at 5 + headLen + 8 + 16i from its start.
+func appendFile(b []byte, f *File) []byte {
+	start := len(b)
+	bodyLen := headLen(f.Path) + sumLen + 16*len(f.Hashes)
+	b = append(b, tagFile)
+	b = le.AppendUint32(b, uint32(bodyLen))
+	b = appendHead(b, f, len(f.Hashes))
+	b = le.AppendUint64(b, xxh3.Hash(b[start:]))
 	for i := range f.Hashes {
 		b = append(b, f.Hashes[i][:]...)
 	}
 	return le.AppendUint64(b, xxh3.Hash(b[start:]))
 }
+
+// JournalPath is the journal of the manifest at path (see [Index]).
+func JournalPath(path string) string { return path + JournalSuffix }
 
 // Writer writes a new manifest next to the old one and replaces it on
 // Commit. It is not safe for concurrent use.
@@ -215,8 +274,9 @@ func (w *Writer) Add(f *File) error {
 
 // Commit writes the end of the records and the header h (with Files and
 // Bytes set from the records), makes the manifest durable (fsync of the
-// file, rename over the old one, fsync of the directory) and closes the
-// Writer. On error the old manifest is left as it was.
+// file, rename over the old one, fsync of the directory), removes the
+// journal the old one may have had (the new manifest holds what it said),
+// and closes the Writer. On error the old manifest is left as it was.
 func (w *Writer) Commit(h Header) error {
 	if h.BlockSize != uint32(w.blockSize) {
 		w.Abort()
@@ -251,7 +311,19 @@ func (w *Writer) Commit(h Header) error {
 		return fmt.Errorf("failed to replace manifest: %w", err)
 	}
 	w.err = errors.New("manifest already committed")
-	return SyncDir(filepath.Dir(w.path))
+	dir := filepath.Dir(w.path)
+	if err := SyncDir(dir); err != nil {
+		return err
+	}
+	// The new manifest is durable: the journal describes changes to the old
+	// one. A crash before its removal is durable leaves it behind, stale:
+	// it names the old manifest, and readers ignore it.
+	if err := os.Remove(JournalPath(w.path)); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("failed to remove the manifest's journal: %w", err)
+	}
+	return SyncDir(dir)
 }
 
 // Abort discards the new manifest; the old one stays as it was.
@@ -281,193 +353,4 @@ func syncDir(d *os.File, err error) error {
 		return fmt.Errorf("failed to fsync directory %s: %w", d.Name(), err)
 	}
 	return nil
-}
-
-// Reader returns a manifest's records one at a time.
-type Reader struct {
-	Header Header
-
-	// state
-	closer     io.Closer
-	br         *bufio.Reader
-	recordsSum uint64       // from the header
-	sum        *xxh3.Hasher // of every byte after the header so far
-	recSum     *xxh3.Hasher // of the current record
-	buf        []byte
-	last       string
-	count      uint64
-	bytes      uint64
-	done       bool
-}
-
-// Open opens the manifest at path and reads its header. A missing file is
-// reported as an error satisfying errors.Is(err, fs.ErrNotExist).
-func Open(path string) (*Reader, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	r, err := NewReader(f)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	r.closer = f
-	return r, nil
-}
-
-// ReadHeader returns only the header of the manifest at path.
-func ReadHeader(path string) (Header, error) {
-	r, err := Open(path)
-	if err != nil {
-		return Header{}, err
-	}
-	defer r.Close()
-	return r.Header, nil
-}
-
-// NewReader reads and checks a header from r and returns a Reader
-// positioned at the first record.
-func NewReader(r io.Reader) (*Reader, error) {
-	mr := &Reader{br: bufio.NewReaderSize(r, 256<<10), sum: xxh3.New(), recSum: xxh3.New()}
-	b := make([]byte, HeaderSize)
-	n, err := io.ReadFull(mr.br, b)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("failed to read manifest: %w", err)
-	}
-	if mr.Header, mr.recordsSum, err = decodeHeader(b[:n]); err != nil {
-		return nil, err
-	}
-	return mr, nil
-}
-
-// Close closes the underlying file, if Open opened it.
-func (r *Reader) Close() error {
-	if r.closer != nil {
-		return r.closer.Close()
-	}
-	return nil
-}
-
-// readStep bounds what read allocates ahead of the bytes actually read: a
-// damaged record length (up to maxBodyLen) in a short file must not cost
-// an allocation of that size.
-const readStep = 1 << 20
-
-// read returns the next n bytes, added to the running checksum. The slice is
-// valid until the next call.
-func (r *Reader) read(n int) ([]byte, error) {
-	b := r.buf[:0]
-	for len(b) < n {
-		step := min(n-len(b), readStep)
-		b = slices.Grow(b, step)
-		m, err := io.ReadFull(r.br, b[len(b):len(b)+step])
-		b = b[:len(b)+m]
-		if err != nil {
-			r.buf = b[:0]
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, corrupt("truncated after %d records", r.count)
-			}
-			return nil, fmt.Errorf("failed to read manifest: %w", err)
-		}
-	}
-	r.buf = b
-	r.sum.Write(b)
-	return b, nil
-}
-
-// Next returns the next record. After the last one it checks the end of the
-// manifest and returns io.EOF; a damaged or truncated manifest returns an
-// error wrapping ErrCorrupt, and the Reader must not be used further.
-func (r *Reader) Next() (*File, error) {
-	if r.done {
-		return nil, io.EOF
-	}
-	b, err := r.read(1)
-	if err != nil {
-		return nil, err
-	}
-	switch b[0] {
-	case tagEnd:
-		return nil, r.readEnd()
-	case tagFile:
-	default:
-		return nil, corrupt("unknown record tag %#x after %d records", b[0], r.count)
-	}
-	if r.count >= r.Header.Files {
-		return nil, corrupt("more records than the %d the header counts", r.Header.Files)
-	}
-	if b, err = r.read(4); err != nil {
-		return nil, err
-	}
-	n := int(le.Uint32(b))
-	if n > maxBodyLen || n < minBodyLen {
-		return nil, corrupt("record length %d after %d records", n, r.count)
-	}
-	r.recSum.Reset()
-	r.recSum.Write([]byte{tagFile})
-	r.recSum.Write(b)
-	if b, err = r.read(n + 8); err != nil {
-		return nil, err
-	}
-	body := b[:n]
-	r.recSum.Write(body)
-	if le.Uint64(b[n:]) != r.recSum.Sum64() {
-		return nil, corrupt("record %d checksum mismatch", r.count+1)
-	}
-	f, err := r.decodeFile(body)
-	if err != nil {
-		return nil, err
-	}
-	r.last = f.Path
-	r.count++
-	r.bytes += uint64(f.Dest.Size)
-	return f, nil
-}
-
-func (r *Reader) decodeFile(body []byte) (*File, error) {
-	pl := int(le.Uint16(body))
-	fixed := 2 + pl + 8 + 2*statLen + 8 + 4
-	if pl == 0 || pl > maxPathLen || fixed > len(body) {
-		return nil, corrupt("record %d: path length %d", r.count+1, pl)
-	}
-	f := &File{Path: string(body[2 : 2+pl])}
-	p := body[2+pl:]
-	f.Flags = le.Uint32(p)
-	f.CRC32C = le.Uint32(p[4:])
-	p = p[8:]
-	f.Source = decodeStat(p)
-	f.Dest = decodeStat(p[statLen:])
-	f.ReadStart = int64(le.Uint64(p[2*statLen:]))
-	nb := int(le.Uint32(p[2*statLen+8:]))
-	if nb != (len(body)-fixed)/16 || (len(body)-fixed)%16 != 0 {
-		return nil, corrupt("record %d (%s): %d hashes in %d bytes", r.count+1, f.Path, nb, len(body)-fixed)
-	}
-	if f.Dest.Size < 0 || nb != NumBlocks(f.Dest.Size, int(r.Header.BlockSize)) {
-		return nil, corrupt("record %d (%s): %d hashes for %d bytes", r.count+1, f.Path, nb, f.Dest.Size)
-	}
-	if r.count > 0 && ComparePaths(r.last, f.Path) >= 0 {
-		return nil, corrupt("record %d (%s) out of order after %s", r.count+1, f.Path, r.last)
-	}
-	if nb > 0 {
-		f.Hashes = make([]Hash, nb)
-	}
-	for i := range f.Hashes {
-		copy(f.Hashes[i][:], body[fixed+16*i:])
-	}
-	return f, nil
-}
-
-func (r *Reader) readEnd() error {
-	switch {
-	case r.sum.Sum64() != r.recordsSum:
-		return corrupt("records checksum mismatch")
-	case r.count != r.Header.Files || r.bytes != r.Header.Bytes:
-		return corrupt("header counts %d files and %d bytes, records hold %d and %d", r.Header.Files, r.Header.Bytes, r.count, r.bytes)
-	}
-	if _, err := r.br.ReadByte(); err != io.EOF {
-		return corrupt("data after the end of the records")
-	}
-	r.done = true
-	return io.EOF
 }

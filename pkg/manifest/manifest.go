@@ -10,6 +10,13 @@
 // Every record carries its own checksum and the trailer a checksum of the
 // whole file, so a bit flip or a truncation is reported as [ErrCorrupt] and
 // never trusted. The byte layout is specified in docs/design.md.
+//
+// A WAL-guided cold pass reads the manifest through an [Index], which reads
+// only the heads of the records and the hashes of the blocks it asks for,
+// and commits a journal ([JournalWriter]) of what it changed instead of a
+// new manifest: its manifest I/O follows the blocks it reads and writes, not
+// the copy. Open, Reader and Index apply the journal; the next
+// [Writer.Commit] folds it into a new manifest and removes it.
 package manifest
 
 import (
@@ -26,8 +33,11 @@ const (
 	DirName = ".pgtwopass"
 	// FileName is the manifest's name inside DirName.
 	FileName = "manifest"
-	// Version is the format version this package writes and reads.
-	Version = 1
+	// JournalSuffix names a manifest's journal: DirName/manifest.journal.
+	JournalSuffix = ".journal"
+	// Version is the format version this package writes; it reads every
+	// version from 1 on.
+	Version = 2
 	// MaxPasses is how many pass records the header keeps (the newest).
 	MaxPasses = 32
 

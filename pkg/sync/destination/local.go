@@ -379,7 +379,7 @@ func (d *Local) giveState() {
 	if !d.asRoot {
 		return
 	}
-	for _, name := range []string{"", manifest.FileName, "lock", timingsName, sealName} {
+	for _, name := range []string{"", manifest.FileName, manifest.FileName + manifest.JournalSuffix, "lock", timingsName, sealName} {
 		os.Lchown(filepath.Join(d.dir, manifest.DirName, name), int(d.owner.UID), int(d.owner.GID))
 	}
 }

@@ -5,11 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	sync "sync"
 	"sync/atomic"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgtwopass/pgtwopass/internal/faults"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
+	"github.com/pgtwopass/pgtwopass/pkg/sync/ledger"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
 
@@ -37,11 +38,8 @@ type Pass struct {
 	obs     pass.Observer
 
 	// state
-	old     *manifest.Finder
-	horizon horizon // which records the copy's stat may vouch for
-	newest  newest  // the newest ctime the pass gave a file, by file system
-	mw      *manifest.Writer
-	idx     int // the next entry next() looks at
+	led     *ledger.Ledger // the manifest's records, old and new
+	idx     int            // the next entry next() looks at
 	nextID  uint64
 	mu      sync.Mutex
 	files   map[uint64]*destFile // files handed to the sender and not yet done
@@ -69,13 +67,23 @@ type destFile struct {
 	name string      // in root
 	root *os.Root
 
+	old     *manifest.Head   // the manifest's record; nil: none
+	gone    []*manifest.Head // records of files gone, found before this one
+	partial bool             // read in part: named are the blocks the WAL names
+	named   []uint32
+	// known are hashes of old that the basis gave (a ledger that writes a
+	// journal tells the changed blocks by them): all, or knownBlocks'.
+	known       []manifest.Hash
+	knownBlocks []uint32
+
 	// state
-	wrote atomic.Bool
-	rec   manifest.File // the new record, once done
-	keep  bool          // rec is set and needs nothing more (kept by its stat)
-	skip  bool          // no record (vanished under a live pass)
-	err   error
-	done  chan struct{}
+	wrote  atomic.Bool
+	rec    manifest.File // the new record, once done
+	blocks []uint32      // read in part: rec.Hashes are these blocks'
+	keep   bool          // rec is set and needs nothing more (kept by its stat)
+	skip   bool          // no record (vanished under a live pass)
+	err    error
+	done   chan struct{}
 }
 
 // BeginPass starts a pass over entries.
@@ -131,15 +139,12 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 			return nil, err
 		}
 	}
-	lp.horizon = d.newHorizon()
-	lp.old = lp.openManifest()
+	led, err := lp.openLedger()
+	if err != nil {
+		return nil, err
+	}
+	lp.led = led
 	if !req.DryRun {
-		mw, err := manifest.Create(d.manifestPath(), lp.bs)
-		if err != nil {
-			lp.old.Close()
-			return nil, err
-		}
-		lp.mw = mw
 		lp.ordered = make(chan *destFile, max(req.InFlight, 1))
 		go func() { lp.written <- lp.writeRecords() }()
 	}
@@ -344,33 +349,37 @@ func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileI
 	return changed, nil
 }
 
-// openManifest returns the finder of the old manifest's records. A
+// openLedger opens the old manifest's records and starts the new ones. A
 // manifest that cannot vouch for the copy (a crash of its host mid-pass,
 // damage, none at all) finds nothing: the files are compared with the
-// copy's own contents.
-func (lp *Pass) openManifest() *manifest.Finder {
+// copy's own contents. A WAL-guided cold pass reads the heads and chosen
+// hashes of the records, and commits a journal (package ledger).
+func (lp *Pass) openLedger() (*ledger.Ledger, error) {
 	d := lp.d
-	none := manifest.NewFinder(nil, nil)
-	if d.crashed {
+	trust := true
+	switch {
+	case d.crashed:
 		lp.warn(manifest.DirName, "the copy's host went down while a pass was writing it: the manifest cannot vouch for the copy's files, whose contents are read to rebuild it")
-		return none
-	}
-	if d.header == nil {
+		trust = false
+	case d.header == nil:
 		if d.manifestErr != nil && !errors.Is(d.manifestErr, fs.ErrNotExist) {
 			lp.warn(manifest.DirName, "the manifest cannot be trusted (%v): the copy's contents are read to rebuild it", d.manifestErr)
 		} else if d.exists && d.manifestErr != nil {
 			lp.warn(manifest.DirName, "the copy has no manifest: its contents are read to rebuild it")
 		}
-		return none
+		trust = false
 	}
-	r, err := manifest.Open(d.manifestPath())
+	led, err := ledger.Open(d.manifestPath(), ledger.Options{Trust: trust, Partial: lp.req.WAL != nil, Write: !lp.req.DryRun,
+		BlockSize: lp.bs, Clock: &d.clock, OnDamage: func(err error) {
+			lp.warn(manifest.DirName, "the manifest is damaged (%v): the copy's contents are read for the files after the damage", err)
+		}})
 	if err != nil {
-		lp.warn(manifest.DirName, "the manifest cannot be read (%v): the copy's contents are read to rebuild it", err)
-		return none
+		return nil, err
 	}
-	return manifest.NewFinder(r, func(err error) {
-		lp.warn(manifest.DirName, "the manifest is damaged (%v): the copy's contents are read for the files after the damage", err)
-	})
+	if err := led.Unreadable(); err != nil {
+		lp.warn(manifest.DirName, "the manifest cannot be read (%v): the copy's contents are read to rebuild it", err)
+	}
+	return led, nil
 }
 
 // sameSource reports whether the source's stat is what it was when rec's
@@ -422,7 +431,11 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 		if !e.IsRegular() {
 			continue
 		}
-		rec := lp.old.Find(e.Rel)
+		rec, gone := lp.led.Find(e.Rel)
+		var rf *manifest.File // the record, for the rules of trust
+		if rec != nil {
+			rf = &rec.File
+		}
 		root, name, err := lp.fileAt(e.Rel)
 		if err != nil {
 			return nil, err
@@ -434,14 +447,14 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 			}
 			dfi = nil
 		}
-		trust := lp.horizon.trusts(rec, dfi)
-		walKind, partial := lp.walKind(i, rec, e, trust)
-		if trust && sameSource(rec, e) && (lp.req.Kind == manifest.Live || lp.req.Quick && pastHorizon(rec, lp.req.QuickMargin)) ||
-			partial && walKind == pass.WALNone && rec.Source.Size == e.Stat.Size ||
+		trust := lp.led.Trusts(rec, dfi)
+		walKind, partial := lp.walKind(i, rf, e, trust)
+		if trust && sameSource(rf, e) && (lp.req.Kind == manifest.Live || lp.req.Quick && pastHorizon(rf, lp.req.QuickMargin)) ||
+			partial && walKind == pass.WALNone && rf.Source.Size == e.Stat.Size ||
 			// What the WAL does not cover, the quick cold pass's rule does:
 			// a file not written since a read that began safely after its
 			// last write.
-			lp.req.WAL != nil && trust && sameSource(rec, e) && pastHorizon(rec, lp.req.WAL.Margin) {
+			lp.req.WAL != nil && trust && sameSource(rf, e) && pastHorizon(rf, lp.req.WAL.Margin) {
 			lp.skipped.Add(1)
 			if lp.req.DryRun {
 				continue
@@ -450,6 +463,7 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 			if err != nil {
 				return nil, err
 			}
+			df.gone = gone
 			if err := lp.enqueue(ctx, df); err != nil {
 				return nil, err
 			}
@@ -463,7 +477,10 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 		if lp.req.DryRun {
 			return b, nil
 		}
-		df := &destFile{id: b.ID, e: e, dfi: dfi, root: root, name: name, done: make(chan struct{})}
+		df := &destFile{id: b.ID, e: e, dfi: dfi, root: root, name: name, gone: gone, partial: partial, done: make(chan struct{})}
+		if lp.led.Journal() {
+			df.old = rec // a new manifest needs nothing of the old record
+		}
 		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 		if dfi != nil {
 			flags = os.O_RDWR
@@ -472,15 +489,23 @@ func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
 			return nil, fmt.Errorf("failed to open %s in the copy for writing: %w", e.Rel, err)
 		}
 		switch {
+		case partial:
+			// Of the record's hashes, those of the blocks the sender reads.
+			if i < len(lp.req.WAL.Blocks) {
+				df.named = lp.req.WAL.Blocks[i]
+			}
+			b.Blocks = pass.PartialBlocks(df.named, rec.Dest.Size, rec.Dest.Size, lp.bs)
+			err = lp.basis(df, b, rec, b.Blocks)
 		case trust:
-			b.Hashes = rec.Hashes
+			err = lp.basis(df, b, rec, nil)
 		case dfi != nil:
 			// No record vouches for the copy: its own contents are the basis,
 			// so that nothing unchanged is rewritten.
-			if b.Hashes, err = hashContents(ctx, df.f, lp.bs, func(n int64) { lp.destRead.Add(n) }); err != nil {
-				df.f.Close()
-				return nil, fmt.Errorf("failed to read %s in the copy: %w", e.Rel, err)
-			}
+			b.Hashes, _, err = pass.HashFile(ctx, df.f, lp.bs, func(c []byte) { lp.destRead.Add(int64(len(c))) })
+		}
+		if err != nil {
+			df.f.Close()
+			return nil, fmt.Errorf("failed to read %s in the copy: %w", e.Rel, err)
 		}
 		lp.mu.Lock()
 		lp.files[df.id] = df
@@ -507,36 +532,24 @@ func (lp *Pass) enqueue(ctx context.Context, df *destFile) error {
 	}
 }
 
-// hashContents returns the block hashes of what f holds, reading it in
-// chunks; progress, if set, is told the bytes read.
-func hashContents(ctx context.Context, f *os.File, bs int, progress func(int64)) ([]manifest.Hash, error) {
-	buf := make([]byte, max(pass.ChunkSize, bs))
-	var hashes []manifest.Hash
-	for off := int64(0); ; {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		n, err := f.ReadAt(buf, off)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
-		}
-		for b := 0; b < n; b += bs {
-			hashes = append(hashes, manifest.HashBlock(buf[b:min(b+bs, n)]))
-		}
-		if progress != nil {
-			progress(int64(n))
-		}
-		off += int64(n)
-		if n < len(buf) {
-			return hashes, nil
-		}
+// basis gives b rec's hashes of blocks (nil: all); a ledger that writes a
+// journal keeps them to tell the blocks that change.
+func (lp *Pass) basis(df *destFile, b *pass.Basis, rec *manifest.Head, blocks []uint32) error {
+	hs, err := lp.led.Hashes(rec, blocks)
+	if err != nil {
+		return err
 	}
+	b.Hashes = hs
+	if lp.led.Journal() {
+		df.known, df.knownBlocks = hs, blocks
+	}
+	return nil
 }
 
 // keep carries the record of a file the pass trusts by its stat, fixing the
 // copy's owner and mode if someone changed them.
-func (lp *Pass) keep(e *pass.Entry, rec *manifest.File, root *os.Root, name string, dfi fs.FileInfo) (*destFile, error) {
-	df := &destFile{e: e, rec: *rec, keep: true, done: closedDone}
+func (lp *Pass) keep(e *pass.Entry, rec *manifest.Head, root *os.Root, name string, dfi fs.FileInfo) (*destFile, error) {
+	df := &destFile{e: e, old: rec, rec: rec.File, keep: true, done: closedDone}
 	changed, err := lp.d.applyMeta(root, name, e, dfi)
 	if err != nil || !changed {
 		return df, err
@@ -554,7 +567,7 @@ func (lp *Pass) keep(e *pass.Entry, rec *manifest.File, root *os.Root, name stri
 		return nil, err
 	}
 	df.rec.Dest = pass.StatOf(fi)
-	lp.newest.saw(fi)
+	lp.led.Saw(fi)
 	lp.changed.Add(1)
 	lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel, Msg: "owner or mode"})
 	return df, nil
@@ -624,7 +637,12 @@ func (lp *Pass) complete(df *destFile, res *pass.FileResult) error {
 		return fmt.Errorf("file %d: the end of %q for %q", res.ID, e.Rel, df.e.Rel)
 	}
 	size := e.Stat.Size
-	if len(res.Hashes) != manifest.NumBlocks(size, lp.bs) {
+	switch {
+	case df.partial:
+		if want := pass.PartialBlocks(df.named, df.dfi.Size(), size, lp.bs); !slices.Equal(res.Blocks, want) || len(res.Hashes) != len(want) {
+			return fmt.Errorf("%s: %d hashes of %d blocks, read in part: not the blocks to read", e.Rel, len(res.Hashes), len(res.Blocks))
+		}
+	case res.Blocks != nil || len(res.Hashes) != manifest.NumBlocks(size, lp.bs):
 		return fmt.Errorf("%s: %d hashes for %d bytes", e.Rel, len(res.Hashes), size)
 	}
 	changed := df.wrote.Load() || df.dfi == nil
@@ -655,9 +673,10 @@ func (lp *Pass) complete(df *destFile, res *pass.FileResult) error {
 			return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 		}
 	}
-	lp.newest.saw(dfi)
+	lp.led.Saw(dfi)
 	df.rec = manifest.File{Path: e.Rel, Flags: res.Flags, CRC32C: res.CRC32C, Source: e.Stat, Dest: pass.StatOf(dfi),
 		ReadStart: res.ReadStart, Hashes: res.Hashes}
+	df.blocks = res.Blocks
 	faults.AfterFile(e.Rel)
 	return nil
 }
@@ -681,13 +700,11 @@ func (lp *Pass) writeRecords() error {
 		case <-lp.stop:
 			return errors.New("pass aborted")
 		}
-		switch {
-		case df.err != nil:
+		if df.err != nil {
 			return df.err
-		case df.skip:
-			continue
 		}
-		if err := lp.mw.Add(&df.rec); err != nil {
+		if err := lp.led.Put(&ledger.Record{Gone: df.gone, Old: df.old, Skip: df.skip, Kept: df.keep, New: df.rec, Blocks: df.blocks,
+			Known: df.known, KnownBlocks: df.knownBlocks}); err != nil {
 			return err
 		}
 	}
@@ -698,7 +715,7 @@ func (lp *Pass) writeRecords() error {
 func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.CommitReply, error) {
 	rep := &pass.CommitReply{FilesSkipped: lp.skipped.Load(), FilesDeleted: lp.deleted.Load()}
 	if lp.req.DryRun {
-		lp.old.Close()
+		lp.led.Close()
 		lp.closeDirs()
 		rep.FilesChanged = lp.changed.Load()
 		return rep, nil
@@ -708,7 +725,6 @@ func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.Commit
 		lp.Abort()
 		return nil, err
 	}
-	lp.old.Close()
 	lp.closeDirs()
 	if err := ctx.Err(); err != nil {
 		lp.Abort()
@@ -735,14 +751,10 @@ func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.Commit
 	pass.FilesChanged = lp.changed.Load()
 	pass.FilesDeleted = lp.deleted.Load()
 	h.AddPass(pass)
-	if lp.req.Kind == manifest.Live {
-		// So that the next pass, the cold one above all, trusts the records
-		// of the files this pass wrote last (see horizon).
-		lp.newest.waitPast(ctx, &d.clock)
-	}
-	err := lp.mw.Commit(h)
-	lp.mw = nil
-	if err != nil {
+	// A live pass waits out the granule of the files it wrote last, so that
+	// the next pass, the cold one above all, trusts their records (package
+	// ledger, the safe horizon).
+	if err := lp.led.Commit(ctx, h, lp.req.Kind == manifest.Live); err != nil {
 		return nil, err
 	}
 	d.giveState()
@@ -803,12 +815,10 @@ func (lp *Pass) Abort() {
 	default:
 	}
 	close(lp.stop)
-	if lp.mw != nil {
+	if lp.ordered != nil {
 		lp.waitWriter()
-		lp.mw.Abort()
-		lp.mw = nil
 	}
-	lp.old.Close()
+	lp.led.Abort()
 	lp.mu.Lock()
 	for id, df := range lp.files {
 		df.f.Close()

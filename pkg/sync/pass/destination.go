@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -158,6 +159,11 @@ type WALRequest struct {
 	// WALNone, WALBlocks or WALWhole (entries that are no regular files
 	// have WALWhole).
 	Kinds []byte
+	// Blocks holds, for each entry of kind WALBlocks, the blocks the WAL
+	// names (sorted, each once); nil for the others. The destination needs
+	// them to send, of a file read in part, the hashes of the blocks the
+	// sender reads and no others (PartialBlocks).
+	Blocks [][]uint32
 	// Since (Unix ns) is when the CHECKPOINT returned: a record whose read
 	// began later describes the file as it was at the redo point or after,
 	// and the WAL names every block changed since.
@@ -189,14 +195,40 @@ type Basis struct {
 	Index int
 	// Hashes are the hashes of the copy's blocks: the trusted record's, or
 	// those of the copy's contents when no record can be trusted; empty for
-	// a file the copy does not have.
+	// a file the copy does not have. With Partial, those of Blocks only.
 	Hashes []manifest.Hash
 	// Size is the size of the copy's file (-1: none).
 	Size int64
-	// Partial (WAL-guided cold pass): Hashes are a trusted record's, good
+	// Partial (WAL-guided cold pass): the file has a trusted record, good
 	// at the redo point; the sender reads only the blocks the WAL names and
-	// what lies past them, and takes the others' hashes from Hashes.
+	// what lies past the record's size (PartialBlocks), and the record
+	// stands for the others. Hashes are then the record's hashes of Blocks:
+	// the blocks of PartialBlocks(named, Size, Size, bs), those the sender
+	// may read that the record has.
 	Partial bool
+	Blocks  []uint32
+}
+
+// MaxNamedBlocks bounds the blocks that the WAL may name of one file for it
+// to be read in part: a file with more is read whole (the list travels to
+// a destination on another host in one frame, 4 bytes a block).
+const MaxNamedBlocks = 1 << 21
+
+// PartialBlocks returns the blocks a WAL-guided cold pass reads of a file of
+// size bytes read in part (Basis.Partial), whose copy has copySize bytes:
+// those the WAL names (named, sorted) below the file's end, and every block
+// from the one that holds the copy's end on (the file grew, or shrank and
+// grew again), in order, each once.
+func PartialBlocks(named []uint32, copySize, size int64, bs int) []uint32 {
+	nb := uint32(manifest.NumBlocks(size, bs))
+	tail := uint32(min(max(copySize, 0)/int64(bs), int64(nb)))
+	end, _ := slices.BinarySearch(named, tail)
+	blocks := make([]uint32, 0, end+int(nb-tail))
+	blocks = append(blocks, named[:end]...)
+	for b := tail; b < nb; b++ {
+		blocks = append(blocks, b)
+	}
+	return blocks
 }
 
 // FileResult ends one file of a pass.
@@ -212,8 +244,11 @@ type FileResult struct {
 	Flags     uint32
 	CRC32C    uint32
 	ReadStart int64
-	// Hashes are the hashes of every block of the source file.
+	// Hashes are the hashes of every block of the source file; for a file
+	// read in part (Basis.Partial), those of Blocks, the blocks read
+	// (PartialBlocks): the record stands for the others.
 	Hashes []manifest.Hash
+	Blocks []uint32
 }
 
 // CommitRequest ends a pass.

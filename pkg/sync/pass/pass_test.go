@@ -2,6 +2,7 @@ package pass
 
 import (
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
@@ -52,3 +53,27 @@ func TestWithin(t *testing.T) {
 // checkRecords fails unless every record's hashes describe the copy, and
 // its CRC-32C too, or it is flagged as having none (when noCRC says it may).
 // It returns the records.
+
+// PartialBlocks: what a WAL-guided cold pass reads of a file read in part,
+// the same on both sides of the wire.
+func TestPartialBlocks(t *testing.T) {
+	const bs = 8192
+	for _, tc := range []struct {
+		what           string
+		named          []uint32
+		copySize, size int64
+		want           []uint32
+	}{
+		{"the blocks named", []uint32{1, 5}, 10 * bs, 10 * bs, []uint32{1, 5}},
+		{"named past the file's end: not read", []uint32{1, 12}, 10 * bs, 10 * bs, []uint32{1}},
+		{"grown: every block from the copy's end", []uint32{1}, 3 * bs, 5 * bs, []uint32{1, 3, 4}},
+		{"the copy's last block partial: read again", []uint32{0}, 3*bs + 10, 4 * bs, []uint32{0, 3}},
+		{"a named block in the tail: once", []uint32{3}, 3 * bs, 5 * bs, []uint32{3, 4}},
+		{"shrunk", []uint32{1, 4}, 5 * bs, 2 * bs, []uint32{1}},
+		{"nothing named, unchanged", nil, 5 * bs, 5 * bs, []uint32{}},
+	} {
+		if got := PartialBlocks(tc.named, tc.copySize, tc.size, bs); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: PartialBlocks(%v, %d, %d) = %v, want %v", tc.what, tc.named, tc.copySize, tc.size, got, tc.want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	sync "sync"
 	"time"
 
@@ -154,7 +155,12 @@ func (d *Client) readLoop() {
 				if whole == nil {
 					continue
 				}
-				b = &pass.Basis{ID: whole.ID, Index: int(whole.Index), Rel: whole.Rel, Size: whole.Size, Hashes: whole.Hashes, Partial: whole.Partial}
+				b = &pass.Basis{ID: whole.ID, Index: int(whole.Index), Rel: whole.Rel, Size: whole.Size, Hashes: whole.Hashes, Partial: whole.Partial,
+					Blocks: whole.Blocks}
+				if !slices.IsSorted(b.Blocks) {
+					err = fmt.Errorf("%w: the blocks of the basis of %s out of order", wire.ErrCorrupt, b.Rel)
+					break
+				}
 			}
 			if err = d.deliver(b); err != nil {
 				break
@@ -551,11 +557,7 @@ func (d *Client) InFlight(jobs int) int { return 8*jobs + 32 }
 
 // beginPass sends the entries and starts the pass.
 func (d *Client) BeginPass(ctx context.Context, req *pass.PassRequest, entries []pass.Entry) (pass.DestinationPass, error) {
-	var kinds []byte
-	if req.WAL != nil {
-		kinds = req.WAL.Kinds
-	}
-	if err := sendEntries(d.conn, entries, kinds); err != nil {
+	if err := sendEntries(d.conn, entries, req.WAL); err != nil {
 		return nil, d.sendFailed(err)
 	}
 	p := &clientPass{d: d, req: *req, bases: newBasisQueue(), failed: make(chan struct{})}

@@ -34,6 +34,7 @@ type hashParts[T any] struct {
 	pending *T
 	key     func(*T) string
 	hashes  func(*T) *[]manifest.Hash
+	blocks  func(*T) *[]uint32 // the blocks of the hashes, if the message has them
 	more    func(*T) bool
 }
 
@@ -46,6 +47,9 @@ func (hp *hashParts[T]) add(m T) (*T, error) {
 			return nil, fmt.Errorf("%w: the hashes of %s interrupted by %s", wire.ErrCorrupt, hp.key(p), hp.key(&m))
 		}
 		*hp.hashes(p) = append(*hp.hashes(p), *hp.hashes(&m)...)
+		if hp.blocks != nil {
+			*hp.blocks(p) = append(*hp.blocks(p), *hp.blocks(&m)...)
+		}
 	} else {
 		hp.pending = &m
 	}
@@ -61,6 +65,7 @@ func basisParts() *hashParts[wire.Basis] {
 	return &hashParts[wire.Basis]{
 		key:    func(m *wire.Basis) string { return fmt.Sprintf("file %d", m.ID) },
 		hashes: func(m *wire.Basis) *[]manifest.Hash { return &m.Hashes },
+		blocks: func(m *wire.Basis) *[]uint32 { return &m.Blocks },
 		more:   func(m *wire.Basis) bool { return m.More },
 	}
 }

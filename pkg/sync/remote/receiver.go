@@ -67,11 +67,12 @@ type receiver struct {
 	obs  pass.Observer
 
 	// state
-	d        *destination.Local
-	entries  []pass.Entry
-	walKinds []byte
-	pass     *receiverPass
-	hashReq  []string
+	d         *destination.Local
+	entries   []pass.Entry
+	walKinds  []byte
+	walBlocks [][]uint32
+	pass      *receiverPass
+	hashReq   []string
 }
 
 // receiverObserver sends the destination's events to the sender.
@@ -184,6 +185,7 @@ func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 		for i := range m.Entries {
 			s.entries = append(s.entries, fromWireEntry(&m.Entries[i]))
 			s.walKinds = append(s.walKinds, m.Entries[i].WAL)
+			s.walBlocks = append(s.walBlocks, m.Entries[i].Blocks)
 		}
 		return nil
 
@@ -192,12 +194,12 @@ func (s *receiver) handle(ctx context.Context, f wire.Frame) error {
 		if err := decodeErr(); err != nil {
 			return err
 		}
-		entries, kinds := s.entries, s.walKinds
-		s.entries, s.walKinds = nil, nil
+		entries, wal := s.entries, &pass.WALRequest{Kinds: s.walKinds, Blocks: s.walBlocks}
+		s.entries, s.walKinds, s.walBlocks = nil, nil, nil
 		if s.pass != nil {
 			return s.sendError(errors.New("a pass is already running"))
 		}
-		sp, err := s.beginPass(ctx, &m, entries, kinds)
+		sp, err := s.beginPass(ctx, &m, entries, wal)
 		if err != nil {
 			return s.sendError(err)
 		}
@@ -347,17 +349,20 @@ var errAborted = errors.New("the pass was aborted")
 func clampJobs(n uint32) int { return int(min(max(n, 1), 256)) }
 
 // sendEntries sends entries in batches, with what the WAL says of each
-// (kinds, nil outside a WAL-guided cold pass).
-func sendEntries(c *wire.Conn, entries []pass.Entry, kinds []byte) error {
+// (w, nil outside a WAL-guided cold pass).
+func sendEntries(c *wire.Conn, entries []pass.Entry, w *pass.WALRequest) error {
 	var batch wire.Entries
 	size := 0
 	for i := range entries {
 		x := toWireEntry(&entries[i])
-		if i < len(kinds) {
-			x.WAL = kinds[i]
+		if w != nil && i < len(w.Kinds) {
+			x.WAL = w.Kinds[i]
+		}
+		if w != nil && i < len(w.Blocks) {
+			x.Blocks = w.Blocks[i]
 		}
 		batch.Entries = append(batch.Entries, x)
-		size += len(x.Rel) + len(x.Target) + 64
+		size += len(x.Rel) + len(x.Target) + 64 + 4*len(x.Blocks)
 		if size >= wire.EntryBatchBytes {
 			if err := c.Send(batch); err != nil {
 				return err
@@ -391,8 +396,10 @@ type receiverPass struct {
 	// state
 	ctx         context.Context // ends at the first failure, its cause
 	cancel      context.CancelCauseFunc
+	named       [][]uint32 // of a WAL-guided cold pass: the blocks the WAL names, by entry
 	mu          sync.Mutex
 	hashes      map[uint64][]manifest.Hash // file id -> hashes rebuilt so far
+	sparse      map[uint64]*sparseFile     // the same, of the files read in part
 	dones       chan *pass.FileResult
 	workers     errgroup.Group // the generator and the workers
 	gen         chan struct{}  // closed when the generator is done; nil before start
@@ -404,7 +411,7 @@ type receiverPass struct {
 	buf         []byte
 }
 
-func (s *receiver) beginPass(ctx context.Context, m *wire.Begin, entries []pass.Entry, kinds []byte) (*receiverPass, error) {
+func (s *receiver) beginPass(ctx context.Context, m *wire.Begin, entries []pass.Entry, wal *pass.WALRequest) (*receiverPass, error) {
 	kind := manifest.PassKind(m.Kind)
 	if kind != manifest.Live && kind != manifest.Cold {
 		return nil, fmt.Errorf("unknown pass kind %d", m.Kind)
@@ -412,14 +419,17 @@ func (s *receiver) beginPass(ctx context.Context, m *wire.Begin, entries []pass.
 	req := &pass.PassRequest{Kind: kind, BlockSize: int(m.BlockSize), DryRun: m.DryRun, Quick: m.Quick, QuickMargin: m.QuickMargin,
 		InFlight: int(min(max(m.InFlight, 1), 4096)), Quiet: m.Quiet}
 	if m.WAL {
-		req.WAL = &pass.WALRequest{Kinds: kinds, Since: m.WALSince, Margin: m.WALMargin}
+		req.WAL = &pass.WALRequest{Kinds: wal.Kinds, Blocks: wal.Blocks, Since: m.WALSince, Margin: m.WALMargin}
 	}
 	lp, err := s.d.Begin(ctx, req, entries)
 	if err != nil {
 		return nil, err
 	}
 	sp := &receiverPass{s: s, lp: lp, bs: req.BlockSize, jobs: clampJobs(m.Jobs),
-		hashes: map[uint64][]manifest.Hash{}}
+		hashes: map[uint64][]manifest.Hash{}, sparse: map[uint64]*sparseFile{}}
+	if req.WAL != nil {
+		sp.named = req.WAL.Blocks
+	}
 	sp.ctx, sp.cancel = context.WithCancelCause(ctx)
 	return sp, nil
 }
@@ -470,11 +480,21 @@ func (sp *receiverPass) start(ctx context.Context) {
 			}
 			if !sp.lp.DryRun() {
 				sp.mu.Lock()
-				sp.hashes[b.ID] = append([]manifest.Hash(nil), b.Hashes...)
+				if b.Partial {
+					sp.sparse[b.ID] = &sparseFile{index: b.Index, size: b.Size, blocks: slices.Clone(b.Blocks), basis: slices.Clone(b.Hashes),
+						wrote: map[uint32]manifest.Hash{}}
+				} else {
+					sp.hashes[b.ID] = append([]manifest.Hash(nil), b.Hashes...)
+				}
 				sp.mu.Unlock()
 			}
+			blocks := b.Blocks
 			err = sendHashParts(b.Hashes, func(part []manifest.Hash, more bool) error {
-				return sp.s.conn.Send(wire.Basis{ID: b.ID, Index: uint32(b.Index), Rel: b.Rel, Size: b.Size, Hashes: part, More: more, Partial: b.Partial})
+				m := wire.Basis{ID: b.ID, Index: uint32(b.Index), Rel: b.Rel, Size: b.Size, Hashes: part, More: more, Partial: b.Partial}
+				if b.Partial {
+					m.Blocks, blocks = blocks[:len(part)], blocks[len(part):]
+				}
+				return sp.s.conn.Send(m)
 			})
 			if err != nil {
 				sp.fail(err)
@@ -511,8 +531,9 @@ func (sp *receiverPass) write(m *wire.Write) {
 	}
 	sp.mu.Lock()
 	hs, ok := sp.hashes[m.ID]
+	sf := sp.sparse[m.ID]
 	sp.mu.Unlock()
-	if !ok {
+	if !ok && sf == nil {
 		sp.fail(fmt.Errorf("%w: a write to file %d, which is not in flight", wire.ErrCorrupt, m.ID))
 		return
 	}
@@ -522,13 +543,23 @@ func (sp *receiverPass) write(m *wire.Write) {
 	}
 	first := int(m.Off / int64(sp.bs))
 	end := first + manifest.NumBlocks(int64(len(data)), sp.bs)
-	if len(hs) < end {
-		hs = append(hs, make([]manifest.Hash, end-len(hs))...)
+	if sf != nil {
+		written := make([]manifest.Hash, end-first)
+		pass.HashBlocks(written, data, sp.bs)
+		sp.mu.Lock()
+		for k, h := range written {
+			sf.wrote[uint32(first+k)] = h
+		}
+		sp.mu.Unlock()
+	} else {
+		if len(hs) < end {
+			hs = append(hs, make([]manifest.Hash, end-len(hs))...)
+		}
+		pass.HashBlocks(hs[first:end], data, sp.bs)
+		sp.mu.Lock()
+		sp.hashes[m.ID] = hs
+		sp.mu.Unlock()
 	}
-	pass.HashBlocks(hs[first:end], data, sp.bs)
-	sp.mu.Lock()
-	sp.hashes[m.ID] = hs
-	sp.mu.Unlock()
 	if err := sp.lp.Write(m.ID, m.Off, data); err != nil {
 		sp.fail(err)
 	}
@@ -541,9 +572,11 @@ func (sp *receiverPass) done(m *wire.Done) {
 	}
 	sp.mu.Lock()
 	hs, ok := sp.hashes[m.ID]
+	sf := sp.sparse[m.ID]
 	delete(sp.hashes, m.ID)
+	delete(sp.sparse, m.ID)
 	sp.mu.Unlock()
-	if !ok {
+	if !ok && sf == nil {
 		sp.fail(fmt.Errorf("%w: the end of file %d, which is not in flight", wire.ErrCorrupt, m.ID))
 		return
 	}
@@ -554,22 +587,70 @@ func (sp *receiverPass) done(m *wire.Done) {
 			sp.fail(fmt.Errorf("%s is %d bytes, more than a receiver takes (%d)", e.Rel, e.Stat.Size, maxFileSize))
 			return
 		}
-		nb := manifest.NumBlocks(e.Stat.Size, sp.bs)
-		if len(hs) < nb {
-			sp.fail(fmt.Errorf("%w: %s ends at %d bytes, but no blocks came for its end", wire.ErrCorrupt, e.Rel, e.Stat.Size))
-			return
+		var blocks []uint32
+		if sf != nil {
+			var err error
+			if blocks, hs, err = sp.rebuildPartial(sf, &e); err != nil {
+				sp.fail(err)
+				return
+			}
+		} else {
+			nb := manifest.NumBlocks(e.Stat.Size, sp.bs)
+			if len(hs) < nb {
+				sp.fail(fmt.Errorf("%w: %s ends at %d bytes, but no blocks came for its end", wire.ErrCorrupt, e.Rel, e.Stat.Size))
+				return
+			}
+			hs = hs[:nb]
 		}
-		hs = hs[:nb]
 		if pass.HashesSum(hs) != m.HashesSum {
 			sp.fail(fmt.Errorf("%w: the blocks received for %s do not add up to the sender's file", wire.ErrCorrupt, e.Rel))
 			return
 		}
-		res.Entry, res.Flags, res.CRC32C, res.ReadStart, res.Hashes = e, m.Flags, m.CRC32C, m.ReadStart, hs
+		res.Entry, res.Flags, res.CRC32C, res.ReadStart, res.Hashes, res.Blocks = e, m.Flags, m.CRC32C, m.ReadStart, hs, blocks
 	}
 	select {
 	case sp.dones <- res:
 	case <-sp.ctx.Done():
 	}
+}
+
+// sparseFile is a file read in part (pass.Basis.Partial) in flight: its
+// basis, the hashes of chosen blocks, and the hashes of the blocks written.
+type sparseFile struct {
+	index  int   // in the entries
+	size   int64 // of the copy's file
+	blocks []uint32
+	basis  []manifest.Hash
+	wrote  map[uint32]manifest.Hash
+}
+
+// rebuildPartial returns the blocks the sender read of a file read in
+// part, and their hashes: those of the blocks written, and the basis's of
+// the others. Every block read must have one or the other, and every block
+// written must be one read: a block written elsewhere would leave the copy
+// other than its record says.
+func (sp *receiverPass) rebuildPartial(sf *sparseFile, e *pass.Entry) ([]uint32, []manifest.Hash, error) {
+	var named []uint32
+	if sf.index < len(sp.named) {
+		named = sp.named[sf.index]
+	}
+	blocks := pass.PartialBlocks(named, sf.size, e.Stat.Size, sp.bs)
+	hs := make([]manifest.Hash, len(blocks))
+	written := 0
+	for k, i := range blocks {
+		if h, ok := sf.wrote[i]; ok {
+			hs[k] = h
+			written++
+		} else if j, ok := slices.BinarySearch(sf.blocks, i); ok && j < len(sf.basis) {
+			hs[k] = sf.basis[j]
+		} else {
+			return nil, nil, fmt.Errorf("%w: %s: block %d, read in part, was neither sent nor in the basis", wire.ErrCorrupt, e.Rel, i)
+		}
+	}
+	if written != len(sf.wrote) {
+		return nil, nil, fmt.Errorf("%w: %s: %d blocks written that the pass does not read", wire.ErrCorrupt, e.Rel, len(sf.wrote)-written)
+	}
+	return blocks, hs, nil
 }
 
 // commit waits for the generator and the workers, then commits the pass.
@@ -585,7 +666,7 @@ func (sp *receiverPass) commit(ctx context.Context, m *wire.Commit) (*pass.Commi
 		return nil, err
 	}
 	sp.mu.Lock()
-	left := len(sp.hashes)
+	left := len(sp.hashes) + len(sp.sparse)
 	sp.mu.Unlock()
 	if left > 0 {
 		sp.abort()

@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -354,5 +355,149 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// walPassFrames sets up a copy of base/1/5 (three blocks) and pg_control
+// by a live pass, then begins a WAL-guided cold pass in which the WAL names
+// block 1 of base/1/5, and returns the basis the receiver sends of it, the
+// file read in part, after sending pg_control whole.
+func walPassFrames(t *testing.T, s *testSender, blocks [3][]byte) wire.Basis {
+	t.Helper()
+	control := make([]byte, 8192)
+	binary.NativeEndian.PutUint64(control, testSys)
+	files := map[string][]byte{"base/1/5": bytes.Join(blocks[:], nil), "global/pg_control": control}
+	entries := []wire.Entry{dirEntry(""), dirEntry("base"), dirEntry("base/1"), fileEntry("base/1/5", 3*8192),
+		dirEntry("global"), fileEntry("global/pg_control", 8192)}
+	// sendWhole sends the file of basis b whole.
+	sendWhole := func(b wire.Basis, e wire.Entry) {
+		data := files[b.Rel]
+		hs := make([]manifest.Hash, len(data)/8192)
+		pass.HashBlocks(hs, data, 8192)
+		s.send(wire.Write{ID: b.ID, RawLen: uint32(len(data)), Data: data})
+		s.send(wire.Done{ID: b.ID, Entry: e, ReadStart: 2, HashesSum: pass.HashesSum(hs)})
+	}
+	s.begin(entries...)
+	s.expect(wire.TReady)
+	for _, e := range []wire.Entry{entries[3], entries[5]} {
+		sendWhole(wire.DecodeBasis(wire.NewDecoder(s.expect(wire.TBasis).Payload)), e)
+	}
+	s.expect(wire.TEndBases)
+	s.send(wire.Commit{})
+	s.expect(wire.TCommitted)
+
+	// The source file changed since (its ctime), and the WAL names block 1.
+	entries[3].WAL, entries[3].Blocks, entries[3].Ctime = pass.WALBlocks, []uint32{1}, 5
+	entries[5].WAL = pass.WALWhole
+	s.send(wire.Entries{Entries: entries})
+	s.send(wire.Begin{Kind: uint8(manifest.Cold), BlockSize: 8192, InFlight: 4, Jobs: 1, WAL: true, WALSince: 1, WALMargin: 1})
+	s.expect(wire.TReady)
+	b := wire.DecodeBasis(wire.NewDecoder(s.expect(wire.TBasis).Payload))
+	if !b.Partial || len(b.Blocks) != 1 || b.Blocks[0] != 1 || len(b.Hashes) != 1 || b.Hashes[0] != manifest.HashBlock(blocks[1]) {
+		t.Fatalf("the basis of a file read in part holds the record's hash of the block the WAL names, and no other: %+v", b)
+	}
+	sendWhole(wire.DecodeBasis(wire.NewDecoder(s.expect(wire.TBasis).Payload)), entries[5])
+	return b
+}
+
+// errorWithin is expectError that fails the test, rather than wait on,
+// when no error comes within d (a receiver that took the fault waits for
+// the commit).
+func (s *testSender) errorWithin(why string, d time.Duration) string {
+	s.t.Helper()
+	got := make(chan wire.Frame, 1)
+	go func() {
+		for {
+			f, err := s.c.Read()
+			if err != nil {
+				close(got)
+				return
+			}
+			if f.Type != wire.TEvent && f.Type != wire.TBasis && f.Type != wire.TEndBases {
+				got <- f
+				return
+			}
+		}
+	}()
+	select {
+	case f, ok := <-got:
+		if !ok || f.Type != wire.TError {
+			s.t.Fatalf("%s: the receiver must answer with an error, got message type %d (%v)", why, f.Type, ok)
+		}
+		return wire.DecodeError(wire.NewDecoder(f.Payload)).What
+	case <-time.After(d):
+		s.t.Fatalf("%s: no error from the receiver within %s", why, d)
+	}
+	return ""
+}
+
+// A file read in part: the receiver rebuilds the hashes of the blocks read,
+// commits a journal of the block that changed, and refuses a write to a
+// block the pass does not read, or an end whose hashes do not add up.
+func TestReceiverReadInPart(t *testing.T) {
+	blocks := [3][]byte{bytes.Repeat([]byte("a"), 8192), bytes.Repeat([]byte("b"), 8192), bytes.Repeat([]byte("c"), 8192)}
+	newBlock := bytes.Repeat([]byte("B"), 8192)
+	size := int64(3 * 8192)
+	t.Run("valid", func(t *testing.T) {
+		dest, _ := receiverDirs(t)
+		s := startReceiver(t, dest, nil)
+		s.open()
+		b := walPassFrames(t, s, blocks)
+		s.send(wire.Write{ID: b.ID, Off: 8192, RawLen: 8192, Data: newBlock})
+		s.send(wire.Done{ID: b.ID, Entry: fileEntry("base/1/5", size), ReadStart: 3,
+			HashesSum: pass.HashesSum([]manifest.Hash{manifest.HashBlock(newBlock)})})
+		s.expect(wire.TEndBases)
+		s.send(wire.Commit{Pass: manifest.Pass{Kind: manifest.Cold}})
+		s.expect(wire.TCommitted)
+		mpath := filepath.Join(dest, ".pgtwopass", "manifest")
+		if _, err := os.Stat(manifest.JournalPath(mpath)); err != nil {
+			t.Errorf("a WAL-guided cold pass commits a journal: %v", err)
+		}
+		r, err := manifest.Open(mpath)
+		must(t, err)
+		defer r.Close()
+		f, err := r.Next()
+		must(t, err)
+		want := []manifest.Hash{manifest.HashBlock(blocks[0]), manifest.HashBlock(newBlock), manifest.HashBlock(blocks[2])}
+		if f.Path != "base/1/5" || len(f.Hashes) != 3 || f.Hashes[0] != want[0] || f.Hashes[1] != want[1] || f.Hashes[2] != want[2] {
+			t.Errorf("the manifest with its journal holds the new hash of the block written and the record's of the others: %+v", f)
+		}
+		got, _ := os.ReadFile(filepath.Join(dest, "base/1/5"))
+		if !bytes.Equal(got, bytes.Join([][]byte{blocks[0], newBlock, blocks[2]}, nil)) {
+			t.Error("the block written is in the copy")
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		act  func(s *testSender, id uint64)
+	}{
+		{"a write to a block the pass does not read", func(s *testSender, id uint64) {
+			s.send(wire.Write{ID: id, Off: 2 * 8192, RawLen: 8192, Data: newBlock})
+			s.send(wire.Done{ID: id, Entry: fileEntry("base/1/5", size), HashesSum: pass.HashesSum([]manifest.Hash{manifest.HashBlock(blocks[1])})})
+		}},
+		{"an end whose hashes do not add up", func(s *testSender, id uint64) {
+			s.send(wire.Done{ID: id, Entry: fileEntry("base/1/5", size), HashesSum: pass.HashesSum([]manifest.Hash{manifest.HashBlock(newBlock)})})
+		}},
+		{"an end past the record with no blocks for the rest", func(s *testSender, id uint64) {
+			s.send(wire.Done{ID: id, Entry: fileEntry("base/1/5", size+8192), HashesSum: pass.HashesSum([]manifest.Hash{manifest.HashBlock(blocks[1])})})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dest, outside := receiverDirs(t)
+			s := startReceiver(t, dest, nil)
+			s.open()
+			b := walPassFrames(t, s, blocks)
+			tc.act(s, b.ID)
+			if msg := s.errorWithin(tc.name, 20*time.Second); !strings.Contains(msg, "base/1/5") {
+				t.Errorf("%s: the error names the file, got %q", tc.name, msg)
+			}
+			s.send(wire.Empty(wire.TAbort))
+			for f := s.next(); f.Type != wire.TOK; f = s.next() {
+			}
+			if _, err := os.Stat(manifest.JournalPath(filepath.Join(dest, ".pgtwopass", "manifest"))); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s: an aborted pass commits no journal", tc.name)
+			}
+			outsideUnchanged(t, outside)
+		})
 	}
 }

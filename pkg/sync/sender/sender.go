@@ -107,6 +107,7 @@ type sender struct {
 	obs   pass.Observer
 
 	// state
+	named                 [][]uint32 // of a WAL-guided cold pass: the blocks the WAL names, by entry
 	read, written, blocks atomic.Int64
 	examined              atomic.Int64
 	readBusy, writeBusy   atomic.Int64 // ns, summed over workers
@@ -166,20 +167,23 @@ func (p *sender) run(ctx context.Context, started time.Time) (pass.Stats, *pass.
 	req := &pass.PassRequest{Kind: cfg.Kind, BlockSize: p.bs, DryRun: cfg.DryRun, Quick: cfg.Quick,
 		QuickMargin: cfg.QuickMargin.Nanoseconds(), InFlight: p.dst.InFlight(cfg.Jobs), Quiet: cfg.Quiet, Jobs: cfg.Jobs}
 	if w := cfg.WAL; w != nil {
-		req.WAL = &pass.WALRequest{Kinds: make([]byte, len(entries)), Since: w.Since.UnixNano(), Margin: w.Margin.Nanoseconds()}
+		req.WAL = &pass.WALRequest{Kinds: make([]byte, len(entries)), Blocks: make([][]uint32, len(entries)),
+			Since: w.Since.UnixNano(), Margin: w.Margin.Nanoseconds()}
 		for i := range entries {
 			req.WAL.Kinds[i] = pass.WALWhole
 			if !entries[i].IsRegular() {
 				continue
 			}
 			switch whole, blocks := w.Plan.For(entries[i].Rel); {
-			case whole:
+			case whole, len(blocks) > pass.MaxNamedBlocks:
 			case len(blocks) > 0:
 				req.WAL.Kinds[i] = pass.WALBlocks
+				req.WAL.Blocks[i] = blocks
 			default:
 				req.WAL.Kinds[i] = pass.WALNone
 			}
 		}
+		p.named = req.WAL.Blocks
 	}
 	dp, err := p.dst.BeginPass(ctx, req, entries)
 	if err != nil {
@@ -244,7 +248,7 @@ func (p *sender) dryRun(ctx context.Context, dp pass.DestinationPass, entries []
 		p.examined.Add(1)
 		size := entries[b.Index].Stat.Size
 		if b.Partial {
-			_, runs := p.partialRuns(b, size)
+			runs := p.partialRuns(size, p.partialBlocks(b, size))
 			size = 0
 			for _, r := range runs {
 				size += r.len
@@ -268,8 +272,10 @@ type fileCopy struct {
 	src       *os.File
 	n         int // chunks
 	readStart int64
-	// runs are the byte ranges to read; nil reads the whole file.
-	runs []byteRun
+	// runs are the byte ranges to read; nil reads the whole file. blocks,
+	// with them, are the blocks they hold, whose hashes hashes holds.
+	runs   []byteRun
+	blocks []uint32
 
 	// state
 	hashes    []manifest.Hash
@@ -283,6 +289,7 @@ type chunk struct {
 	fc  *fileCopy
 	off int64
 	len int
+	pos int // the place of its first block in fc.hashes
 }
 
 func (fc *fileCopy) fail(err error) {
@@ -354,7 +361,7 @@ func (p *sender) produce(ctx context.Context, fail context.CancelCauseFunc, dp p
 			p.finishFile(fail, dp, fc)
 			continue
 		}
-		for i, c := range fc.chunks(p.chunk) {
+		for i, c := range p.chunks(fc, p.chunk) {
 			select {
 			case work <- c:
 			case <-ctx.Done():
@@ -393,13 +400,14 @@ func (p *sender) open(b *pass.Basis) (*fileCopy, error) {
 	fc := &fileCopy{b: b, e: pass.NewEntry(b.Rel, sfi), src: src, readStart: readStart.UnixNano()}
 	p.cfg.IDs.ApplyOne(&fc.e)
 	size := fc.e.Stat.Size
-	fc.hashes = make([]manifest.Hash, manifest.NumBlocks(size, p.bs))
 	if b.Partial {
-		// The blocks the WAL does not name keep the record's hashes.
-		copy(fc.hashes, b.Hashes)
-		_, fc.runs = p.partialRuns(b, size)
+		// Only the blocks read get hashes: the record stands for the others.
+		fc.blocks = p.partialBlocks(b, size)
+		fc.hashes = make([]manifest.Hash, len(fc.blocks))
+		fc.runs = p.partialRuns(size, fc.blocks)
 		fc.n = len(fc.runs)
 	} else {
+		fc.hashes = make([]manifest.Hash, manifest.NumBlocks(size, p.bs))
 		fc.n = int((size + int64(p.chunk) - 1) / int64(p.chunk))
 		fc.crcs = make([]uint32, fc.n)
 	}
@@ -408,17 +416,17 @@ func (p *sender) open(b *pass.Basis) (*fileCopy, error) {
 	return fc, nil
 }
 
-func (fc *fileCopy) chunks(size int) []chunk {
+func (p *sender) chunks(fc *fileCopy, size int) []chunk {
 	if fc.runs != nil || fc.b.Partial {
 		cs := make([]chunk, 0, len(fc.runs))
 		for _, r := range fc.runs {
-			cs = append(cs, chunk{fc: fc, off: r.off, len: int(r.len)})
+			cs = append(cs, chunk{fc: fc, off: r.off, len: int(r.len), pos: r.pos})
 		}
 		return cs
 	}
 	cs := make([]chunk, 0, fc.n)
 	for off := int64(0); off < fc.e.Stat.Size; off += int64(size) {
-		cs = append(cs, chunk{fc: fc, off: off, len: int(min(int64(size), fc.e.Stat.Size-off))})
+		cs = append(cs, chunk{fc: fc, off: off, len: int(min(int64(size), fc.e.Stat.Size-off)), pos: int(off / int64(p.bs))})
 	}
 	return cs
 }
@@ -467,7 +475,7 @@ func (p *sender) copyChunk(ctx context.Context, fail context.CancelCauseFunc, dp
 		fc.crcs[c.off/int64(p.chunk)] = crc32c.Checksum(buf)
 	}
 	first := int(c.off / int64(p.bs))
-	hashes := fc.hashes[first : first+manifest.NumBlocks(int64(c.len), p.bs)]
+	hashes := fc.hashes[c.pos : c.pos+manifest.NumBlocks(int64(c.len), p.bs)]
 	pass.HashBlocks(hashes, buf, p.bs)
 	var written int64
 	run := -1 // start of a run of changed blocks
@@ -487,10 +495,9 @@ func (p *sender) copyChunk(ctx context.Context, fail context.CancelCauseFunc, dp
 		run = -1
 		return nil
 	}
-	old := fc.b.Hashes
 	for k, h := range hashes {
-		b, i := k*p.bs, first+k
-		if i < len(old) && old[i] == h {
+		b := k * p.bs
+		if old, ok := fc.basis(first + k); ok && old == h {
 			if err := flush(b); err != nil {
 				fc.fail(err)
 				return
@@ -527,6 +534,21 @@ func (p *sender) finishFile(fail context.CancelCauseFunc, dp pass.DestinationPas
 	}
 }
 
+// basis returns the hash the basis gives block i, if any.
+func (fc *fileCopy) basis(i int) (manifest.Hash, bool) {
+	b := fc.b
+	if !b.Partial {
+		if i < len(b.Hashes) {
+			return b.Hashes[i], true
+		}
+		return manifest.Hash{}, false
+	}
+	if k, ok := slices.BinarySearch(b.Blocks, uint32(i)); ok && k < len(b.Hashes) {
+		return b.Hashes[k], true
+	}
+	return manifest.Hash{}, false
+}
+
 func (p *sender) result(fc *fileCopy) (*pass.FileResult, error) {
 	if err := fc.failed(); err != nil {
 		return nil, err
@@ -535,7 +557,7 @@ func (p *sender) result(fc *fileCopy) (*pass.FileResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to stat %s: %w", p.srcPath(fc.e.Rel), err)
 	}
-	res := &pass.FileResult{ID: fc.b.ID, Entry: fc.e, ReadStart: fc.readStart, Hashes: fc.hashes}
+	res := &pass.FileResult{ID: fc.b.ID, Entry: fc.e, ReadStart: fc.readStart, Hashes: fc.hashes, Blocks: fc.blocks}
 	if after := pass.StatOf(sfi); after != fc.e.Stat {
 		if p.cfg.Kind == manifest.Cold {
 			return nil, fmt.Errorf("%s changed while the cold pass read it: is the server really stopped?", p.srcPath(fc.e.Rel))
@@ -577,32 +599,26 @@ func (p *sender) warnNotes() {
 	}
 }
 
-// byteRun is a range of a file to read.
+// byteRun is a range of a file to read, whose first block is the pos-th
+// of the blocks read.
 type byteRun struct {
 	off, len int64
+	pos      int
 }
 
-// partialRuns returns, for a file of size bytes whose basis is Partial, the
-// blocks to read (those the WAL names, and every block from the one that
-// holds the end of the copy's file on: extended, or shortened and
-// rewritten) as byte ranges of at most a chunk each.
-func (p *sender) partialRuns(b *pass.Basis, size int64) ([]uint32, []byteRun) {
-	nb := uint32(manifest.NumBlocks(size, p.bs))
-	_, named := p.cfg.WAL.Plan.For(b.Rel)
-	var blocks []uint32
-	for _, blk := range named {
-		if blk < nb {
-			blocks = append(blocks, blk)
-		}
+// partialBlocks returns the blocks to read of a file of size bytes whose
+// basis is Partial (pass.PartialBlocks).
+func (p *sender) partialBlocks(b *pass.Basis, size int64) []uint32 {
+	var named []uint32
+	if b.Index < len(p.named) {
+		named = p.named[b.Index]
 	}
-	tail := uint32(max(b.Size, 0) / int64(p.bs)) // the copy's last, maybe partial, block on
-	for blk := tail; blk < nb; blk++ {
-		if len(blocks) == 0 || blocks[len(blocks)-1] < blk {
-			blocks = append(blocks, blk)
-		}
-	}
-	slices.Sort(blocks)
-	blocks = slices.Compact(blocks)
+	return pass.PartialBlocks(named, b.Size, size, p.bs)
+}
+
+// partialRuns returns blocks (sorted) of a file of size bytes as byte
+// ranges of at most a chunk each.
+func (p *sender) partialRuns(size int64, blocks []uint32) []byteRun {
 	perChunk := int64(p.chunk / p.bs)
 	var runs []byteRun
 	for i := 0; i < len(blocks); {
@@ -612,8 +628,8 @@ func (p *sender) partialRuns(b *pass.Basis, size int64) ([]uint32, []byteRun) {
 		}
 		off := int64(blocks[i]) * int64(p.bs)
 		end := min(int64(blocks[j-1]+1)*int64(p.bs), size)
-		runs = append(runs, byteRun{off: off, len: end - off})
+		runs = append(runs, byteRun{off: off, len: end - off, pos: i})
 		i = j
 	}
-	return blocks, runs
+	return runs
 }
