@@ -21,29 +21,11 @@ import (
 // another host is compared without sending its data). An unsealed copy
 // differs in global/pg_control. It writes nothing.
 func Verify(ctx context.Context, o Options) ([]Difference, error) {
-	if err := o.validate(); err != nil {
-		return nil, err
-	}
-	src, err := inspectSource(ctx, o.Source, o.TablespaceMap)
-	if err != nil {
-		return nil, err
-	}
-	if st := pgctl.ReadServerState(src.dir); !st.Known() {
-		return nil, errServerUnknown(src.dir, st.Err)
-	} else if st.Running {
-		return nil, inputErr("stop the server first: a running server changes its files while they are compared",
-			"the server on SRC is running (pid %d)", st.PM.PID)
-	}
-	dst, err := newDest(ctx, &o, src)
+	src, dst, rep, err := openVerify(ctx, &o, "a running server changes its files while they are compared")
 	if err != nil {
 		return nil, err
 	}
 	defer dst.Close()
-	rep, err := dst.Open(ctx, &pass.OpenRequest{ReadOnly: true, SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion,
-		Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces)})
-	if err != nil {
-		return nil, err
-	}
 	bs := o.BlockSize
 	if bs == 0 {
 		bs = DefaultBlockSize
@@ -245,6 +227,35 @@ func dropEntry(es []pass.Entry, rel string) []pass.Entry {
 	return es
 }
 
+// openVerify checks that the server on SRC is stopped (why says why it must
+// be) and opens DEST to read: how every verify of SRC against DEST begins.
+// The caller closes the destination.
+func openVerify(ctx context.Context, o *Options, why string) (*source, pass.Destination, *pass.OpenReply, error) {
+	if err := o.validate(); err != nil {
+		return nil, nil, nil, err
+	}
+	src, err := inspectSource(ctx, o.Source, o.TablespaceMap)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if st := pgctl.ReadServerState(src.dir); !st.Known() {
+		return nil, nil, nil, errServerUnknown(src.dir, st.Err)
+	} else if st.Running {
+		return nil, nil, nil, inputErr("stop the server first: "+why, "the server on SRC is running (pid %d)", st.PM.PID)
+	}
+	dst, err := newDest(ctx, o, src)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rep, err := dst.Open(ctx, &pass.OpenRequest{ReadOnly: true, SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion,
+		Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces)})
+	if err != nil {
+		dst.Close()
+		return nil, nil, nil, err
+	}
+	return src, dst, rep, nil
+}
+
 // VerifyAgainstSeal reads the stopped source in full and compares it with
 // the copy's manifest as the last pass (the seal) left it: every block's
 // hash, every file's size, files the seal lacks and records the source
@@ -252,29 +263,11 @@ func dropEntry(es []pass.Entry, rel string) []pass.Entry {
 // cutover, the old source still stopped): the checksum cold pass's proof,
 // off the downtime, for a copy made by a WAL-guided or quick cold pass.
 func VerifyAgainstSeal(ctx context.Context, o Options) ([]Difference, error) {
-	if err := o.validate(); err != nil {
-		return nil, err
-	}
-	src, err := inspectSource(ctx, o.Source, o.TablespaceMap)
-	if err != nil {
-		return nil, err
-	}
-	if up, pm, err := pgctl.ServerRunning(src.dir); err != nil {
-		return nil, inputErr("check SRC/postmaster.pid", "cannot tell whether the server on SRC runs: %v", err)
-	} else if up {
-		return nil, inputErr("stop the server first: the seal describes the source as it was stopped",
-			"the server on SRC is running (pid %d)", pm.PID)
-	}
-	dst, err := newDest(ctx, &o, src)
+	src, dst, _, err := openVerify(ctx, &o, "the seal describes the source as it was stopped")
 	if err != nil {
 		return nil, err
 	}
 	defer dst.Close()
-	rep, err := dst.Open(ctx, &pass.OpenRequest{ReadOnly: true, SystemIdentifier: src.control.SystemIdentifier, PGVersion: src.pgVersion,
-		Owner: src.ownerIDs(), Tablespaces: sortedKeys(src.tablespaces)})
-	if err != nil {
-		return nil, err
-	}
 	st, err := dst.Status(ctx)
 	if err != nil {
 		return nil, err
@@ -283,7 +276,6 @@ func VerifyAgainstSeal(ctx context.Context, o Options) ([]Difference, error) {
 		return nil, inputErr("give the copy of this source", "DEST is a copy of another cluster (database system identifier %d; SRC has %d)",
 			st.Header.SystemIdentifier, src.control.SystemIdentifier)
 	}
-	_ = rep
 	bs := int(st.Header.BlockSize)
 	se, err := pass.Walk(src.dir, o.excluder())
 	if err != nil {
