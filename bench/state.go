@@ -127,14 +127,7 @@ func (b *bench) buildState(ctx context.Context, scale int, dir string) (*state, 
 		return nil, err
 	}
 	logf("scale %d: VACUUM FREEZE, CHECKPOINT", scale)
-	if err := c.Exec(ctx, "VACUUM FREEZE"); err != nil {
-		return nil, err
-	}
-	if err := c.Exec(ctx, "CHECKPOINT"); err != nil {
-		return nil, err
-	}
-	// See horizonWait.
-	if err := sleep(ctx, horizonWait); err != nil {
+	if err := settle(ctx, c); err != nil {
 		return nil, err
 	}
 
@@ -213,6 +206,18 @@ func (b *bench) buildState(ctx context.Context, scale int, dir string) (*state, 
 	logf("scale %d: source %s in %d files; %s differ (%d blocks, %d files)", scale, humanBytes(st.srcBytes), st.srcFiles,
 		humanBytes(st.diff.differBytes), st.diff.differBlocks, st.diff.filesDiffer)
 	return st, nil
+}
+
+// settle is what follows pgbench -i: VACUUM FREEZE, CHECKPOINT, and the
+// wait of horizonWait.
+func settle(ctx context.Context, c *scratch.Cluster) error {
+	if err := c.Exec(ctx, "VACUUM FREEZE"); err != nil {
+		return err
+	}
+	if err := c.Exec(ctx, "CHECKPOINT"); err != nil {
+		return err
+	}
+	return sleep(ctx, horizonWait)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

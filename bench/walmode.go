@@ -83,13 +83,7 @@ func (b *bench) walModeSize(ctx context.Context, scale int) (*walModeSize, error
 	if err := c.PgbenchInit(ctx, scale); err != nil {
 		return nil, err
 	}
-	if err := c.Exec(ctx, "VACUUM FREEZE"); err != nil {
-		return nil, err
-	}
-	if err := c.Exec(ctx, "CHECKPOINT"); err != nil {
-		return nil, err
-	}
-	if err := sleep(ctx, horizonWait); err != nil {
+	if err := settle(ctx, c); err != nil {
 		return nil, err
 	}
 	if sz.bytes, sz.files, _, err = treeSize(src); err != nil {
