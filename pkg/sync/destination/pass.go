@@ -91,7 +91,7 @@ func (d *Local) BeginPass(ctx context.Context, req *pass.PassRequest, entries []
 // over the wire.
 func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass.Entry) (*Pass, error) {
 	for i := range entries {
-		if !validRel(entries[i].Rel) || (i == 0) != (entries[i].Rel == "") {
+		if !pass.ValidRel(entries[i].Rel) || (i == 0) != (entries[i].Rel == "") {
 			return nil, fmt.Errorf("refusing entry %q: not a path below the data directory", entries[i].Rel)
 		}
 		if i > 0 && manifest.ComparePaths(entries[i-1].Rel, entries[i].Rel) >= 0 {

@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/google/renameio/v2"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
@@ -269,4 +273,29 @@ func ParseTimings(b []byte) ServerTimings {
 		}
 	}
 	return t
+}
+
+// TimingsName is the file in DEST/.pgtwopass that keeps the ServerTimings.
+const TimingsName = "server.json"
+
+// ReadTimings reads the ServerTimings of the copy in dest (none: zero).
+func ReadTimings(dest string) ServerTimings {
+	b, err := os.ReadFile(filepath.Join(dest, manifest.DirName, TimingsName))
+	if err != nil {
+		return ServerTimings{}
+	}
+	return ParseTimings(b)
+}
+
+// WriteTimings records the ServerTimings of the copy in dest, atomically.
+func WriteTimings(dest string, t ServerTimings) error {
+	b, err := json.MarshalIndent(t, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(dest, manifest.DirName)
+	if err := renameio.WriteFile(filepath.Join(dir, TimingsName), append(b, '\n'), 0o600, renameio.WithTempDir(dir)); err != nil {
+		return err
+	}
+	return manifest.SyncDir(dir)
 }
