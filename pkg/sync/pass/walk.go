@@ -7,8 +7,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
-	"syscall"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // WalkedDir is walked through as a directory when it is a symlink: pg_wal on
@@ -57,85 +61,196 @@ type Notes struct {
 
 // WalkNoting is Walk that records in notes (when not nil) what the copy
 // will not carry as it is.
+//
+// Each directory is listed once (getdents64) and its entries are stat'ed
+// relative to its descriptor (fstatat), those of a large directory by
+// several goroutines: a database directory of a cluster with many
+// relations holds most of its files.
 func WalkNoting(root string, ex Excluder, notes *Notes) ([]Entry, error) {
 	fi, err := os.Stat(root)
 	if err != nil {
 		return nil, err
 	}
-	entries := []Entry{NewEntry("", fi)}
-	var visit func(dir, rel string) error
-	visit = func(dir, rel string) error {
-		names, err := ReadDirNames(dir)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && rel != "" {
-				return nil
-			}
-			return fmt.Errorf("failed to list %s: %w", dir, err)
-		}
-		for _, name := range names {
-			crel := name
-			if rel != "" {
-				crel = rel + "/" + name
-			}
-			if ex.Excluded(crel) {
-				continue
-			}
-			p := filepath.Join(dir, name)
-			fi, err := os.Lstat(p)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("failed to stat %s: %w", p, err)
-			}
-			var target string
-			if fi.Mode()&fs.ModeSymlink != 0 && Followed(crel) {
-				if target, err = os.Readlink(p); err != nil {
-					return fmt.Errorf("failed to read link %s: %w", p, err)
-				}
-				if fi, err = os.Stat(p); err != nil {
-					return fmt.Errorf("failed to follow %s: %w", p, err)
-				}
-			}
-			e := NewEntry(crel, fi)
-			e.Target = target // where a followed link leads
-			switch {
-			case e.IsSymlink():
-				if e.Target, err = os.Readlink(p); err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						continue
-					}
-					return fmt.Errorf("failed to read link %s: %w", p, err)
-				}
-				if notes != nil && outside(root, crel, e.Target) {
-					notes.OutsideLinks = append(notes.OutsideLinks, crel+" -> "+e.Target)
-				}
-			case e.IsRegular():
-				if notes != nil && fi.Sys().(*syscall.Stat_t).Nlink > 1 && target == "" {
-					notes.HardLinked = append(notes.HardLinked, crel)
-				}
-			case e.IsDir():
-			default:
-				// Sockets, FIFOs and devices have no place in a data
-				// directory: left out, and reported.
-				if notes != nil {
-					notes.Specials = append(notes.Specials, crel)
-				}
-				continue
-			}
-			entries = append(entries, e)
-			if e.IsDir() {
-				if err := visit(p, crel); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+	w := &walker{root: root, ex: ex, notes: notes, jobs: runtime.GOMAXPROCS(0)}
+	w.entries = []Entry{NewEntry("", fi)}
+	fd, err := openDir(unix.AT_FDCWD, root, true)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list %s: %w", root, err)
 	}
-	if err := visit(root, ""); err != nil {
+	defer unix.Close(fd)
+	if err := w.visit(fd, root, ""); err != nil {
 		return nil, err
 	}
-	return entries, nil
+	return w.entries, nil
+}
+
+// walker is one walk of WalkNoting.
+type walker struct {
+	// config
+	root  string
+	ex    Excluder
+	notes *Notes
+	jobs  int
+
+	// state
+	entries []Entry
+}
+
+// walkStatBatch is how many entries of a directory one goroutine stats at a
+// time; directories with fewer are stat'ed by the walk itself.
+const walkStatBatch = 256
+
+// statted is what the stat of one directory entry found.
+type statted struct {
+	excluded bool
+	err      error // nil, or the stat's error
+	nlink    uint64
+	st       unix.Stat_t
+}
+
+// visit lists the directory open as fd (dir, the copy's rel) and adds its
+// entries, depth-first.
+func (w *walker) visit(fd int, dir, rel string) error {
+	ents, err := ReadDirFd(fd)
+	if err != nil {
+		return fmt.Errorf("failed to list %s: %w", dir, err)
+	}
+	rels := make([]string, len(ents))
+	for i := range ents {
+		rels[i] = ents[i].Name
+		if rel != "" {
+			rels[i] = rel + "/" + ents[i].Name
+		}
+	}
+	sts := make([]statted, len(ents))
+	stat := func(i int) {
+		s := &sts[i]
+		if s.excluded = w.ex.Excluded(rels[i]); s.excluded {
+			return
+		}
+		s.err = unix.Fstatat(fd, ents[i].Name, &s.st, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	parallel(len(ents), walkStatBatch, w.jobs, stat)
+	for i := range ents {
+		s := &sts[i]
+		name, crel := ents[i].Name, rels[i]
+		p := filepath.Join(dir, name)
+		switch {
+		case s.excluded, s.err == unix.ENOENT:
+			continue
+		case s.err != nil:
+			return fmt.Errorf("failed to stat %s: %w", p, s.err)
+		}
+		var target string
+		if s.st.Mode&unix.S_IFMT == unix.S_IFLNK && Followed(crel) {
+			if target, err = readlinkAt(fd, name); err != nil {
+				return fmt.Errorf("failed to read link %s: %w", p, err)
+			}
+			if err := unix.Fstatat(fd, name, &s.st, 0); err != nil {
+				return fmt.Errorf("failed to follow %s: %w", p, err)
+			}
+		}
+		e := EntryOf(crel, &s.st)
+		e.Target = target // where a followed link leads
+		switch {
+		case e.IsSymlink():
+			if e.Target, err = readlinkAt(fd, name); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return fmt.Errorf("failed to read link %s: %w", p, err)
+			}
+			if w.notes != nil && outside(w.root, crel, e.Target) {
+				w.notes.OutsideLinks = append(w.notes.OutsideLinks, crel+" -> "+e.Target)
+			}
+		case e.IsRegular():
+			if w.notes != nil && s.st.Nlink > 1 && target == "" {
+				w.notes.HardLinked = append(w.notes.HardLinked, crel)
+			}
+		case e.IsDir():
+		default:
+			// Sockets, FIFOs and devices have no place in a data
+			// directory: left out, and reported.
+			if w.notes != nil {
+				w.notes.Specials = append(w.notes.Specials, crel)
+			}
+			continue
+		}
+		w.entries = append(w.entries, e)
+		if e.IsDir() {
+			sub, err := openDir(fd, name, target != "")
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // vanished under a live pass
+			}
+			if err != nil {
+				return fmt.Errorf("failed to list %s: %w", p, err)
+			}
+			err = w.visit(sub, p, crel)
+			unix.Close(sub)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// openDir opens the directory name relative to dirfd; follow lets its last
+// component be a symlink (pg_wal, a tablespace, SRC itself).
+func openDir(dirfd int, name string, follow bool) (int, error) {
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	if !follow {
+		flags |= unix.O_NOFOLLOW
+	}
+	for {
+		fd, err := unix.Openat(dirfd, name, flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// readlinkAt reads the symlink name in the directory open as dirfd.
+func readlinkAt(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", &fs.PathError{Op: "readlink", Path: name, Err: err}
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+// parallel calls fn for every i below n, in batches of batch, from up to
+// jobs goroutines; with n at most batch, from this one.
+func parallel(n, batch, jobs int, fn func(i int)) {
+	if n <= batch || jobs <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(jobs, (n+batch-1)/batch) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				start := int(next.Add(int64(batch))) - batch
+				if start >= n {
+					return
+				}
+				for i := start; i < min(start+batch, n); i++ {
+					fn(i)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // ReadDirNames returns the names in dir in byte order.
