@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -384,8 +383,9 @@ func lstat(root *os.Root, name string) (fs.FileInfo, error) {
 
 // readRootDir returns the entries of a directory of root, in byte order of
 // their names. Their types come from the directory itself (d_type), or
-// from lstat where the file system does not record them.
-func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {
+// from lstat where the file system does not record them: a directory
+// opened through an os.Root and read with ReadDir would lstat every entry.
+func readRootDir(root *os.Root, name string) ([]pass.DirEnt, error) {
 	if root == nil {
 		return nil, fs.ErrNotExist
 	}
@@ -394,8 +394,15 @@ func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {
 		return nil, err
 	}
 	defer f.Close()
-	ents, err := f.ReadDir(-1)
-	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	ents, err := pass.ReadDirFd(int(f.Fd()))
+	for i := range ents {
+		if e := &ents[i]; err == nil && !e.Known {
+			var fi fs.FileInfo
+			if fi, err = root.Lstat(path.Join(name, e.Name)); err == nil {
+				e.Type, e.Known = fi.Mode().Type(), true
+			}
+		}
+	}
 	return ents, err
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgtwopass/pgtwopass/internal/faults"
+	"github.com/pgtwopass/pgtwopass/internal/flow"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
 )
@@ -41,16 +41,19 @@ type Pass struct {
 	horizon horizon // which records the copy's stat may vouch for
 	newest  newest  // the newest ctime the pass gave a file, by file system
 	mw      *manifest.Writer
-	idx     int // the next entry next() looks at
+	idx     int                    // the next entry merge looks at
+	held    *destFile              // merged, waiting for room in the window
+	ahead   *flow.Ahead[aheadStat] // the copy's stats, ahead of merge
+	window  *flow.Window
 	nextID  uint64
 	mu      sync.Mutex
-	files   map[uint64]*destFile // files handed to the sender and not yet done
-	ordered chan *destFile       // every regular file, in walk order, to the manifest writer
-	stop    chan struct{}        // closed by abort: the manifest writer gives up
-	written chan error           // the manifest writer's result
+	files   map[uint64]*destFile   // files handed to the sender and not yet done
+	pending []*destFile            // merged, not yet queued to the manifest writer
+	ordered *flow.Queue[*destFile] // every regular file, in walk order, to the manifest writer
+	stop    chan struct{}          // closed by abort: the manifest writer gives up
+	written chan error             // the manifest writer's result
 	dirsMu  sync.Mutex
 	dirs    map[dirKey]*os.Root // see fileAt
-	closed  bool
 	waited  bool
 	werr    error
 
@@ -63,19 +66,23 @@ type Pass struct {
 type destFile struct {
 	// config
 	id   uint64
+	idx  int // in the entries
 	e    *pass.Entry
-	dfi  fs.FileInfo // the copy's stat before the pass; nil: new file
-	f    *os.File    // the copy, open for writing
-	name string      // in root
+	old  *manifest.File // the record that vouches for the copy's file, if any
+	dfi  fs.FileInfo    // the copy's stat before the pass; nil: new file
+	name string         // in root
 	root *os.Root
+	size int64 // its source's, in the window once handed to the sender (id set)
 
 	// state
-	wrote atomic.Bool
-	rec   manifest.File // the new record, once done
-	keep  bool          // rec is set and needs nothing more (kept by its stat)
-	skip  bool          // no record (vanished under a live pass)
-	err   error
-	done  chan struct{}
+	openMu sync.Mutex
+	f      *os.File // the copy, opened for writing at its first write
+	wrote  atomic.Bool
+	rec    manifest.File // the new record, once done
+	keep   bool          // rec is set and needs nothing more (kept by its stat)
+	skip   bool          // no record (vanished under a live pass)
+	err    error
+	done   chan struct{}
 }
 
 // BeginPass starts a pass over entries.
@@ -133,6 +140,7 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 	}
 	lp.horizon = d.newHorizon()
 	lp.old = lp.openManifest()
+	lp.window = flow.NewWindow(req.InFlight, pass.MaxInFlightBytes)
 	if !req.DryRun {
 		mw, err := manifest.Create(d.manifestPath(), lp.bs)
 		if err != nil {
@@ -140,9 +148,13 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 			return nil, err
 		}
 		lp.mw = mw
-		lp.ordered = make(chan *destFile, max(req.InFlight, 1))
+		// The queue holds the files in flight and a few batches of kept
+		// ones, so that the records a pass holds stay bounded while the
+		// writer waits for a large file.
+		lp.ordered = flow.NewQueue[*destFile](req.InFlight + 4*queueBatch)
 		go func() { lp.written <- lp.writeRecords() }()
 	}
+	lp.ahead = lp.statAhead()
 	return lp, nil
 }
 
@@ -194,7 +206,7 @@ func (lp *Pass) deleteExtras(ctx context.Context) error {
 			return fmt.Errorf("failed to list %s in the copy: %w", cmp.Or(rel, "."), err)
 		}
 		for _, ent := range ents {
-			name := ent.Name()
+			name := ent.Name
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -214,8 +226,8 @@ func (lp *Pass) deleteExtras(ctx context.Context) error {
 			}
 			// The type from the directory listing: an lstat of each entry
 			// through the root would walk its path again (1000 files, 10 ms).
-			if ok && typ == ent.Type() {
-				if ent.IsDir() {
+			if ok && typ == ent.Type {
+				if ent.Type.IsDir() {
 					if err := visit(crel, root, cname); err != nil {
 						return err
 					}
@@ -385,124 +397,6 @@ func pastHorizon(rec *manifest.File, margin int64) bool {
 	return rec.ReadStart > 0 && rec.Source.Ctime < rec.ReadStart-margin
 }
 
-// next merges the walk with the old manifest up to the next file the sender
-// must read. A file the pass may trust by its stat keeps its record.
-func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
-	for lp.idx < len(lp.entries) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		i := lp.idx
-		e := &lp.entries[i]
-		lp.idx++
-		if !e.IsRegular() {
-			continue
-		}
-		rec := lp.old.Find(e.Rel)
-		root, name, err := lp.fileAt(e.Rel)
-		if err != nil {
-			return nil, err
-		}
-		dfi, err := lstat(root, name)
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("failed to stat %s in the copy: %w", e.Rel, err)
-			}
-			dfi = nil
-		}
-		trust := lp.horizon.trusts(rec, dfi)
-		if trust && sameSource(rec, e) && (lp.req.Kind == manifest.Live || lp.req.Quick && pastHorizon(rec, lp.req.QuickMargin)) {
-			lp.skipped.Add(1)
-			if lp.req.DryRun {
-				continue
-			}
-			df, err := lp.keep(e, rec, root, name, dfi)
-			if err != nil {
-				return nil, err
-			}
-			if err := lp.enqueue(ctx, df); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		lp.nextID++
-		b := &pass.Basis{ID: lp.nextID, Rel: e.Rel, Index: i, Size: -1}
-		if dfi != nil {
-			b.Size = dfi.Size()
-		}
-		if lp.req.DryRun {
-			return b, nil
-		}
-		df := &destFile{id: b.ID, e: e, dfi: dfi, root: root, name: name, done: make(chan struct{})}
-		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-		if dfi != nil {
-			flags = os.O_RDWR
-		}
-		if df.f, err = root.OpenFile(name, flags, 0o600); err != nil {
-			return nil, fmt.Errorf("failed to open %s in the copy for writing: %w", e.Rel, err)
-		}
-		switch {
-		case trust:
-			b.Hashes = rec.Hashes
-		case dfi != nil:
-			// No record vouches for the copy: its own contents are the basis,
-			// so that nothing unchanged is rewritten.
-			if b.Hashes, err = hashContents(ctx, df.f, lp.bs, func(n int64) { lp.destRead.Add(n) }); err != nil {
-				df.f.Close()
-				return nil, fmt.Errorf("failed to read %s in the copy: %w", e.Rel, err)
-			}
-		}
-		lp.mu.Lock()
-		lp.files[df.id] = df
-		lp.mu.Unlock()
-		if err := lp.enqueue(ctx, df); err != nil {
-			return nil, err
-		}
-		return b, nil
-	}
-	return nil, nil
-}
-
-// enqueue hands df to the manifest writer, in walk order. It blocks while
-// the files in flight fill the queue: that bounds the memory and the open
-// files of a pass.
-func (lp *Pass) enqueue(ctx context.Context, df *destFile) error {
-	select {
-	case lp.ordered <- df:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-lp.stop:
-		return errors.New("pass aborted")
-	}
-}
-
-// hashContents returns the block hashes of what f holds, reading it in
-// chunks; progress, if set, is told the bytes read.
-func hashContents(ctx context.Context, f *os.File, bs int, progress func(int64)) ([]manifest.Hash, error) {
-	buf := make([]byte, max(pass.ChunkSize, bs))
-	var hashes []manifest.Hash
-	for off := int64(0); ; {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		n, err := f.ReadAt(buf, off)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
-		}
-		for b := 0; b < n; b += bs {
-			hashes = append(hashes, manifest.HashBlock(buf[b:min(b+bs, n)]))
-		}
-		if progress != nil {
-			progress(int64(n))
-		}
-		off += int64(n)
-		if n < len(buf) {
-			return hashes, nil
-		}
-	}
-}
-
 // keep carries the record of a file the pass trusts by its stat, fixing the
 // copy's owner and mode if someone changed them.
 func (lp *Pass) keep(e *pass.Entry, rec *manifest.File, root *os.Root, name string, dfi fs.FileInfo) (*destFile, error) {
@@ -553,14 +447,18 @@ func (lp *Pass) Write(id uint64, off int64, data []byte) error {
 	if err := faults.BeforeWrite(filepath.Join(lp.d.dir, df.e.Rel), int64(manifest.NumBlocks(int64(len(data)), lp.bs))); err != nil {
 		return fmt.Errorf("failed to write %s: %w", filepath.Join(lp.d.dir, df.e.Rel), err)
 	}
-	if _, err := df.f.WriteAt(data, off); err != nil {
+	f, err := df.file()
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(data, off); err != nil {
 		return fmt.Errorf("failed to write %s: %w", filepath.Join(lp.d.dir, df.e.Rel), err)
 	}
 	df.wrote.Store(true)
 	if len(data) >= writebackMin {
 		// Start writing large runs to the disk now, while the pass reads
 		// on: the fsync at the end of the file then waits for less.
-		_ = unix.SyncFileRange(int(df.f.Fd()), off, int64(len(data)), unix.SYNC_FILE_RANGE_WRITE)
+		_ = unix.SyncFileRange(int(f.Fd()), off, int64(len(data)), unix.SYNC_FILE_RANGE_WRITE)
 	}
 	return nil
 }
@@ -576,16 +474,11 @@ func (lp *Pass) Done(res *pass.FileResult) error {
 	delete(lp.files, res.ID)
 	lp.mu.Unlock()
 	defer close(df.done)
-	defer df.f.Close()
-	if res.Vanished {
-		df.skip = true
-		return nil
+	defer df.close()
+	if df.skip = res.Vanished; !df.skip {
+		df.err = lp.complete(df, res)
 	}
-	if err := lp.complete(df, res); err != nil {
-		df.err = err
-		return err
-	}
-	return nil
+	return df.err
 }
 
 func (lp *Pass) complete(df *destFile, res *pass.FileResult) error {
@@ -597,31 +490,44 @@ func (lp *Pass) complete(df *destFile, res *pass.FileResult) error {
 	if len(res.Hashes) != manifest.NumBlocks(size, lp.bs) {
 		return fmt.Errorf("%s: %d hashes for %d bytes", e.Rel, len(res.Hashes), size)
 	}
-	changed := df.wrote.Load() || df.dfi == nil
-	if df.dfi == nil || df.dfi.Size() != size {
-		if err := df.f.Truncate(size); err != nil {
+	// A file the pass did not change costs no system call here: its stat
+	// before the pass is its stat now. One it changed is opened (if its
+	// blocks did not already) and fstat'ed, not lstat'ed through the
+	// root, which would walk the path again.
+	dfi := df.dfi
+	changed := df.wrote.Load() || dfi == nil
+	if dfi == nil || dfi.Size() != size {
+		f, err := df.file()
+		if err != nil {
+			return err
+		}
+		if err := f.Truncate(size); err != nil {
 			return fmt.Errorf("failed to set the size of %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 		}
 		changed = true
 	}
-	// fstat of the open file, not an lstat through the root, which would
-	// walk the path again.
-	dfi, err := df.f.Stat()
-	if err != nil {
-		return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
+	var err error
+	if changed {
+		if dfi, err = df.f.Stat(); err != nil {
+			return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
+		}
 	}
 	metaChanged, err := lp.d.applyMeta(df.root, df.name, e, dfi)
 	if err != nil {
 		return err
 	}
 	if changed || metaChanged {
-		if err := df.f.Sync(); err != nil {
+		f, err := df.file()
+		if err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
 			return fmt.Errorf("failed to fsync %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 		}
 		lp.changed.Add(1)
 		lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel})
 		// Writes, chown, chmod and utimes moved the copy's stat.
-		if dfi, err = df.f.Stat(); err != nil {
+		if dfi, err = f.Stat(); err != nil {
 			return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 		}
 	}
@@ -633,32 +539,31 @@ func (lp *Pass) complete(df *destFile, res *pass.FileResult) error {
 }
 
 // writeRecords adds the records to the new manifest in walk order as the
-// files complete.
+// files complete, and takes them out of the window.
 func (lp *Pass) writeRecords() error {
 	for {
-		var df *destFile
-		select {
-		case f, ok := <-lp.ordered:
-			if !ok {
-				return nil
-			}
-			df = f
-		case <-lp.stop:
-			return errors.New("pass aborted")
-		}
-		select {
-		case <-df.done:
-		case <-lp.stop:
-			return errors.New("pass aborted")
-		}
-		switch {
-		case df.err != nil:
-			return df.err
-		case df.skip:
-			continue
-		}
-		if err := lp.mw.Add(&df.rec); err != nil {
+		batch, err := lp.ordered.Take(lp.stop)
+		if err != nil || batch == nil {
 			return err
+		}
+		for _, df := range batch {
+			select {
+			case <-df.done:
+			case <-lp.stop:
+				return errors.New("pass aborted")
+			}
+			if df.id != 0 {
+				lp.window.Release(df.size)
+			}
+			switch {
+			case df.err != nil:
+				return df.err
+			case df.skip:
+				continue
+			}
+			if err := lp.mw.Add(&df.rec); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -667,13 +572,18 @@ func (lp *Pass) writeRecords() error {
 // manifest; after a cold pass, the backup_manifest and the seal.
 func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.CommitReply, error) {
 	rep := &pass.CommitReply{FilesSkipped: lp.skipped.Load(), FilesDeleted: lp.deleted.Load()}
+	lp.ahead.Stop()
 	if lp.req.DryRun {
 		lp.old.Close()
 		lp.closeDirs()
 		rep.FilesChanged = lp.changed.Load()
 		return rep, nil
 	}
-	lp.closeQueue()
+	if err := lp.flush(ctx); err != nil {
+		lp.Abort()
+		return nil, err
+	}
+	lp.ordered.Close()
 	if err := lp.waitWriter(); err != nil {
 		lp.Abort()
 		return nil, err
@@ -749,13 +659,6 @@ func (lp *Pass) waitWriter() error {
 	return lp.werr
 }
 
-func (lp *Pass) closeQueue() {
-	if !lp.closed && lp.ordered != nil {
-		lp.closed = true
-		close(lp.ordered)
-	}
-}
-
 // abort ends the pass without a new manifest: the old one stays, and
 // vouches for no file this pass wrote (their stat moved). The queue to the
 // manifest writer is left open: next may still be sending to it, and gives
@@ -767,6 +670,7 @@ func (lp *Pass) Abort() {
 	default:
 	}
 	close(lp.stop)
+	lp.ahead.Stop()
 	if lp.mw != nil {
 		lp.waitWriter()
 		lp.mw.Abort()
@@ -775,7 +679,7 @@ func (lp *Pass) Abort() {
 	lp.old.Close()
 	lp.mu.Lock()
 	for id, df := range lp.files {
-		df.f.Close()
+		df.close()
 		delete(lp.files, id)
 	}
 	lp.mu.Unlock()

@@ -55,7 +55,8 @@ type Destination interface {
 	HashFiles(ctx context.Context, rels []string, bs, jobs int, fn func(rel string, size int64, hashes []manifest.Hash, err error) error) error
 	// InFlight is how many files a pass with jobs workers should have
 	// handed to the sender and not done: enough to keep the workers busy
-	// across small files, or to fill a network's round trip.
+	// across small files, and to fill a network's round trip
+	// (InFlightFiles).
 	InFlight(jobs int) int
 	// Traffic counts the bytes sent to and received from a receiver on
 	// another host (0 for a copy on this host).
@@ -71,14 +72,20 @@ type Destination interface {
 
 // DestinationPass is one pass on the destination side, driven by the sender.
 type DestinationPass interface {
-	// Next returns the next file the sender must read, in walk order, or
-	// nil when there are no more. It must not be called concurrently.
-	Next(ctx context.Context) (*Basis, error)
+	// Next returns the next files the sender must read, in walk order: at
+	// least one and at most max, waiting for the first while the files in
+	// flight fill the window (see Window); none when there are no more. It
+	// must not be called concurrently.
+	Next(ctx context.Context, max int) ([]*Basis, error)
 	// Write writes data at off into the copy of file id. Safe for
 	// concurrent use; the data may be reused once it returns.
 	Write(id uint64, off int64, data []byte) error
 	// Done completes file id: all its writes have returned.
 	Done(res *FileResult) error
+	// Flush sends what Write and Done may hold back to send together (a
+	// destination on another host). The sender calls it after each batch
+	// of files, and after each chunk of a large file.
+	Flush() error
 	// Commit makes the pass durable once every file is done, and seals the
 	// copy after a cold pass. The copy is left as the pass left it when
 	// Commit is not called (Abort).
@@ -136,7 +143,8 @@ type PassRequest struct {
 	DryRun      bool
 	Quick       bool  // a quick cold pass: trust files past the safe horizon
 	QuickMargin int64 // ns
-	// InFlight bounds the files handed to the sender and not yet done.
+	// InFlight bounds the files handed to the sender and not yet done;
+	// MaxInFlightBytes bounds their bytes.
 	InFlight int
 	// Quiet: report no events (a dry run that predicts the downtime).
 	Quiet bool

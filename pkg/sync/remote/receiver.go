@@ -395,7 +395,7 @@ func (s *receiver) beginPass(ctx context.Context, m *wire.Begin, entries []pass.
 		return nil, fmt.Errorf("unknown pass kind %d", m.Kind)
 	}
 	req := &pass.PassRequest{Kind: kind, BlockSize: int(m.BlockSize), DryRun: m.DryRun, Quick: m.Quick, QuickMargin: m.QuickMargin,
-		InFlight: int(min(max(m.InFlight, 1), 4096)), Quiet: m.Quiet}
+		InFlight: int(min(max(m.InFlight, 1), pass.MaxInFlightFiles)), Quiet: m.Quiet, Jobs: clampJobs(m.Jobs)}
 	lp, err := s.d.Begin(ctx, req, entries)
 	if err != nil {
 		return nil, err
@@ -438,27 +438,35 @@ func (sp *receiverPass) start(ctx context.Context) {
 	sp.workers.Go(func() error {
 		defer close(sp.gen)
 		for {
-			b, err := sp.lp.Next(sp.ctx)
+			bases, err := sp.lp.Next(sp.ctx, pass.BatchFiles)
 			if err != nil {
 				sp.fail(err)
 				return nil
 			}
-			if b == nil {
+			if len(bases) == 0 {
 				sp.ended.Store(true)
 				if err := sp.s.conn.Send(wire.Empty(wire.TEndBases)); err != nil {
 					sp.fail(err)
 				}
 				return nil
 			}
-			if !sp.lp.DryRun() {
-				sp.mu.Lock()
-				sp.hashes[b.ID] = append([]manifest.Hash(nil), b.Hashes...)
-				sp.mu.Unlock()
+			for _, b := range bases {
+				if !sp.lp.DryRun() {
+					sp.mu.Lock()
+					sp.hashes[b.ID] = append([]manifest.Hash(nil), b.Hashes...)
+					sp.mu.Unlock()
+				}
+				// Buffered, and sent together after the batch: one write
+				// for the bases of many small files.
+				err = sendHashParts(b.Hashes, func(part []manifest.Hash, more bool) error {
+					return sp.s.conn.Buffer(wire.Basis{ID: b.ID, Index: uint32(b.Index), Rel: b.Rel, Size: b.Size, Hashes: part, More: more})
+				})
+				if err != nil {
+					sp.fail(err)
+					return nil
+				}
 			}
-			err = sendHashParts(b.Hashes, func(part []manifest.Hash, more bool) error {
-				return sp.s.conn.Send(wire.Basis{ID: b.ID, Index: uint32(b.Index), Rel: b.Rel, Size: b.Size, Hashes: part, More: more})
-			})
-			if err != nil {
+			if err := sp.s.conn.Flush(); err != nil {
 				sp.fail(err)
 				return nil
 			}
