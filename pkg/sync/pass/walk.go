@@ -8,9 +8,9 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -97,95 +97,83 @@ type walker struct {
 }
 
 // walkStatBatch is how many entries of a directory one goroutine stats at a
-// time; directories with fewer are stat'ed by the walk itself.
+// time. The directory is stat'ed while it is listed, by a goroutine per CPU
+// once its listing exceeds a batch: getdents64 of a large ext4 directory
+// costs about as much as the stats.
 const walkStatBatch = 256
 
-// statted is what the stat of one directory entry found.
-type statted struct {
+// walkItem is one entry of a directory as the walk found it.
+type walkItem struct {
+	name     string
+	e        Entry
 	excluded bool
-	err      error // nil, or the stat's error
-	nlink    uint64
-	st       unix.Stat_t
+	err      error // the stat's
+	linked   bool  // a regular file with more than one link
 }
 
 // visit lists the directory open as fd (dir, the copy's rel) and adds its
 // entries, depth-first.
 func (w *walker) visit(fd int, dir, rel string) error {
-	ents, err := ReadDirFd(fd)
+	items, err := w.list(fd, rel)
 	if err != nil {
 		return fmt.Errorf("failed to list %s: %w", dir, err)
 	}
-	rels := make([]string, len(ents))
-	for i := range ents {
-		rels[i] = ents[i].Name
-		if rel != "" {
-			rels[i] = rel + "/" + ents[i].Name
-		}
-	}
-	sts := make([]statted, len(ents))
-	stat := func(i int) {
-		s := &sts[i]
-		if s.excluded = w.ex.Excluded(rels[i]); s.excluded {
-			return
-		}
-		s.err = unix.Fstatat(fd, ents[i].Name, &s.st, unix.AT_SYMLINK_NOFOLLOW)
-	}
-	parallel(len(ents), walkStatBatch, w.jobs, stat)
-	for i := range ents {
-		s := &sts[i]
-		name, crel := ents[i].Name, rels[i]
-		p := filepath.Join(dir, name)
+	for _, it := range items {
+		e := &it.e
 		switch {
-		case s.excluded, s.err == unix.ENOENT:
+		case it.excluded, it.err == unix.ENOENT:
 			continue
-		case s.err != nil:
-			return fmt.Errorf("failed to stat %s: %w", p, s.err)
+		case it.err != nil:
+			return fmt.Errorf("failed to stat %s: %w", filepath.Join(dir, it.name), it.err)
 		}
 		var target string
-		if s.st.Mode&unix.S_IFMT == unix.S_IFLNK && Followed(crel) {
-			if target, err = readlinkAt(fd, name); err != nil {
-				return fmt.Errorf("failed to read link %s: %w", p, err)
+		if e.IsSymlink() && Followed(e.Rel) {
+			var st unix.Stat_t
+			if target, err = readlinkAt(fd, it.name); err != nil {
+				return fmt.Errorf("failed to read link %s: %w", filepath.Join(dir, it.name), err)
 			}
-			if err := unix.Fstatat(fd, name, &s.st, 0); err != nil {
-				return fmt.Errorf("failed to follow %s: %w", p, err)
+			if err := unix.Fstatat(fd, it.name, &st, 0); err != nil {
+				return fmt.Errorf("failed to follow %s: %w", filepath.Join(dir, it.name), err)
 			}
+			*e = EntryOf(e.Rel, &st)
+			e.Target = target // where a followed link leads
+			it.linked = false
 		}
-		e := EntryOf(crel, &s.st)
-		e.Target = target // where a followed link leads
 		switch {
 		case e.IsSymlink():
-			if e.Target, err = readlinkAt(fd, name); err != nil {
+			if e.Target, err = readlinkAt(fd, it.name); err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					continue
 				}
-				return fmt.Errorf("failed to read link %s: %w", p, err)
+				return fmt.Errorf("failed to read link %s: %w", filepath.Join(dir, it.name), err)
 			}
-			if w.notes != nil && outside(w.root, crel, e.Target) {
-				w.notes.OutsideLinks = append(w.notes.OutsideLinks, crel+" -> "+e.Target)
+			if w.notes != nil && outside(w.root, e.Rel, e.Target) {
+				w.notes.OutsideLinks = append(w.notes.OutsideLinks, e.Rel+" -> "+e.Target)
 			}
 		case e.IsRegular():
-			if w.notes != nil && s.st.Nlink > 1 && target == "" {
-				w.notes.HardLinked = append(w.notes.HardLinked, crel)
+			if w.notes != nil && it.linked {
+				w.notes.HardLinked = append(w.notes.HardLinked, e.Rel)
 			}
 		case e.IsDir():
 		default:
 			// Sockets, FIFOs and devices have no place in a data
 			// directory: left out, and reported.
 			if w.notes != nil {
-				w.notes.Specials = append(w.notes.Specials, crel)
+				w.notes.Specials = append(w.notes.Specials, e.Rel)
 			}
 			continue
 		}
-		w.entries = append(w.entries, e)
+		w.entries = append(w.entries, *e)
 		if e.IsDir() {
-			sub, err := openDir(fd, name, target != "")
+			p := filepath.Join(dir, it.name)
+			sub, err := openDir(fd, it.name, target != "")
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // vanished under a live pass
 			}
 			if err != nil {
 				return fmt.Errorf("failed to list %s: %w", p, err)
 			}
-			err = w.visit(sub, p, crel)
+			err = w.visit(sub, p, e.Rel)
 			unix.Close(sub)
 			if err != nil {
 				return err
@@ -193,6 +181,86 @@ func (w *walker) visit(fd int, dir, rel string) error {
 		}
 	}
 	return nil
+}
+
+// list lists the directory open as fd, the copy's rel, and stats its
+// entries (but the excluded ones) as they come: in batches of
+// walkStatBatch by a goroutine per CPU while the listing goes on. It
+// returns them in byte order of their names.
+func (w *walker) list(fd int, rel string) ([]*walkItem, error) {
+	stat := func(batch []*walkItem) {
+		for _, it := range batch {
+			crel := it.name
+			if rel != "" {
+				crel = rel + "/" + it.name
+			}
+			if it.excluded = w.ex.Excluded(crel); it.excluded {
+				continue
+			}
+			var st unix.Stat_t
+			if it.err = unix.Fstatat(fd, it.name, &st, unix.AT_SYMLINK_NOFOLLOW); it.err == nil {
+				it.e = EntryOf(crel, &st)
+				it.linked = st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1
+			}
+		}
+	}
+	var items []*walkItem
+	var work chan []*walkItem
+	var wg sync.WaitGroup
+	defer func() {
+		if work != nil {
+			close(work)
+			wg.Wait()
+		}
+	}()
+	next := 0 // the first item not handed out
+	buf := make([]byte, 64<<10)
+	var ents []DirEnt
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		ents = parseDirents(buf[:n], ents[:0])
+		for _, de := range ents {
+			items = append(items, &walkItem{name: de.Name})
+		}
+		for len(items)-next >= walkStatBatch {
+			if work == nil && w.jobs > 1 {
+				work = make(chan []*walkItem, w.jobs)
+				for range w.jobs {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for b := range work {
+							stat(b)
+						}
+					}()
+				}
+			}
+			batch := items[next : next+walkStatBatch]
+			next += walkStatBatch
+			if work != nil {
+				work <- batch
+			} else {
+				stat(batch)
+			}
+		}
+	}
+	stat(items[next:])
+	if work != nil {
+		close(work)
+		wg.Wait()
+		work = nil
+	}
+	slices.SortFunc(items, func(a, b *walkItem) int { return strings.Compare(a.name, b.name) })
+	return items, nil
 }
 
 // openDir opens the directory name relative to dirfd; follow lets its last
@@ -222,35 +290,6 @@ func readlinkAt(dirfd int, name string) (string, error) {
 			return string(buf[:n]), nil
 		}
 	}
-}
-
-// parallel calls fn for every i below n, in batches of batch, from up to
-// jobs goroutines; with n at most batch, from this one.
-func parallel(n, batch, jobs int, fn func(i int)) {
-	if n <= batch || jobs <= 1 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(jobs, (n+batch-1)/batch) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				start := int(next.Add(int64(batch))) - batch
-				if start >= n {
-					return
-				}
-				for i := start; i < min(start+batch, n); i++ {
-					fn(i)
-				}
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // ReadDirNames returns the names in dir in byte order.
