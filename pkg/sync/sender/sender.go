@@ -96,7 +96,9 @@ type sender struct {
 	readBusy, writeBusy   atomic.Int64 // ns, summed over workers
 	readWall, writeWall   time.Duration
 	notes                 pass.Notes
-	dirs                  *srcDirs // SRC's directories, open while files are read
+	entries               []pass.Entry // the walk
+	walked                time.Time    // when the walk began
+	dirs                  *srcDirs     // SRC's directories, open while files are read
 }
 
 // Run runs one pass of cfg.Kind from SRC into dst, whose manifest has the
@@ -133,6 +135,7 @@ func (p *sender) stats(started time.Time) pass.Stats {
 
 func (p *sender) run(ctx context.Context, started time.Time) (pass.Stats, *pass.CommitReply, error) {
 	cfg := p.cfg
+	p.walked = time.Now()
 	entries, err := pass.WalkNoting(cfg.Source, cfg.Excluder, &p.notes)
 	if err != nil {
 		return p.stats(started), nil, err
@@ -141,6 +144,7 @@ func (p *sender) run(ctx context.Context, started time.Time) (pass.Stats, *pass.
 		p.warnNotes()
 	}
 	cfg.IDs.Apply(entries)
+	p.entries = entries
 	var total int64
 	for i := range entries {
 		if entries[i].IsRegular() {
@@ -444,20 +448,28 @@ func (p *sender) open(b *pass.Basis) (*fileCopy, error) {
 		}
 		return nil, fmt.Errorf("failed to open %s: %w", spath, err)
 	}
-	var st unix.Stat_t
-	if err := fstat(src, &st); err != nil {
-		unix.Close(src)
-		return nil, fmt.Errorf("failed to stat %s: %w", spath, err)
+	fc := &fileCopy{b: b, src: src, path: spath, readStart: readStart.UnixNano()}
+	if p.cfg.Kind == manifest.Cold {
+		// The server is stopped: the file is as the walk saw it, which
+		// the fstat after the read checks. One system call less a file,
+		// and the walk's start is the read's for the safe horizon.
+		fc.e, fc.readStart = p.entries[b.Index], p.walked.UnixNano()
+	} else {
+		var st unix.Stat_t
+		if err := fstat(src, &st); err != nil {
+			unix.Close(src)
+			return nil, fmt.Errorf("failed to stat %s: %w", spath, err)
+		}
+		fc.e = pass.EntryOf(b.Rel, &st)
+		p.cfg.IDs.ApplyOne(&fc.e)
 	}
-	if st.Size > int64(p.chunk) {
+	size := fc.e.Stat.Size
+	if size > int64(p.chunk) {
 		// Read-ahead pays for files read in several chunks; for the
 		// others it is a system call per file for nothing.
 		unix.Fadvise(src, 0, 0, unix.FADV_SEQUENTIAL)
 	}
 	faults.AfterOpen(spath)
-	fc := &fileCopy{b: b, e: pass.EntryOf(b.Rel, &st), src: src, path: spath, readStart: readStart.UnixNano()}
-	p.cfg.IDs.ApplyOne(&fc.e)
-	size := fc.e.Stat.Size
 	fc.hashes = make([]manifest.Hash, manifest.NumBlocks(size, p.bs))
 	fc.n = int((size + int64(p.chunk) - 1) / int64(p.chunk))
 	fc.crcs = make([]uint32, fc.n)
