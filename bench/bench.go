@@ -41,7 +41,8 @@ type bench struct {
 	coldManifest int64 // size of the copy's manifest after a checksum cold pass
 	checks       []check
 	rss          []rssRow
-	profile      string // pprof -top of the cold pass
+	profile      string    // pprof -top of the cold pass
+	mf           []*mfSize // the many-files scenario
 	elapsed      time.Duration
 
 	// the machine's load: the 1-minute load average at each timed run,
@@ -110,6 +111,9 @@ func (b *bench) run(ctx context.Context) error {
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
+	if b.cfg.only == "manyfiles" {
+		return b.runManyFiles(ctx, t0)
+	}
 	st, err := b.buildState(ctx, b.cfg.scale, filepath.Join(b.work, fmt.Sprintf("scale%d", b.cfg.scale)))
 	if err != nil {
 		return err
@@ -147,6 +151,11 @@ func (b *bench) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if b.cfg.manyFiles {
+		if err := b.manyFiles(ctx); err != nil {
+			return err
+		}
+	}
 	b.elapsed = time.Since(t0)
 	rep := b.report()
 	fmt.Print(rep)
@@ -156,7 +165,39 @@ func (b *bench) run(ctx context.Context) error {
 		}
 		logf("wrote %s", b.cfg.write)
 	}
+	if b.cfg.manyFiles {
+		return b.writeManyFiles()
+	}
 	return nil
+}
+
+// runManyFiles runs the many-files scenario alone (-only manyfiles).
+func (b *bench) runManyFiles(ctx context.Context, t0 time.Time) error {
+	if err := b.manyFiles(ctx); err != nil {
+		return err
+	}
+	b.elapsed = time.Since(t0)
+	return b.writeManyFiles()
+}
+
+// writeManyFiles prints the many-files report and writes it to -write
+// between its own markers.
+func (b *bench) writeManyFiles() error {
+	rep := b.mfReport()
+	fmt.Print(rep)
+	if b.cfg.write == "" {
+		return nil
+	}
+	if err := writeBetween(b.cfg.write, rep, mfBeginMarker, mfEndMarker); err != nil {
+		return err
+	}
+	logf("wrote the many-files section of %s", b.cfg.write)
+	return nil
+}
+
+// command is how the bench was run.
+func (b *bench) command() string {
+	return fmt.Sprintf("make bench BENCH_FLAGS=\"%s\"", strings.Join(b.cfg.args, " "))
 }
 
 func (b *bench) setup(ctx context.Context) error {
