@@ -428,6 +428,10 @@ func (p *sender) copySmall(ctx context.Context, fail context.CancelCauseFunc, dp
 			p.finishFile(fail, dp, fc)
 			continue
 		}
+		if fc.n == 1 {
+			p.copyChunk(ctx, fail, dp, chunk{fc: fc, len: int(fc.e.Stat.Size)}, buf)
+			continue
+		}
 		// A file that grew past a chunk since the walk: its chunks here.
 		for _, c := range fc.chunks(p.chunk) {
 			p.copyChunk(ctx, fail, dp, c, buf)
@@ -472,7 +476,9 @@ func (p *sender) open(b *pass.Basis) (*fileCopy, error) {
 	faults.AfterOpen(spath)
 	fc.hashes = make([]manifest.Hash, manifest.NumBlocks(size, p.bs))
 	fc.n = int((size + int64(p.chunk) - 1) / int64(p.chunk))
-	fc.crcs = make([]uint32, fc.n)
+	if p.crc {
+		fc.crcs = make([]uint32, fc.n)
+	}
 	fc.remaining.Store(int32(fc.n))
 	p.examined.Add(1)
 	return fc, nil
@@ -504,8 +510,8 @@ func (p *sender) copyChunk(ctx context.Context, fail context.CancelCauseFunc, dp
 		return
 	}
 	buf := wbuf[:c.len]
-	if err := faults.BeforeRead(p.srcPath(fc.e.Rel)); err != nil {
-		fc.fail(fmt.Errorf("failed to read %s: %w", p.srcPath(fc.e.Rel), err))
+	if err := faults.BeforeRead(fc.path); err != nil {
+		fc.fail(fmt.Errorf("failed to read %s: %w", fc.path, err))
 		return
 	}
 	readStart := time.Now()
