@@ -718,6 +718,8 @@ var passTests = []struct {
 	{"MissingParentsNeedMkpath", testMissingParentsNeedMkpath},
 	{"WALDirInsideSourceIsRefused", testWALDirInsideSourceIsRefused},
 	{"NothingIsDroppedSilently", testNothingIsDroppedSilently},
+	{"FailedFsyncFailsThePass", testFailedFsyncFailsThePass},
+	{"ManyFilesUnchangedCostNothingOnTheCopy", testManyFilesUnchangedCostNothingOnTheCopy},
 }
 
 // TestPasses runs every pass test against the copy on this host and

@@ -381,31 +381,6 @@ func lstat(root *os.Root, name string) (fs.FileInfo, error) {
 	return root.Lstat(name)
 }
 
-// readRootDir returns the entries of a directory of root, in byte order of
-// their names. Their types come from the directory itself (d_type), or
-// from lstat where the file system does not record them: a directory
-// opened through an os.Root and read with ReadDir would lstat every entry.
-func readRootDir(root *os.Root, name string) ([]pass.DirEnt, error) {
-	if root == nil {
-		return nil, fs.ErrNotExist
-	}
-	f, err := root.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	ents, err := pass.ReadDirFd(int(f.Fd()))
-	for i := range ents {
-		if e := &ents[i]; err == nil && !e.Known {
-			var fi fs.FileInfo
-			if fi, err = root.Lstat(path.Join(name, e.Name)); err == nil {
-				e.Type, e.Known = fi.Mode().Type(), true
-			}
-		}
-	}
-	return ents, err
-}
-
 // lutimesAt sets the times of a symlink of root, not of its target.
 func lutimesAt(root *os.Root, name string, atime, mtime int64) error {
 	dir, base := path.Split(name)

@@ -51,8 +51,8 @@ func (lp *Pass) Next(ctx context.Context, max int) ([]*pass.Basis, error) {
 				continue
 			case <-ctx.Done():
 				return nil, ctx.Err()
-			case <-lp.stop:
-				return nil, flow.ErrStopped
+			case <-lp.halted: // a failed fsync, or abort
+				return nil, cmp.Or(lp.halt, flow.ErrStopped)
 			}
 		}
 		df := lp.held
@@ -153,8 +153,10 @@ func (lp *Pass) queue(ctx context.Context, df *destFile) error {
 // flush hands the files queued to the manifest writer.
 func (lp *Pass) flush(ctx context.Context) (err error) {
 	if len(lp.pending) > 0 && lp.ordered != nil {
-		if err = lp.ordered.Push(ctx, lp.stop, lp.pending); err == nil {
+		if err = lp.ordered.Push(ctx, lp.halted, lp.pending); err == nil {
 			lp.pending = nil
+		} else if err == flow.ErrStopped {
+			err = cmp.Or(lp.halt, err)
 		}
 	}
 	return err

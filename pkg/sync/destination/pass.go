@@ -51,7 +51,10 @@ type Pass struct {
 	pending []*destFile            // merged, not yet queued to the manifest writer
 	ordered *flow.Queue[*destFile] // every regular file, in walk order, to the manifest writer
 	stop    chan struct{}          // closed by abort: the manifest writer gives up
-	written chan error             // the manifest writer's result
+	halted  chan struct{}          // closed when the writer has ended, with halt
+	halt    error
+	syncs   chan struct{} // a token for each fsync under way
+	written chan error    // the manifest writer's result
 	dirsMu  sync.Mutex
 	dirs    map[dirKey]*os.Root // see fileAt
 	waited  bool
@@ -79,7 +82,6 @@ type destFile struct {
 	f      *os.File // the copy, opened for writing at its first write
 	wrote  atomic.Bool
 	rec    manifest.File // the new record, once done
-	keep   bool          // rec is set and needs nothing more (kept by its stat)
 	skip   bool          // no record (vanished under a live pass)
 	err    error
 	done   chan struct{}
@@ -112,7 +114,8 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 		return nil, fmt.Errorf("invalid block size %d", req.BlockSize)
 	}
 	lp := &Pass{d: d, req: *req, entries: entries, bs: req.BlockSize, obs: d.obs,
-		files: map[uint64]*destFile{}, stop: make(chan struct{}), written: make(chan error, 1)}
+		files: map[uint64]*destFile{}, stop: make(chan struct{}), written: make(chan error, 1),
+		halted: make(chan struct{}), syncs: make(chan struct{}, maxSyncs), dirs: map[dirKey]*os.Root{}}
 	if req.Quiet {
 		lp.obs = pass.NopObserver{}
 	}
@@ -152,7 +155,12 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 		// ones, so that the records a pass holds stay bounded while the
 		// writer waits for a large file.
 		lp.ordered = flow.NewQueue[*destFile](req.InFlight + 4*queueBatch)
-		go func() { lp.written <- lp.writeRecords() }()
+		go func() {
+			err := lp.writeRecords()
+			lp.written <- err
+			lp.halt = err
+			close(lp.halted)
+		}()
 	}
 	lp.ahead = lp.statAhead()
 	return lp, nil
@@ -198,7 +206,7 @@ func (lp *Pass) deleteExtras(ctx context.Context) error {
 	// root as its directory, but for the copy of a tablespace, below NEW.
 	var visit func(rel string, root *os.Root, dir string) error
 	visit = func(rel string, root *os.Root, dir string) error {
-		ents, err := readRootDir(root, dir)
+		ents, err := pass.ReadDirAt(root, dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil // a copy, or a tablespace's copy, not made yet
 		}
@@ -266,7 +274,7 @@ func (lp *Pass) makeDirsAndLinks() error {
 			}
 		case e.IsSymlink():
 			if target, err := root.Readlink(name); err == nil && target == e.Target {
-				if err := lp.d.setMeta(root, name, e, nil); err != nil {
+				if _, err := lp.d.applyMeta(root, name, e, nil); err != nil {
 					return err
 				}
 				continue
@@ -275,7 +283,7 @@ func (lp *Pass) makeDirsAndLinks() error {
 			if err := root.Symlink(e.Target, name); err != nil {
 				return fmt.Errorf("failed to create symlink %s in the copy: %w", e.Rel, err)
 			}
-			if err := lp.d.setMeta(root, name, e, nil); err != nil {
+			if _, err := lp.d.applyMeta(root, name, e, nil); err != nil {
 				return err
 			}
 			lp.changed.Add(1)
@@ -308,14 +316,9 @@ func (lp *Pass) linkPart(e *pass.Entry, pt *part) error {
 	return nil
 }
 
-// setMeta gives name in root e's owner (as root), mode and times, where
-// they differ from fi (nil: lstat it).
-func (d *Local) setMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileInfo) error {
-	_, err := d.applyMeta(root, name, e, fi)
-	return err
-}
-
-// applyMeta is setMeta that reports whether it changed anything.
+// applyMeta gives name in root e's owner (as root), mode and times, where
+// they differ from fi (nil: lstat it), and reports whether it changed
+// anything.
 func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileInfo) (bool, error) {
 	if fi == nil {
 		var err error
@@ -400,7 +403,7 @@ func pastHorizon(rec *manifest.File, margin int64) bool {
 // keep carries the record of a file the pass trusts by its stat, fixing the
 // copy's owner and mode if someone changed them.
 func (lp *Pass) keep(e *pass.Entry, rec *manifest.File, root *os.Root, name string, dfi fs.FileInfo) (*destFile, error) {
-	df := &destFile{e: e, rec: *rec, keep: true, done: closedDone}
+	df := &destFile{e: e, rec: *rec, done: closedDone}
 	changed, err := lp.d.applyMeta(root, name, e, dfi)
 	if err != nil || !changed {
 		return df, err
@@ -463,8 +466,12 @@ func (lp *Pass) Write(id uint64, off int64, data []byte) error {
 	return nil
 }
 
-// done completes a file once all its writes are in: size, metadata, fsync,
-// and the copy's stat for the record.
+// done completes a file once all its writes are in: size and metadata,
+// then, if the pass changed it, the fsync and the copy's stat for the
+// record. The fsync waits for the disk: it runs in the background, up to
+// maxSyncs at a time, so that the sender's worker reads on meanwhile; the
+// writer records the file once it is durable, and a failed fsync fails the
+// pass there.
 func (lp *Pass) Done(res *pass.FileResult) error {
 	df, err := lp.file(res.ID)
 	if err != nil {
@@ -473,22 +480,39 @@ func (lp *Pass) Done(res *pass.FileResult) error {
 	lp.mu.Lock()
 	delete(lp.files, res.ID)
 	lp.mu.Unlock()
-	defer close(df.done)
-	defer df.close()
 	if df.skip = res.Vanished; !df.skip {
-		df.err = lp.complete(df, res)
+		if sync, err := lp.complete(df, res); err != nil || sync {
+			if df.err = err; err == nil {
+				lp.syncs <- struct{}{}
+				go func() {
+					df.err = lp.durable(df, res)
+					<-lp.syncs
+					df.close()
+					close(df.done)
+				}()
+			}
+			return err
+		}
 	}
-	return df.err
+	df.close()
+	close(df.done)
+	return nil
 }
 
-func (lp *Pass) complete(df *destFile, res *pass.FileResult) error {
+// maxSyncs bounds the fsyncs of a pass under way at once.
+const maxSyncs = 16
+
+// complete gives the copy of a file its size and metadata, and says whether
+// it must be made durable (durable); a file the pass did not change gets its
+// record at once.
+func (lp *Pass) complete(df *destFile, res *pass.FileResult) (sync bool, err error) {
 	e := &res.Entry
 	if e.Rel != df.e.Rel || !e.IsRegular() {
-		return fmt.Errorf("file %d: the end of %q for %q", res.ID, e.Rel, df.e.Rel)
+		return false, fmt.Errorf("file %d: the end of %q for %q", res.ID, e.Rel, df.e.Rel)
 	}
 	size := e.Stat.Size
 	if len(res.Hashes) != manifest.NumBlocks(size, lp.bs) {
-		return fmt.Errorf("%s: %d hashes for %d bytes", e.Rel, len(res.Hashes), size)
+		return false, fmt.Errorf("%s: %d hashes for %d bytes", e.Rel, len(res.Hashes), size)
 	}
 	// A file the pass did not change costs no system call here: its stat
 	// before the pass is its stat now. One it changed is opened (if its
@@ -499,43 +523,54 @@ func (lp *Pass) complete(df *destFile, res *pass.FileResult) error {
 	if dfi == nil || dfi.Size() != size {
 		f, err := df.file()
 		if err != nil {
-			return err
+			return false, err
 		}
 		if err := f.Truncate(size); err != nil {
-			return fmt.Errorf("failed to set the size of %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
+			return false, fmt.Errorf("failed to set the size of %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 		}
 		changed = true
 	}
-	var err error
 	if changed {
 		if dfi, err = df.f.Stat(); err != nil {
-			return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
+			return false, fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 		}
 	}
 	metaChanged, err := lp.d.applyMeta(df.root, df.name, e, dfi)
+	if err != nil || changed || metaChanged {
+		return err == nil, err
+	}
+	lp.record(df, res, dfi)
+	return false, nil
+}
+
+// durable fsyncs a file the pass changed and records it.
+func (lp *Pass) durable(df *destFile, res *pass.FileResult) error {
+	e := &res.Entry
+	f, err := df.file()
 	if err != nil {
 		return err
 	}
-	if changed || metaChanged {
-		f, err := df.file()
-		if err != nil {
-			return err
-		}
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("failed to fsync %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
-		}
-		lp.changed.Add(1)
-		lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel})
-		// Writes, chown, chmod and utimes moved the copy's stat.
-		if dfi, err = f.Stat(); err != nil {
-			return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
-		}
+	if err := cmp.Or(faults.BeforeSync(f.Name()), f.Sync()); err != nil {
+		return fmt.Errorf("failed to fsync %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 	}
+	lp.changed.Add(1)
+	lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel})
+	// Writes, chown, chmod and utimes moved the copy's stat.
+	dfi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
+	}
+	lp.record(df, res, dfi)
+	return nil
+}
+
+// record makes the record of a file done, its copy's stat dfi.
+func (lp *Pass) record(df *destFile, res *pass.FileResult, dfi fs.FileInfo) {
+	e := &res.Entry
 	lp.newest.saw(dfi)
 	df.rec = manifest.File{Path: e.Rel, Flags: res.Flags, CRC32C: res.CRC32C, Source: e.Stat, Dest: pass.StatOf(dfi),
 		ReadStart: res.ReadStart, Hashes: res.Hashes}
 	faults.AfterFile(e.Rel)
-	return nil
 }
 
 // writeRecords adds the records to the new manifest in walk order as the
@@ -693,7 +728,7 @@ func (lp *Pass) finishDirs() error {
 	for i := len(lp.entries) - 1; i >= 0; i-- {
 		if e := &lp.entries[i]; e.IsDir() {
 			root, name := lp.d.at(e.Rel, true)
-			if err := lp.d.setMeta(root, name, e, nil); err != nil {
+			if _, err := lp.d.applyMeta(root, name, e, nil); err != nil {
 				return err
 			}
 		}
@@ -730,7 +765,7 @@ func (lp *Pass) seal() error {
 	// The rename moved global's mtime: give it the source's again.
 	for i := range lp.entries {
 		if e := &lp.entries[i]; e.Rel == path.Dir(pass.ControlFile) {
-			if err := lp.d.setMeta(root, e.Rel, e, nil); err != nil {
+			if _, err := lp.d.applyMeta(root, e.Rel, e, nil); err != nil {
 				return err
 			}
 		}
@@ -774,9 +809,6 @@ func (lp *Pass) fileAt(rel string) (*os.Root, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("failed to open the directory of %s in the copy: %w", rel, err)
 	}
-	if lp.dirs == nil {
-		lp.dirs = map[dirKey]*os.Root{}
-	}
 	lp.dirs[key] = sub
 	return sub, base, nil
 }
@@ -790,6 +822,3 @@ func (lp *Pass) closeDirs() {
 		delete(lp.dirs, k)
 	}
 }
-
-// DryRun reports whether the pass only looks: it writes nothing.
-func (lp *Pass) DryRun() bool { return lp.req.DryRun }

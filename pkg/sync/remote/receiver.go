@@ -368,10 +368,11 @@ func sendHashes(c *wire.Conn, rel string, size int64, hashes []manifest.Hash) er
 // rebuilt from the bases and the blocks received.
 type receiverPass struct {
 	// config
-	s    *receiver
-	lp   *destination.Pass
-	bs   int
-	jobs int
+	s      *receiver
+	lp     *destination.Pass
+	bs     int
+	jobs   int
+	dryRun bool
 
 	// state
 	ctx         context.Context // ends at the first failure, its cause
@@ -400,7 +401,7 @@ func (s *receiver) beginPass(ctx context.Context, m *wire.Begin, entries []pass.
 	if err != nil {
 		return nil, err
 	}
-	sp := &receiverPass{s: s, lp: lp, bs: req.BlockSize, jobs: clampJobs(m.Jobs),
+	sp := &receiverPass{s: s, lp: lp, bs: req.BlockSize, jobs: clampJobs(m.Jobs), dryRun: req.DryRun,
 		hashes: map[uint64][]manifest.Hash{}}
 	sp.ctx, sp.cancel = context.WithCancelCause(ctx)
 	return sp, nil
@@ -451,7 +452,7 @@ func (sp *receiverPass) start(ctx context.Context) {
 				return nil
 			}
 			for _, b := range bases {
-				if !sp.lp.DryRun() {
+				if !sp.dryRun {
 					sp.mu.Lock()
 					sp.hashes[b.ID] = append([]manifest.Hash(nil), b.Hashes...)
 					sp.mu.Unlock()
