@@ -43,7 +43,8 @@ type bench struct {
 	rss          []rssRow
 	profile      string // pprof -top of the cold pass
 	walSizes     []*walModeSize
-	faultsBin    string // pgtwopass built with the test hooks (walModeRatio)
+	faultsBin    string    // pgtwopass built with the test hooks (walModeRatio)
+	mf           []*mfSize // the many-files scenario
 	elapsed      time.Duration
 
 	// the machine's load: the 1-minute load average at each timed run,
@@ -112,6 +113,16 @@ func (b *bench) run(ctx context.Context) error {
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
+	switch b.cfg.only {
+	case "manyfiles":
+		return b.runManyFiles(ctx, t0)
+	case "walmode":
+		if err := b.walModeScenario(ctx); err != nil {
+			return err
+		}
+		b.elapsed = time.Since(t0)
+		return b.writeWALMode()
+	}
 	st, err := b.buildState(ctx, b.cfg.scale, filepath.Join(b.work, fmt.Sprintf("scale%d", b.cfg.scale)))
 	if err != nil {
 		return err
@@ -154,6 +165,11 @@ func (b *bench) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if b.cfg.manyFiles {
+		if err := b.manyFiles(ctx); err != nil {
+			return err
+		}
+	}
 	b.elapsed = time.Since(t0)
 	rep := b.report()
 	fmt.Print(rep)
@@ -163,7 +179,63 @@ func (b *bench) run(ctx context.Context) error {
 		}
 		logf("wrote %s", b.cfg.write)
 	}
+	if len(b.walSizes) > 0 {
+		if err := b.writeWALMode(); err != nil {
+			return err
+		}
+	}
+	if b.cfg.manyFiles {
+		return b.writeManyFiles()
+	}
 	return nil
+}
+
+// writeWALMode prints the report of the WAL-mode scenario and writes it to
+// -write between its own markers.
+func (b *bench) writeWALMode() error {
+	var w strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
+	p("## The cold pass modes against a switchover (`make bench`, issue 11)\n\n```\n%s\n```\n", b.command())
+	b.walModeReport(p)
+	p("\n")
+	fmt.Print(w.String())
+	if b.cfg.write == "" {
+		return nil
+	}
+	if err := writeBetween(b.cfg.write, w.String(), walBeginMarker, walEndMarker); err != nil {
+		return err
+	}
+	logf("wrote the WAL-mode section of %s", b.cfg.write)
+	return nil
+}
+
+// runManyFiles runs the many-files scenario alone (-only manyfiles).
+func (b *bench) runManyFiles(ctx context.Context, t0 time.Time) error {
+	if err := b.manyFiles(ctx); err != nil {
+		return err
+	}
+	b.elapsed = time.Since(t0)
+	return b.writeManyFiles()
+}
+
+// writeManyFiles prints the many-files report and writes it to -write
+// between its own markers.
+func (b *bench) writeManyFiles() error {
+	rep := b.mfReport()
+	fmt.Print(rep)
+	if b.cfg.write == "" {
+		return nil
+	}
+	if err := writeBetween(b.cfg.write, rep, mfBeginMarker, mfEndMarker); err != nil {
+		return err
+	}
+	logf("wrote the many-files section of %s", b.cfg.write)
+	return nil
+}
+
+// command is how the bench was run.
+func (b *bench) command() string {
+	return fmt.Sprintf("make bench BENCH_FLAGS=\"%s\"", strings.Join(b.cfg.args, " "))
 }
 
 func (b *bench) setup(ctx context.Context) error {

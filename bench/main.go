@@ -65,6 +65,10 @@ type config struct {
 	keep           bool
 	jobs           int
 	walScales      []int
+	only           string
+	manyFiles      bool
+	mfTables       []int
+	delays         []float64
 	maxLoad        float64
 	quietTimeout   time.Duration
 	quietBudget    time.Duration
@@ -77,9 +81,13 @@ func main() {
 	if len(os.Args) > 2 && os.Args[1] == rawReadArg {
 		os.Exit(rawReadMain(os.Args[2:]))
 	}
+	// Internal mode: a remote shell that delays what crosses it.
+	if len(os.Args) > 2 && os.Args[1] == delayRshArg {
+		os.Exit(delayRshMain(os.Args[2:]))
+	}
 
 	var cfg config
-	var caches, rssScales, blockSizes, walScales string
+	var caches, rssScales, blockSizes, walScales, mfTables, delays string
 	flag.IntVar(&cfg.scale, "scale", 100, "pgbench scale of the main cluster (100 ≈ 1.5 GB)")
 	flag.IntVar(&cfg.runs, "runs", 3, "runs of each variant per cache mode (the median is reported)")
 	flag.IntVar(&cfg.firstRuns, "first-runs", 5, "runs of each first-pass variant per cache mode (writing 1.7 GB varies more on a virtual machine)")
@@ -103,6 +111,10 @@ func main() {
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (its clusters stopped)")
 	flag.StringVar(&walScales, "wal-scales", "50,250", "pgbench scales of the cold pass modes and switchover scenario (issue 11; empty: none): two sizes about 5× apart")
 	flag.IntVar(&cfg.jobs, "jobs", 0, "goroutines of the raw parallel read (default: one per CPU, as pgtwopass)")
+	flag.StringVar(&cfg.only, "only", "", "run one scenario only: manyfiles (the many-files scenario) or walmode (the cold pass modes against a switchover, -wal-scales), without the main pgbench cluster; -write then replaces only that scenario's section")
+	flag.BoolVar(&cfg.manyFiles, "manyfiles", true, "also run the many-files scenario (issue 14)")
+	flag.StringVar(&mfTables, "manyfiles-tables", "10000,50000", "sizes of the many-files scenario, in tables of one row (about three files each)")
+	flag.StringVar(&delays, "delays", "0,1,25", "delays (ms, each way) of the remote shell of the many-files scenario's cold pass to another host; the first is the baseline")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench [flags]\n\n%s\n\nflags:\n", strings.SplitN(docSummary, "\n\n", 2)[0])
 		flag.PrintDefaults()
@@ -132,6 +144,19 @@ func main() {
 		if bs%unit != 0 || bs&(bs-1) != 0 {
 			fatalf("-block-sizes: %d is not a power of two and a multiple of %d", bs, unit)
 		}
+	}
+	if cfg.mfTables, err = parseInts(mfTables); err != nil {
+		fatalf("-manyfiles-tables: %v", err)
+	}
+	for _, f := range strings.Split(delays, ",") {
+		d, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || d < 0 {
+			fatalf("-delays: %q is not a number of milliseconds", f)
+		}
+		cfg.delays = append(cfg.delays, d)
+	}
+	if cfg.only != "" && cfg.only != "manyfiles" && cfg.only != "walmode" {
+		fatalf("-only: %q is neither manyfiles nor walmode", cfg.only)
 	}
 	if cfg.scale < 1 || cfg.runs < 1 || cfg.firstRuns < 1 || cfg.profileRuns < 1 || cfg.clients < 1 || cfg.loadSeconds < 3 || cfg.hotPercent <= 0 || cfg.hotPercent > 100 || cfg.predictionRuns < 0 {
 		fatalf("need -scale ≥ 1, -runs ≥ 1, -clients ≥ 1, -load-seconds ≥ 3, 0 < -hot-percent ≤ 100, -prediction-runs ≥ 0")

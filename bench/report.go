@@ -247,26 +247,34 @@ func (b *bench) targets() []target {
 	return out
 }
 
-// Markers around the bench's part of the file -write updates.
+// Markers around the bench's parts of the file -write updates: the main
+// scenario's and the many-files scenario's.
 const (
-	beginMarker = "<!-- bench:begin: `make bench BENCH_FLAGS=\"-write docs/benchmarks.md\"` replaces everything down to bench:end -->"
-	endMarker   = "<!-- bench:end -->"
+	beginMarker    = "<!-- bench:begin: `make bench BENCH_FLAGS=\"-write docs/benchmarks.md\"` replaces everything down to bench:end -->"
+	endMarker      = "<!-- bench:end -->"
+	mfBeginMarker  = "<!-- bench-manyfiles:begin: `make bench` (-write) replaces everything down to bench-manyfiles:end -->"
+	mfEndMarker    = "<!-- bench-manyfiles:end -->"
+	walBeginMarker = "<!-- bench-walmode:begin: `make bench` (-write) replaces everything down to bench-walmode:end -->"
+	walEndMarker   = "<!-- bench-walmode:end -->"
 )
 
 // writeSection puts the report between the markers of file, keeping the
 // rest of it; a file without them gets the report at its end.
-func writeSection(file, rep string) error {
+func writeSection(file, rep string) error { return writeBetween(file, rep, beginMarker, endMarker) }
+
+// writeBetween puts rep between the markers begin and end of file.
+func writeBetween(file, rep, begin, end string) error {
 	old, err := os.ReadFile(file)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	section := beginMarker + "\n\n" + rep + "\n" + endMarker + "\n"
+	section := begin + "\n\n" + rep + "\n" + end + "\n"
 	s := string(old)
-	i := strings.Index(s, "<!-- bench:begin")
-	j := strings.Index(s, endMarker)
+	i := strings.Index(s, begin[:strings.Index(begin, "begin")+len("begin")])
+	j := strings.Index(s, end)
 	switch {
 	case i >= 0 && j > i:
-		s = s[:i] + section + strings.TrimPrefix(s[j+len(endMarker):], "\n")
+		s = s[:i] + section + strings.TrimPrefix(s[j+len(end):], "\n")
 	case s == "":
 		s = section
 	default:
@@ -491,8 +499,6 @@ func (b *bench) report() string {
 	if b.profile != "" {
 		p("### CPU profiles of the cold pass\n\n```\n%s\n```\n\n", b.profile)
 	}
-	b.walModeReport(p)
-
 	p("### Method\n\n")
 	p("- **Pass-1 state.** `initdb -k`, `pgbench -i -s %d`, `VACUUM FREEZE`, `CHECKPOINT`, a %v wait, `pgtwopass prepare SRC DEST`; then the hot-set load, a second `prepare` %v into it, the load for the rest of %d s (at least 2 s after that prepare), `pg_ctl stop -m fast`. The copy is saved once; every timed run starts from it.\n",
 		st.scale, horizonWait, 2*time.Second, b.cfg.loadSeconds)

@@ -74,3 +74,24 @@ func TestRsyncStat(t *testing.T) {
 		}
 	}
 }
+
+func TestTheTwoSectionsAreReplacedEachAlone(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "benchmarks.md")
+	os.WriteFile(file, []byte("# Benchmarks\n"), 0o644)
+	for _, step := range []struct{ main, many string }{{"M1\n", ""}, {"", "F1\n"}, {"M2\n", ""}, {"", "F2\n"}} {
+		var err error
+		if step.main != "" {
+			err = writeSection(file, step.main)
+		} else {
+			err = writeBetween(file, step.many, mfBeginMarker, mfEndMarker)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(file)
+	want := "# Benchmarks\n\n" + beginMarker + "\n\nM2\n\n" + endMarker + "\n\n" + mfBeginMarker + "\n\nF2\n\n" + mfEndMarker + "\n"
+	if string(b) != want {
+		t.Fatalf("each section is replaced alone, in place:\n got %q\nwant %q", b, want)
+	}
+}

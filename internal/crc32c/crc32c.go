@@ -5,7 +5,9 @@
 package crc32c
 
 import (
+	"errors"
 	"hash/crc32"
+	"io"
 	"sync"
 )
 
@@ -16,6 +18,21 @@ func Checksum(b []byte) uint32 { return crc32.Checksum(b, table) }
 
 // Update returns the CRC-32C of the data whose checksum is crc followed by b.
 func Update(crc uint32, b []byte) uint32 { return crc32.Update(crc, table, b) }
+
+// Reader returns the CRC-32C of what r holds, read into buf.
+func Reader(r io.Reader, buf []byte) (uint32, error) {
+	var crc uint32
+	for {
+		n, err := io.ReadFull(r, buf)
+		crc = Update(crc, buf[:n])
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return crc, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
 
 // Combine returns the CRC-32C of A followed by B, given crcA = Checksum(A),
 // crcB = Checksum(B) and lenB = len(B). It applies lenB zero bytes to crcA

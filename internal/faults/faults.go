@@ -24,6 +24,9 @@ var Hooks struct {
 	BeforeRead func(path string) error
 	// AfterFile runs after each file of a pass is complete and durable.
 	AfterFile func(rel string)
+	// BeforeSync runs before each fsync of a file of the copy that a pass
+	// changed; an error it returns is the fsync's error.
+	BeforeSync func(path string) error
 	// AfterOpen runs after a source file is opened and stat'ed, before it
 	// is read: a test may change the file under the pass there.
 	AfterOpen func(path string)
@@ -72,6 +75,14 @@ func BeforeWrite(path string, blocks int64) error {
 // BeforeRead calls Hooks.BeforeRead if set.
 func BeforeRead(path string) error {
 	if h := Hooks.BeforeRead; h != nil {
+		return h(path)
+	}
+	return nil
+}
+
+// BeforeSync calls Hooks.BeforeSync if set.
+func BeforeSync(path string) error {
+	if h := Hooks.BeforeSync; h != nil {
 		return h(path)
 	}
 	return nil

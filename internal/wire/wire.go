@@ -119,8 +119,11 @@ func unexpected(err error) error {
 	return err
 }
 
-// Write writes one frame and flushes it.
-func (c *Conn) Write(t Type, payload []byte) error {
+// Write writes one frame and flushes it, with the frames buffered before.
+func (c *Conn) Write(t Type, payload []byte) error { return c.write(t, payload, true) }
+
+// write writes one frame, and flushes the buffer if flush is set.
+func (c *Conn) write(t Type, payload []byte, flush bool) error {
 	if len(payload) > MaxPayload {
 		return fmt.Errorf("frame of %d bytes exceeds the protocol's %d", len(payload), MaxPayload)
 	}
@@ -139,12 +142,21 @@ func (c *Conn) Write(t Type, payload []byte) error {
 	defer c.wmu.Unlock()
 	c.bw.Write(hdr[:])
 	c.bw.Write(payload)
-	c.bw.Write(sum[:])
-	if err := c.bw.Flush(); err != nil {
+	if _, err := c.bw.Write(sum[:]); err != nil {
 		return err
 	}
 	c.sent.Add(int64(len(payload)) + frameOverhead)
+	if flush {
+		return c.bw.Flush()
+	}
 	return nil
+}
+
+// Flush writes the frames buffered.
+func (c *Conn) Flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.bw.Flush()
 }
 
 // Message is a message that can be sent in a frame.
@@ -158,6 +170,15 @@ func (c *Conn) Send(m Message) error {
 	var e Encoder
 	m.Encode(&e)
 	return c.Write(m.Type(), e.Bytes())
+}
+
+// Buffer is Send that leaves the frame in the buffer (up to 256 KiB) until
+// the next Send or Flush: many small frames in a row (the bases of small
+// files, their ends) then cost one write between them.
+func (c *Conn) Buffer(m Message) error {
+	var e Encoder
+	m.Encode(&e)
+	return c.write(m.Type(), e.Bytes(), false)
 }
 
 // Sent returns the bytes written so far, framing included.

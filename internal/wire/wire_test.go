@@ -294,3 +294,52 @@ func TestTypesAreDistinct(t *testing.T) {
 		seen[typ] = name
 	}
 }
+
+// countingWriter counts the writes that reach it.
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.Buffer.Write(p)
+}
+
+func TestBufferedFramesGoOutTogetherInOrder(t *testing.T) {
+	var w countingWriter
+	c := NewConn(nil, &w)
+	for i := range 100 {
+		if err := c.Buffer(Done{ID: uint64(i), Entry: Entry{Kind: EntryFile}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.writes != 0 {
+		t.Fatalf("buffered frames must wait for Flush: %d writes", w.writes)
+	}
+	if err := c.Send(Empty(TEndBases)); err != nil {
+		t.Fatal(err)
+	}
+	if w.writes != 1 {
+		t.Fatalf("a Send writes the frames buffered before it with its own, in one write: %d writes", w.writes)
+	}
+	c.Buffer(Empty(TOK))
+	if err := c.Flush(); err != nil || w.writes != 2 {
+		t.Fatalf("Flush writes what is buffered: %v, %d writes", err, w.writes)
+	}
+	r := NewConn(bytes.NewReader(w.Bytes()), nil)
+	for i := range 100 {
+		f, err := r.Read()
+		if err != nil || f.Type != TDone {
+			t.Fatalf("frame %d: %v %v", i, f.Type, err)
+		}
+		if m := DecodeDone(NewDecoder(f.Payload)); m.ID != uint64(i) {
+			t.Fatalf("frame %d carries file %d: the order of the frames is kept", i, m.ID)
+		}
+	}
+	for _, want := range []Type{TEndBases, TOK} {
+		if f, err := r.Read(); err != nil || f.Type != want {
+			t.Fatalf("got %v %v, want %v", f.Type, err, want)
+		}
+	}
+}

@@ -5,7 +5,8 @@
 // copy (finish --backup-manifest), so that PostgreSQL's own tool can check
 // the copy independently of pgtwopass.
 //
-// [New] starts one, [Writer.Add] lists a file, [Writer.Bytes] ends it.
+// [New] starts one, [Writer.Add] lists a file, [Writer.Bytes] ends it;
+// [OfCopy] makes the one of a pgtwopass copy.
 package backupmanifest
 
 import (
@@ -14,10 +15,17 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/bits"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/pgtwopass/pgtwopass/internal/crc32c"
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
 
 // Writer builds a backup_manifest in memory.
@@ -67,4 +75,47 @@ func (w *Writer) Bytes(timeline, start, end string) ([]byte, error) {
 	sum := sha256.Sum256(w.b.Bytes())
 	fmt.Fprintf(&w.b, "\"Manifest-Checksum\": \"%x\"}\n", sum)
 	return w.b.Bytes(), nil
+}
+
+// OfCopy returns the backup_manifest of a pgtwopass copy in dir, from the
+// records of its manifest r: every file but pg_wal's (left out, as
+// pg_basebackup does), with its record's size, mtime and CRC-32C; crcOf
+// gives the CRC-32C of a file whose record has none (manifest.FlagNoCRC32C).
+// own lists the files pgtwopass keeps in the copy (relative to dir), read as
+// they are now: pg_verifybackup reports files it does not know. The WAL
+// range is the checkpoint lsn on timeline tli.
+func OfCopy(r *manifest.Reader, dir string, own []string, crcOf func(rel string) (uint32, error), tli, lsn string) ([]byte, error) {
+	bm := New()
+	for {
+		f, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if f.Path == "pg_wal" || strings.HasPrefix(f.Path, "pg_wal/") {
+			continue
+		}
+		crc := f.CRC32C
+		if f.Flags&manifest.FlagNoCRC32C != 0 {
+			if crc, err = crcOf(f.Path); err != nil {
+				return nil, err
+			}
+		}
+		bm.Add(f.Path, f.Dest.Size, time.Unix(0, f.Dest.Mtime), crc)
+	}
+	for _, rel := range own {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		bm.Add(rel, int64(len(data)), fi.ModTime(), crc32c.Checksum(data))
+	}
+	return bm.Bytes(tli, lsn, lsn)
 }

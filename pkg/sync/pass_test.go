@@ -720,6 +720,8 @@ var passTests = []struct {
 	{"NothingIsDroppedSilently", testNothingIsDroppedSilently},
 	{"WALColdPassWritesAJournal", testWALColdPassWritesAJournal},
 	{"WALColdPassOverADamagedManifest", testWALColdPassOverADamagedManifest},
+	{"FailedFsyncFailsThePass", testFailedFsyncFailsThePass},
+	{"ManyFilesUnchangedCostNothingOnTheCopy", testManyFilesUnchangedCostNothingOnTheCopy},
 }
 
 // TestPasses runs every pass test against the copy on this host and

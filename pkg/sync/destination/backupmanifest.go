@@ -3,7 +3,6 @@ package destination
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -47,46 +46,17 @@ func (d *Local) writeBackupManifest(tli, lsn string) error {
 		return fmt.Errorf("failed to read back the manifest: %w", err)
 	}
 	defer r.Close()
-	bm := backupmanifest.New()
-	var buf []byte // for the records without a CRC-32C
-	for {
-		f, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if f.Path == "pg_wal" || strings.HasPrefix(f.Path, "pg_wal/") {
-			continue
-		}
-		crc := f.CRC32C
-		if f.Flags&manifest.FlagNoCRC32C != 0 {
-			if buf == nil {
-				buf = make([]byte, pass.ChunkSize)
-			}
-			if crc, err = d.copyCRC32C(f.Path, buf); err != nil {
-				return err
-			}
-		}
-		bm.Add(f.Path, f.Dest.Size, time.Unix(0, f.Dest.Mtime), crc)
-	}
 	own, err := d.ownFiles()
 	if err != nil {
 		return err
 	}
-	for _, rel := range own {
-		data, err := os.ReadFile(filepath.Join(dest, filepath.FromSlash(rel)))
-		if err != nil {
-			return err
+	var buf []byte // for the records without a CRC-32C
+	b, err := backupmanifest.OfCopy(r, dest, own, func(rel string) (uint32, error) {
+		if buf == nil {
+			buf = make([]byte, pass.ChunkSize)
 		}
-		fi, err := os.Stat(filepath.Join(dest, filepath.FromSlash(rel)))
-		if err != nil {
-			return err
-		}
-		bm.Add(rel, int64(len(data)), fi.ModTime(), crc32c.Checksum(data))
-	}
-	b, err := bm.Bytes(tli, lsn, lsn)
+		return d.copyCRC32C(rel, buf)
+	}, tli, lsn)
 	if err != nil {
 		return err
 	}
@@ -141,7 +111,7 @@ func (d *Local) refreshBackupManifest() error {
 		return nil // not asked for in this session
 	}
 	if err := d.writeBackupManifest(d.backupTLI, d.backupLSN); err != nil {
-		return fmt.Errorf("failed to rewrite backup_manifest (pg_verifybackup will report %s/%s): %w", manifest.DirName, timingsName, err)
+		return fmt.Errorf("failed to rewrite backup_manifest (pg_verifybackup will report %s/%s): %w", manifest.DirName, pass.TimingsName, err)
 	}
 	return nil
 }
@@ -159,15 +129,9 @@ func (d *Local) copyCRC32C(rel string, buf []byte) (uint32, error) {
 		return 0, fmt.Errorf("failed to read %s in the copy for the backup_manifest: %w", rel, err)
 	}
 	defer f.Close()
-	var crc uint32
-	for {
-		n, err := io.ReadFull(f, buf)
-		crc = crc32c.Update(crc, buf[:n])
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return crc, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("failed to read %s in the copy for the backup_manifest: %w", rel, err)
-		}
+	crc, err := crc32c.Reader(f, buf)
+	if err != nil {
+		return 0, fmt.Errorf("failed to read %s in the copy for the backup_manifest: %w", rel, err)
 	}
+	return crc, nil
 }

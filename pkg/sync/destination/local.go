@@ -9,11 +9,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/user"
 	"path"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -26,7 +23,7 @@ import (
 )
 
 // Local is a copy on this host. Every path that comes from the sender
-// (a remote one may be hostile or broken) is checked by validRel and opened
+// (a remote one may be hostile or broken) is checked by pass.ValidRel and opened
 // through an os.Root on DEST, or on the directory of a tablespace's copy, so
 // that nothing is ever written outside them: os.Root refuses "..", absolute
 // paths and symlinks that lead out.
@@ -146,7 +143,7 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 				"DEST %s is neither a pgtwopass copy nor a data directory (no %s, no PG_VERSION)", d.given, manifest.DirName)
 		}
 		d.exists = true
-		d.owner = d.localOwner(req.Owner)
+		d.owner = req.Owner.OnThisHost()
 		if err := d.openRoots(); err != nil {
 			return nil, err
 		}
@@ -184,7 +181,7 @@ func (d *Local) Open(ctx context.Context, req *pass.OpenRequest) (*pass.OpenRepl
 			return nil, err
 		}
 	}
-	d.owner = d.localOwner(req.Owner)
+	d.owner = req.Owner.OnThisHost()
 	if !req.DryRun {
 		if err := d.makeDir(d.dir); err != nil {
 			return nil, err
@@ -286,28 +283,6 @@ func copyIdentifier(dest string) (uint64, error) {
 	return 0, errors.New("no pg_control in the copy")
 }
 
-// localOwner returns the owner the copy's files get on this host: the user
-// and group of the source owner's names when they exist here, else the
-// source's numbers. Only a remote destination can see them differ.
-func (d *Local) localOwner(o pass.OwnerIDs) pass.OwnerIDs {
-	out := o
-	if o.User != "" {
-		if u, err := user.Lookup(o.User); err == nil {
-			if n, err := strconv.ParseUint(u.Uid, 10, 32); err == nil {
-				out.UID = uint32(n)
-			}
-		}
-	}
-	if o.Group != "" {
-		if g, err := user.LookupGroup(o.Group); err == nil {
-			if n, err := strconv.ParseUint(g.Gid, 10, 32); err == nil {
-				out.GID = uint32(n)
-			}
-		}
-	}
-	return out
-}
-
 // initManifest writes a manifest with no records: it vouches for no file
 // of the copy, and says which cluster the copy belongs to.
 func (d *Local) initManifest(req *pass.OpenRequest) error {
@@ -379,28 +354,9 @@ func (d *Local) giveState() {
 	if !d.asRoot {
 		return
 	}
-	for _, name := range []string{"", manifest.FileName, manifest.FileName + manifest.JournalSuffix, "lock", timingsName, sealName} {
+	for _, name := range []string{"", manifest.FileName, manifest.FileName + manifest.JournalSuffix, "lock", pass.TimingsName, sealName} {
 		os.Lchown(filepath.Join(d.dir, manifest.DirName, name), int(d.owner.UID), int(d.owner.GID))
 	}
-}
-
-// validRel reports whether rel, a path that came from the sender, names an
-// entry below the data directory: relative, clean, no "." or "..", and not
-// pgtwopass's own directory.
-func validRel(rel string) bool {
-	if rel == "" {
-		return true // the data directory itself
-	}
-	if strings.ContainsRune(rel, 0) || path.IsAbs(rel) || path.Clean(rel) != rel {
-		return false
-	}
-	for _, c := range strings.Split(rel, "/") {
-		if c == "" || c == "." || c == ".." {
-			return false
-		}
-	}
-	first, _, _ := strings.Cut(rel, "/")
-	return first != manifest.DirName
 }
 
 // at returns the root that holds rel in the copy and rel's name in it:
@@ -423,23 +379,6 @@ func lstat(root *os.Root, name string) (fs.FileInfo, error) {
 		return nil, fs.ErrNotExist
 	}
 	return root.Lstat(name)
-}
-
-// readRootDir returns the entries of a directory of root, in byte order of
-// their names. Their types come from the directory itself (d_type), or
-// from lstat where the file system does not record them.
-func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {
-	if root == nil {
-		return nil, fs.ErrNotExist
-	}
-	f, err := root.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	ents, err := f.ReadDir(-1)
-	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
-	return ents, err
 }
 
 // lutimesAt sets the times of a symlink of root, not of its target.
@@ -478,15 +417,6 @@ func (d *Local) Status(context.Context) (*pass.CopyStatus, error) {
 		}
 	}
 	return st, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // isCopy reports whether dir looks like a copy of a data directory: a copy

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgtwopass/pgtwopass/internal/faults"
+	"github.com/pgtwopass/pgtwopass/internal/flow"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/ledger"
 	"github.com/pgtwopass/pgtwopass/pkg/sync/pass"
@@ -38,17 +39,23 @@ type Pass struct {
 	obs     pass.Observer
 
 	// state
-	led     *ledger.Ledger // the manifest's records, old and new
-	idx     int            // the next entry next() looks at
+	led     *ledger.Ledger         // the manifest's records, old and new
+	idx     int                    // the next entry merge looks at
+	held    *destFile              // merged, waiting for room in the window
+	ahead   *flow.Ahead[aheadStat] // the copy's stats, ahead of merge
+	window  *flow.Window
 	nextID  uint64
 	mu      sync.Mutex
-	files   map[uint64]*destFile // files handed to the sender and not yet done
-	ordered chan *destFile       // every regular file, in walk order, to the manifest writer
-	stop    chan struct{}        // closed by abort: the manifest writer gives up
-	written chan error           // the manifest writer's result
+	files   map[uint64]*destFile   // files handed to the sender and not yet done
+	pending []*destFile            // merged, not yet queued to the manifest writer
+	ordered *flow.Queue[*destFile] // every regular file, in walk order, to the manifest writer
+	stop    chan struct{}          // closed by abort: the manifest writer gives up
+	halted  chan struct{}          // closed when the writer has ended, with halt
+	halt    error
+	syncs   chan struct{} // a token for each fsync under way
+	written chan error    // the manifest writer's result
 	dirsMu  sync.Mutex
 	dirs    map[dirKey]*os.Root // see fileAt
-	closed  bool
 	waited  bool
 	werr    error
 
@@ -61,13 +68,15 @@ type Pass struct {
 type destFile struct {
 	// config
 	id   uint64
+	idx  int // in the entries
 	e    *pass.Entry
 	dfi  fs.FileInfo // the copy's stat before the pass; nil: new file
-	f    *os.File    // the copy, open for writing
 	name string      // in root
 	root *os.Root
+	size int64 // its source's, in the window once handed to the sender (id set)
 
-	old     *manifest.Head   // the manifest's record; nil: none
+	old     *manifest.Head   // the manifest's record (for a file handed out, kept only by a ledger that journals); nil: none
+	basis   *manifest.Head   // the record that vouches for the copy's file, if any
 	gone    []*manifest.Head // records of files gone, found before this one
 	partial bool             // read in part: named are the blocks the WAL names
 	named   []uint32
@@ -77,6 +86,8 @@ type destFile struct {
 	knownBlocks []uint32
 
 	// state
+	openMu sync.Mutex
+	f      *os.File // the copy, opened for writing at its first write
 	wrote  atomic.Bool
 	rec    manifest.File // the new record, once done
 	blocks []uint32      // read in part: rec.Hashes are these blocks'
@@ -99,7 +110,7 @@ func (d *Local) BeginPass(ctx context.Context, req *pass.PassRequest, entries []
 // over the wire.
 func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass.Entry) (*Pass, error) {
 	for i := range entries {
-		if !validRel(entries[i].Rel) || (i == 0) != (entries[i].Rel == "") {
+		if !pass.ValidRel(entries[i].Rel) || (i == 0) != (entries[i].Rel == "") {
 			return nil, fmt.Errorf("refusing entry %q: not a path below the data directory", entries[i].Rel)
 		}
 		if i > 0 && manifest.ComparePaths(entries[i-1].Rel, entries[i].Rel) >= 0 {
@@ -113,7 +124,8 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 		return nil, fmt.Errorf("invalid block size %d", req.BlockSize)
 	}
 	lp := &Pass{d: d, req: *req, entries: entries, bs: req.BlockSize, obs: d.obs,
-		files: map[uint64]*destFile{}, stop: make(chan struct{}), written: make(chan error, 1)}
+		files: map[uint64]*destFile{}, stop: make(chan struct{}), written: make(chan error, 1),
+		halted: make(chan struct{}), syncs: make(chan struct{}, maxSyncs), dirs: map[dirKey]*os.Root{}}
 	if req.Quiet {
 		lp.obs = pass.NopObserver{}
 	}
@@ -144,10 +156,20 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 		return nil, err
 	}
 	lp.led = led
+	lp.window = flow.NewWindow(req.InFlight, pass.MaxInFlightBytes)
 	if !req.DryRun {
-		lp.ordered = make(chan *destFile, max(req.InFlight, 1))
-		go func() { lp.written <- lp.writeRecords() }()
+		// The queue holds the files in flight and a few batches of kept
+		// ones, so that the records a pass holds stay bounded while the
+		// writer waits for a large file.
+		lp.ordered = flow.NewQueue[*destFile](req.InFlight + 4*queueBatch)
+		go func() {
+			err := lp.writeRecords()
+			lp.written <- err
+			lp.halt = err
+			close(lp.halted)
+		}()
 	}
+	lp.ahead = lp.statAhead()
 	return lp, nil
 }
 
@@ -191,7 +213,7 @@ func (lp *Pass) deleteExtras(ctx context.Context) error {
 	// root as its directory, but for the copy of a tablespace, below NEW.
 	var visit func(rel string, root *os.Root, dir string) error
 	visit = func(rel string, root *os.Root, dir string) error {
-		ents, err := readRootDir(root, dir)
+		ents, err := pass.ReadDirAt(root, dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil // a copy, or a tablespace's copy, not made yet
 		}
@@ -199,7 +221,7 @@ func (lp *Pass) deleteExtras(ctx context.Context) error {
 			return fmt.Errorf("failed to list %s in the copy: %w", cmp.Or(rel, "."), err)
 		}
 		for _, ent := range ents {
-			name := ent.Name()
+			name := ent.Name
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -219,8 +241,8 @@ func (lp *Pass) deleteExtras(ctx context.Context) error {
 			}
 			// The type from the directory listing: an lstat of each entry
 			// through the root would walk its path again (1000 files, 10 ms).
-			if ok && typ == ent.Type() {
-				if ent.IsDir() {
+			if ok && typ == ent.Type {
+				if ent.Type.IsDir() {
 					if err := visit(crel, root, cname); err != nil {
 						return err
 					}
@@ -259,7 +281,7 @@ func (lp *Pass) makeDirsAndLinks() error {
 			}
 		case e.IsSymlink():
 			if target, err := root.Readlink(name); err == nil && target == e.Target {
-				if err := lp.d.setMeta(root, name, e, nil); err != nil {
+				if _, err := lp.d.applyMeta(root, name, e, nil); err != nil {
 					return err
 				}
 				continue
@@ -268,7 +290,7 @@ func (lp *Pass) makeDirsAndLinks() error {
 			if err := root.Symlink(e.Target, name); err != nil {
 				return fmt.Errorf("failed to create symlink %s in the copy: %w", e.Rel, err)
 			}
-			if err := lp.d.setMeta(root, name, e, nil); err != nil {
+			if _, err := lp.d.applyMeta(root, name, e, nil); err != nil {
 				return err
 			}
 			lp.changed.Add(1)
@@ -301,14 +323,9 @@ func (lp *Pass) linkPart(e *pass.Entry, pt *part) error {
 	return nil
 }
 
-// setMeta gives name in root e's owner (as root), mode and times, where
-// they differ from fi (nil: lstat it).
-func (d *Local) setMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileInfo) error {
-	_, err := d.applyMeta(root, name, e, fi)
-	return err
-}
-
-// applyMeta is setMeta that reports whether it changed anything.
+// applyMeta gives name in root e's owner (as root), mode and times, where
+// they differ from fi (nil: lstat it), and reports whether it changed
+// anything.
 func (d *Local) applyMeta(root *os.Root, name string, e *pass.Entry, fi fs.FileInfo) (bool, error) {
 	if fi == nil {
 		var err error
@@ -418,134 +435,6 @@ func pastHorizon(rec *manifest.File, margin int64) bool {
 	return rec.ReadStart > 0 && rec.Source.Ctime < rec.ReadStart-margin
 }
 
-// next merges the walk with the old manifest up to the next file the sender
-// must read. A file the pass may trust by its stat keeps its record.
-func (lp *Pass) Next(ctx context.Context) (*pass.Basis, error) {
-	for lp.idx < len(lp.entries) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		i := lp.idx
-		e := &lp.entries[i]
-		lp.idx++
-		if !e.IsRegular() {
-			continue
-		}
-		rec, gone := lp.led.Find(e.Rel)
-		var rf *manifest.File // the record, for the rules of trust
-		if rec != nil {
-			rf = &rec.File
-		}
-		root, name, err := lp.fileAt(e.Rel)
-		if err != nil {
-			return nil, err
-		}
-		dfi, err := lstat(root, name)
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("failed to stat %s in the copy: %w", e.Rel, err)
-			}
-			dfi = nil
-		}
-		trust := lp.led.Trusts(rec, dfi)
-		walKind, partial := lp.walKind(i, rf, e, trust)
-		if trust && sameSource(rf, e) && (lp.req.Kind == manifest.Live || lp.req.Quick && pastHorizon(rf, lp.req.QuickMargin)) ||
-			partial && walKind == pass.WALNone && rf.Source.Size == e.Stat.Size ||
-			// What the WAL does not cover, the quick cold pass's rule does:
-			// a file not written since a read that began safely after its
-			// last write.
-			lp.req.WAL != nil && trust && sameSource(rf, e) && pastHorizon(rf, lp.req.WAL.Margin) {
-			lp.skipped.Add(1)
-			if lp.req.DryRun {
-				continue
-			}
-			df, err := lp.keep(e, rec, root, name, dfi)
-			if err != nil {
-				return nil, err
-			}
-			df.gone = gone
-			if err := lp.enqueue(ctx, df); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		lp.nextID++
-		b := &pass.Basis{ID: lp.nextID, Rel: e.Rel, Index: i, Size: -1, Partial: partial}
-		if dfi != nil {
-			b.Size = dfi.Size()
-		}
-		if lp.req.DryRun {
-			return b, nil
-		}
-		df := &destFile{id: b.ID, e: e, dfi: dfi, root: root, name: name, gone: gone, partial: partial, done: make(chan struct{})}
-		if lp.led.Journal() {
-			df.old = rec // a new manifest needs nothing of the old record
-		}
-		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-		if dfi != nil {
-			flags = os.O_RDWR
-		}
-		if df.f, err = root.OpenFile(name, flags, 0o600); err != nil {
-			return nil, fmt.Errorf("failed to open %s in the copy for writing: %w", e.Rel, err)
-		}
-		switch {
-		case partial:
-			// Of the record's hashes, those of the blocks the sender reads.
-			if i < len(lp.req.WAL.Blocks) {
-				df.named = lp.req.WAL.Blocks[i]
-			}
-			b.Blocks = pass.PartialBlocks(df.named, rec.Dest.Size, rec.Dest.Size, lp.bs)
-			err = lp.basis(df, b, rec, b.Blocks)
-		case trust:
-			err = lp.basis(df, b, rec, nil)
-		case dfi != nil:
-			// No record vouches for the copy: its own contents are the basis,
-			// so that nothing unchanged is rewritten.
-			b.Hashes, _, err = pass.HashFile(ctx, df.f, lp.bs, func(c []byte) { lp.destRead.Add(int64(len(c))) })
-		}
-		if err != nil {
-			df.f.Close()
-			return nil, fmt.Errorf("failed to read %s in the copy: %w", e.Rel, err)
-		}
-		lp.mu.Lock()
-		lp.files[df.id] = df
-		lp.mu.Unlock()
-		if err := lp.enqueue(ctx, df); err != nil {
-			return nil, err
-		}
-		return b, nil
-	}
-	return nil, nil
-}
-
-// enqueue hands df to the manifest writer, in walk order. It blocks while
-// the files in flight fill the queue: that bounds the memory and the open
-// files of a pass.
-func (lp *Pass) enqueue(ctx context.Context, df *destFile) error {
-	select {
-	case lp.ordered <- df:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-lp.stop:
-		return errors.New("pass aborted")
-	}
-}
-
-// basis gives b rec's hashes of blocks (nil: all); a ledger that writes a
-// journal keeps them to tell the blocks that change.
-func (lp *Pass) basis(df *destFile, b *pass.Basis, rec *manifest.Head, blocks []uint32) error {
-	hs, err := lp.led.Hashes(rec, blocks)
-	if err != nil {
-		return err
-	}
-	b.Hashes = hs
-	if lp.led.Journal() {
-		df.known, df.knownBlocks = hs, blocks
-	}
-	return nil
-}
-
 // keep carries the record of a file the pass trusts by its stat, fixing the
 // copy's owner and mode if someone changed them.
 func (lp *Pass) keep(e *pass.Entry, rec *manifest.Head, root *os.Root, name string, dfi fs.FileInfo) (*destFile, error) {
@@ -596,20 +485,28 @@ func (lp *Pass) Write(id uint64, off int64, data []byte) error {
 	if err := faults.BeforeWrite(filepath.Join(lp.d.dir, df.e.Rel), int64(manifest.NumBlocks(int64(len(data)), lp.bs))); err != nil {
 		return fmt.Errorf("failed to write %s: %w", filepath.Join(lp.d.dir, df.e.Rel), err)
 	}
-	if _, err := df.f.WriteAt(data, off); err != nil {
+	f, err := df.file()
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(data, off); err != nil {
 		return fmt.Errorf("failed to write %s: %w", filepath.Join(lp.d.dir, df.e.Rel), err)
 	}
 	df.wrote.Store(true)
 	if len(data) >= writebackMin {
 		// Start writing large runs to the disk now, while the pass reads
 		// on: the fsync at the end of the file then waits for less.
-		_ = unix.SyncFileRange(int(df.f.Fd()), off, int64(len(data)), unix.SYNC_FILE_RANGE_WRITE)
+		_ = unix.SyncFileRange(int(f.Fd()), off, int64(len(data)), unix.SYNC_FILE_RANGE_WRITE)
 	}
 	return nil
 }
 
-// done completes a file once all its writes are in: size, metadata, fsync,
-// and the copy's stat for the record.
+// done completes a file once all its writes are in: size and metadata,
+// then, if the pass changed it, the fsync and the copy's stat for the
+// record. The fsync waits for the disk: it runs in the background, up to
+// maxSyncs at a time, so that the sender's worker reads on meanwhile; the
+// writer records the file once it is durable, and a failed fsync fails the
+// pass there.
 func (lp *Pass) Done(res *pass.FileResult) error {
 	df, err := lp.file(res.ID)
 	if err != nil {
@@ -618,94 +515,129 @@ func (lp *Pass) Done(res *pass.FileResult) error {
 	lp.mu.Lock()
 	delete(lp.files, res.ID)
 	lp.mu.Unlock()
-	defer close(df.done)
-	defer df.f.Close()
-	if res.Vanished {
-		df.skip = true
-		return nil
+	if df.skip = res.Vanished; !df.skip {
+		if sync, err := lp.complete(df, res); err != nil || sync {
+			if df.err = err; err == nil {
+				lp.syncs <- struct{}{}
+				go func() {
+					df.err = lp.durable(df, res)
+					<-lp.syncs
+					df.close()
+					close(df.done)
+				}()
+			}
+			return err
+		}
 	}
-	if err := lp.complete(df, res); err != nil {
-		df.err = err
-		return err
-	}
+	df.close()
+	close(df.done)
 	return nil
 }
 
-func (lp *Pass) complete(df *destFile, res *pass.FileResult) error {
+// maxSyncs bounds the fsyncs of a pass under way at once.
+const maxSyncs = 16
+
+// complete gives the copy of a file its size and metadata, and says whether
+// it must be made durable (durable); a file the pass did not change gets its
+// record at once.
+func (lp *Pass) complete(df *destFile, res *pass.FileResult) (sync bool, err error) {
 	e := &res.Entry
 	if e.Rel != df.e.Rel || !e.IsRegular() {
-		return fmt.Errorf("file %d: the end of %q for %q", res.ID, e.Rel, df.e.Rel)
+		return false, fmt.Errorf("file %d: the end of %q for %q", res.ID, e.Rel, df.e.Rel)
 	}
 	size := e.Stat.Size
 	switch {
 	case df.partial:
 		if want := pass.PartialBlocks(df.named, df.dfi.Size(), size, lp.bs); !slices.Equal(res.Blocks, want) || len(res.Hashes) != len(want) {
-			return fmt.Errorf("%s: %d hashes of %d blocks, read in part: not the blocks to read", e.Rel, len(res.Hashes), len(res.Blocks))
+			return false, fmt.Errorf("%s: %d hashes of %d blocks, read in part: not the blocks to read", e.Rel, len(res.Hashes), len(res.Blocks))
 		}
 	case res.Blocks != nil || len(res.Hashes) != manifest.NumBlocks(size, lp.bs):
-		return fmt.Errorf("%s: %d hashes for %d bytes", e.Rel, len(res.Hashes), size)
+		return false, fmt.Errorf("%s: %d hashes for %d bytes", e.Rel, len(res.Hashes), size)
 	}
-	changed := df.wrote.Load() || df.dfi == nil
-	if df.dfi == nil || df.dfi.Size() != size {
-		if err := df.f.Truncate(size); err != nil {
-			return fmt.Errorf("failed to set the size of %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
+	// A file the pass did not change costs no system call here: its stat
+	// before the pass is its stat now. One it changed is opened (if its
+	// blocks did not already) and fstat'ed, not lstat'ed through the
+	// root, which would walk the path again.
+	dfi := df.dfi
+	changed := df.wrote.Load() || dfi == nil
+	if dfi == nil || dfi.Size() != size {
+		f, err := df.file()
+		if err != nil {
+			return false, err
+		}
+		if err := f.Truncate(size); err != nil {
+			return false, fmt.Errorf("failed to set the size of %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 		}
 		changed = true
 	}
-	// fstat of the open file, not an lstat through the root, which would
-	// walk the path again.
-	dfi, err := df.f.Stat()
-	if err != nil {
-		return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
+	if changed {
+		if dfi, err = df.f.Stat(); err != nil {
+			return false, fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
+		}
 	}
 	metaChanged, err := lp.d.applyMeta(df.root, df.name, e, dfi)
+	if err != nil || changed || metaChanged {
+		return err == nil, err
+	}
+	lp.record(df, res, dfi)
+	return false, nil
+}
+
+// durable fsyncs a file the pass changed and records it.
+func (lp *Pass) durable(df *destFile, res *pass.FileResult) error {
+	e := &res.Entry
+	f, err := df.file()
 	if err != nil {
 		return err
 	}
-	if changed || metaChanged {
-		if err := df.f.Sync(); err != nil {
-			return fmt.Errorf("failed to fsync %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
-		}
-		lp.changed.Add(1)
-		lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel})
-		// Writes, chown, chmod and utimes moved the copy's stat.
-		if dfi, err = df.f.Stat(); err != nil {
-			return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
-		}
+	if err := cmp.Or(faults.BeforeSync(f.Name()), f.Sync()); err != nil {
+		return fmt.Errorf("failed to fsync %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
 	}
+	lp.changed.Add(1)
+	lp.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: lp.req.Kind, Path: e.Rel})
+	// Writes, chown, chmod and utimes moved the copy's stat.
+	dfi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("failed to stat %s: %w", filepath.Join(lp.d.dir, e.Rel), err)
+	}
+	lp.record(df, res, dfi)
+	return nil
+}
+
+// record makes the record of a file done, its copy's stat dfi.
+func (lp *Pass) record(df *destFile, res *pass.FileResult, dfi fs.FileInfo) {
+	e := &res.Entry
 	lp.led.Saw(dfi)
 	df.rec = manifest.File{Path: e.Rel, Flags: res.Flags, CRC32C: res.CRC32C, Source: e.Stat, Dest: pass.StatOf(dfi),
 		ReadStart: res.ReadStart, Hashes: res.Hashes}
 	df.blocks = res.Blocks
 	faults.AfterFile(e.Rel)
-	return nil
 }
 
 // writeRecords adds the records to the new manifest in walk order as the
-// files complete.
+// files complete, and takes them out of the window.
 func (lp *Pass) writeRecords() error {
 	for {
-		var df *destFile
-		select {
-		case f, ok := <-lp.ordered:
-			if !ok {
-				return nil
-			}
-			df = f
-		case <-lp.stop:
-			return errors.New("pass aborted")
-		}
-		select {
-		case <-df.done:
-		case <-lp.stop:
-			return errors.New("pass aborted")
-		}
-		if df.err != nil {
-			return df.err
-		}
-		if err := lp.led.Put(&ledger.Record{Gone: df.gone, Old: df.old, Skip: df.skip, Kept: df.keep, New: df.rec, Blocks: df.blocks,
-			Known: df.known, KnownBlocks: df.knownBlocks}); err != nil {
+		batch, err := lp.ordered.Take(lp.stop)
+		if err != nil || batch == nil {
 			return err
+		}
+		for _, df := range batch {
+			select {
+			case <-df.done:
+			case <-lp.stop:
+				return errors.New("pass aborted")
+			}
+			if df.id != 0 {
+				lp.window.Release(df.size)
+			}
+			if df.err != nil {
+				return df.err
+			}
+			if err := lp.led.Put(&ledger.Record{Gone: df.gone, Old: df.old, Skip: df.skip, Kept: df.keep, New: df.rec, Blocks: df.blocks,
+				Known: df.known, KnownBlocks: df.knownBlocks}); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -714,13 +646,18 @@ func (lp *Pass) writeRecords() error {
 // manifest; after a cold pass, the backup_manifest and the seal.
 func (lp *Pass) Commit(ctx context.Context, c *pass.CommitRequest) (*pass.CommitReply, error) {
 	rep := &pass.CommitReply{FilesSkipped: lp.skipped.Load(), FilesDeleted: lp.deleted.Load()}
+	lp.ahead.Stop()
 	if lp.req.DryRun {
 		lp.led.Close()
 		lp.closeDirs()
 		rep.FilesChanged = lp.changed.Load()
 		return rep, nil
 	}
-	lp.closeQueue()
+	if err := lp.flush(ctx); err != nil {
+		lp.Abort()
+		return nil, err
+	}
+	lp.ordered.Close()
 	if err := lp.waitWriter(); err != nil {
 		lp.Abort()
 		return nil, err
@@ -797,13 +734,6 @@ func (lp *Pass) waitWriter() error {
 	return lp.werr
 }
 
-func (lp *Pass) closeQueue() {
-	if !lp.closed && lp.ordered != nil {
-		lp.closed = true
-		close(lp.ordered)
-	}
-}
-
 // abort ends the pass without a new manifest: the old one stays, and
 // vouches for no file this pass wrote (their stat moved). The queue to the
 // manifest writer is left open: next may still be sending to it, and gives
@@ -815,13 +745,14 @@ func (lp *Pass) Abort() {
 	default:
 	}
 	close(lp.stop)
+	lp.ahead.Stop()
 	if lp.ordered != nil {
 		lp.waitWriter()
 	}
 	lp.led.Abort()
 	lp.mu.Lock()
 	for id, df := range lp.files {
-		df.f.Close()
+		df.close()
 		delete(lp.files, id)
 	}
 	lp.mu.Unlock()
@@ -835,7 +766,7 @@ func (lp *Pass) finishDirs() error {
 	for i := len(lp.entries) - 1; i >= 0; i-- {
 		if e := &lp.entries[i]; e.IsDir() {
 			root, name := lp.d.at(e.Rel, true)
-			if err := lp.d.setMeta(root, name, e, nil); err != nil {
+			if _, err := lp.d.applyMeta(root, name, e, nil); err != nil {
 				return err
 			}
 		}
@@ -869,7 +800,7 @@ func (lp *Pass) seal() error {
 	// The rename moved global's mtime: give it the source's again.
 	for i := range lp.entries {
 		if e := &lp.entries[i]; e.Rel == path.Dir(pass.ControlFile) {
-			if err := lp.d.setMeta(root, e.Rel, e, nil); err != nil {
+			if _, err := lp.d.applyMeta(root, e.Rel, e, nil); err != nil {
 				return err
 			}
 		}
@@ -913,9 +844,6 @@ func (lp *Pass) fileAt(rel string) (*os.Root, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("failed to open the directory of %s in the copy: %w", rel, err)
 	}
-	if lp.dirs == nil {
-		lp.dirs = map[dirKey]*os.Root{}
-	}
 	lp.dirs[key] = sub
 	return sub, base, nil
 }
@@ -929,6 +857,3 @@ func (lp *Pass) closeDirs() {
 		delete(lp.dirs, k)
 	}
 }
-
-// DryRun reports whether the pass only looks: it writes nothing.
-func (lp *Pass) DryRun() bool { return lp.req.DryRun }

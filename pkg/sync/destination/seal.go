@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/google/renameio/v2"
@@ -93,20 +94,11 @@ func (d *Local) sealState() (sealState, error) {
 			continue
 		}
 		hs, _, err := pass.HashFile(context.Background(), bytes.NewReader(b), int(h.BlockSize), nil)
-		if err == nil && len(hs) == len(f.Hashes) && slicesEqual(hs, f.Hashes) {
+		if err == nil && slices.Equal(hs, f.Hashes) {
 			return asSealed, nil
 		}
 		return ranSinceSeal, nil
 	}
-}
-
-func slicesEqual(a, b []manifest.Hash) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return len(a) == len(b)
 }
 
 // errRanSinceSeal refuses a pass into a copy that has run since its seal.

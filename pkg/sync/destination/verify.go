@@ -46,33 +46,13 @@ func (d *Local) VerifyManifest(ctx context.Context, jobs int, ex pass.Excluder) 
 			onDisk[e.Rel] = true
 		}
 	}
-	v := &pass.Differences{}
-	bs := int(st.Header.BlockSize)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
-	for {
-		f, err := r.Next()
-		if err == io.EOF {
-			break
+	// A pg_control not installed yet is held in .pgtwopass.
+	return pass.CheckRecords(ctx, r, onDisk, func(rel string) string {
+		if rel == pass.ControlFile && !onDisk[rel] {
+			rel = pass.HeldControl
 		}
-		if err != nil {
-			g.Wait()
-			return nil, err
-		}
-		path := filepath.Join(st.Dest, filepath.FromSlash(f.Path))
-		if f.Path == pass.ControlFile && !onDisk[f.Path] {
-			path = filepath.Join(st.Dest, filepath.FromSlash(pass.HeldControl))
-		}
-		delete(onDisk, f.Path)
-		g.Go(func() error { return pass.CheckRecord(gctx, f, path, bs, func(n int64) { d.obs.Progress(n, 0) }, v) })
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	for rel := range onDisk {
-		v.Add(rel, "in the copy but not in the manifest")
-	}
-	return v.Sorted(), nil
+		return filepath.Join(st.Dest, filepath.FromSlash(rel))
+	}, int(st.Header.BlockSize), jobs, func(n int64) { d.obs.Progress(n, 0) })
 }
 
 // WalkCopy lists the copy as Walk lists SRC; the tablespace links lead to
@@ -87,7 +67,7 @@ func (d *Local) HashFiles(ctx context.Context, rels []string, bs, jobs int, fn f
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
 	for _, rel := range rels {
-		if !validRel(rel) || rel == "" {
+		if !pass.ValidRel(rel) || rel == "" {
 			return fmt.Errorf("refusing to hash %q: not a file below the data directory", rel)
 		}
 		if gctx.Err() != nil {

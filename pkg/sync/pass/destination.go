@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/google/renameio/v2"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
@@ -56,7 +60,8 @@ type Destination interface {
 	SealedHashes(ctx context.Context, fn func(rel string, size int64, hashes []manifest.Hash) error) error
 	// InFlight is how many files a pass with jobs workers should have
 	// handed to the sender and not done: enough to keep the workers busy
-	// across small files, or to fill a network's round trip.
+	// across small files, and to fill a network's round trip
+	// (InFlightFiles).
 	InFlight(jobs int) int
 	// Traffic counts the bytes sent to and received from a receiver on
 	// another host (0 for a copy on this host).
@@ -72,14 +77,20 @@ type Destination interface {
 
 // DestinationPass is one pass on the destination side, driven by the sender.
 type DestinationPass interface {
-	// Next returns the next file the sender must read, in walk order, or
-	// nil when there are no more. It must not be called concurrently.
-	Next(ctx context.Context) (*Basis, error)
+	// Next returns the next files the sender must read, in walk order: at
+	// least one and at most max, waiting for the first while the files in
+	// flight fill the window (see Window); none when there are no more. It
+	// must not be called concurrently.
+	Next(ctx context.Context, max int) ([]*Basis, error)
 	// Write writes data at off into the copy of file id. Safe for
 	// concurrent use; the data may be reused once it returns.
 	Write(id uint64, off int64, data []byte) error
 	// Done completes file id: all its writes have returned.
 	Done(res *FileResult) error
+	// Flush sends what Write and Done may hold back to send together (a
+	// destination on another host). The sender calls it after each batch
+	// of files, and after each chunk of a large file.
+	Flush() error
 	// Commit makes the pass durable once every file is done, and seals the
 	// copy after a cold pass. The copy is left as the pass left it when
 	// Commit is not called (Abort).
@@ -140,7 +151,8 @@ type PassRequest struct {
 	DryRun      bool
 	Quick       bool  // a quick cold pass: trust files past the safe horizon
 	QuickMargin int64 // ns
-	// InFlight bounds the files handed to the sender and not yet done.
+	// InFlight bounds the files handed to the sender and not yet done;
+	// MaxInFlightBytes bounds their bytes.
 	InFlight int
 	// Quiet: report no events (a dry run that predicts the downtime).
 	Quiet bool
@@ -349,4 +361,29 @@ func ParseTimings(b []byte) ServerTimings {
 		}
 	}
 	return t
+}
+
+// TimingsName is the file in DEST/.pgtwopass that keeps the ServerTimings.
+const TimingsName = "server.json"
+
+// ReadTimings reads the ServerTimings of the copy in dest (none: zero).
+func ReadTimings(dest string) ServerTimings {
+	b, err := os.ReadFile(filepath.Join(dest, manifest.DirName, TimingsName))
+	if err != nil {
+		return ServerTimings{}
+	}
+	return ParseTimings(b)
+}
+
+// WriteTimings records the ServerTimings of the copy in dest, atomically.
+func WriteTimings(dest string, t ServerTimings) error {
+	b, err := json.MarshalIndent(t, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(dest, manifest.DirName)
+	if err := renameio.WriteFile(filepath.Join(dir, TimingsName), append(b, '\n'), 0o600, renameio.WithTempDir(dir)); err != nil {
+		return err
+	}
+	return manifest.SyncDir(dir)
 }

@@ -2,6 +2,8 @@ package pass
 
 import (
 	"io/fs"
+	"os/user"
+	"strconv"
 	"syscall"
 
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
@@ -45,6 +47,28 @@ const ModeSpecial = fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
 type OwnerIDs struct {
 	UID, GID    uint32
 	User, Group string
+}
+
+// OnThisHost returns the owner that o's files get on this host: the user
+// and group of o's names when they exist here, else o's numbers. Only a
+// destination on another host can see them differ.
+func (o OwnerIDs) OnThisHost() OwnerIDs {
+	out := o
+	if o.User != "" {
+		if u, err := user.Lookup(o.User); err == nil {
+			if n, err := strconv.ParseUint(u.Uid, 10, 32); err == nil {
+				out.UID = uint32(n)
+			}
+		}
+	}
+	if o.Group != "" {
+		if g, err := user.LookupGroup(o.Group); err == nil {
+			if n, err := strconv.ParseUint(g.Gid, 10, 32); err == nil {
+				out.GID = uint32(n)
+			}
+		}
+	}
+	return out
 }
 
 // IDMap gives the copy the owner of the source's name on the destination's

@@ -54,11 +54,25 @@ func (x Excluder) Excluded(rel string) bool {
 		if strings.Contains(p, "/") {
 			subject = rel
 		}
-		if ok, _ := path.Match(p, subject); ok {
+		if match(p, subject) {
 			return true
 		}
 	}
 	return false
+}
+
+// match is path.Match without its cost for the patterns most common here:
+// a name ("postmaster.pid") and a prefix ("pgsql_tmp*", "pg_stat_tmp/*").
+// The walk asks for every entry of SRC, each against every pattern.
+func match(p, subject string) bool {
+	switch i := strings.IndexAny(p, `*?[\`); {
+	case i < 0:
+		return p == subject
+	case i == len(p)-1 && p[i] == '*':
+		return strings.HasPrefix(subject, p[:i]) && !strings.Contains(subject[i:], "/")
+	}
+	ok, _ := path.Match(p, subject)
+	return ok
 }
 
 // IsMarker reports whether rel is the marker in a tablespace's copy or in

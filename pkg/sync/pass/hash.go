@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/zeebo/xxh3"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/pgtwopass/pgtwopass/internal/crc32c"
 	"github.com/pgtwopass/pgtwopass/pkg/manifest"
@@ -119,4 +120,35 @@ func CheckRecord(ctx context.Context, rec *manifest.File, path string, bs int, p
 		diffs.Add(rec.Path, "CRC-32C %08x in the copy, %08x in the manifest", crc, rec.CRC32C)
 	}
 	return nil
+}
+
+// CheckRecords compares the copy's files with the records r holds, with
+// jobs workers: each record's file (at pathOf(rel)) is read in full
+// (CheckRecord), and the files of onDisk (the copy's regular files, by rel;
+// emptied on the way) that no record names are differences too. progress,
+// if set, is told the bytes read.
+func CheckRecords(ctx context.Context, r *manifest.Reader, onDisk map[string]bool, pathOf func(rel string) string, bs, jobs int, progress func(int64)) ([]Difference, error) {
+	v := &Differences{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for {
+		f, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			g.Wait()
+			return nil, err
+		}
+		path := pathOf(f.Path)
+		delete(onDisk, f.Path)
+		g.Go(func() error { return CheckRecord(gctx, f, path, bs, progress, v) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for rel := range onDisk {
+		v.Add(rel, "in the copy but not in the manifest")
+	}
+	return v.Sorted(), nil
 }

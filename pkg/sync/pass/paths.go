@@ -3,6 +3,8 @@ package pass
 import (
 	"path/filepath"
 	"strings"
+
+	"github.com/pgtwopass/pgtwopass/pkg/manifest"
 )
 
 // Resolve returns path made absolute with the symlinks of its longest
@@ -30,4 +32,29 @@ func Resolve(path string) (string, error) {
 func Within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// ValidRel reports whether rel, a path of an entry of a pass (from a sender
+// that may be hostile or broken), names an entry below the data directory:
+// "" (the data directory itself), or relative, without empty, "." or ".."
+// components, without NUL, and not in pgtwopass's own directory. It
+// allocates nothing: a destination checks every entry of every pass.
+func ValidRel(rel string) bool {
+	if rel == "" {
+		return true
+	}
+	if strings.IndexByte(rel, 0) >= 0 {
+		return false
+	}
+	first := true
+	for rest := rel; ; {
+		c, after, more := strings.Cut(rest, "/")
+		if c == "" || c == "." || c == ".." || first && c == manifest.DirName {
+			return false
+		}
+		if !more {
+			return true
+		}
+		first, rest = false, after
+	}
 }

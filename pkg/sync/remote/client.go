@@ -37,6 +37,8 @@ type Client struct {
 	enc     *zstd.Encoder
 	cur     *clientPass // the pass under way, if any
 	curMu   sync.Mutex
+	rtt     time.Duration // the shortest round trip seen
+	rttMu   sync.Mutex
 }
 
 // NewClient connects to a receiver that reads what l writes and writes what
@@ -85,9 +87,11 @@ func (d *Client) String() string { return d.r.String() }
 // hello exchanges hellos; a receiver that does not answer is described with
 // the remote shell's exit status and stderr.
 func (d *Client) hello(ctx context.Context) error {
+	t := time.Now()
 	if err := d.conn.Send(wire.Hello{Magic: wire.Magic, Version: wire.Version, Program: d.o.Program}); err != nil {
 		return err
 	}
+	defer func() { d.sawRoundTrip(time.Since(t)) }()
 	type result struct {
 		f   wire.Frame
 		err error
@@ -252,19 +256,20 @@ func (bq *basisQueue) close() {
 	bq.mu.Unlock()
 }
 
-// pop returns the next basis, nil and true at the end, or false while there
-// is none yet.
-func (bq *basisQueue) pop() (*pass.Basis, bool) {
+// pop returns the next bases, at most max; none and true at the end; none
+// and false while there is none yet.
+func (bq *basisQueue) pop(max int) ([]*pass.Basis, bool) {
 	bq.mu.Lock()
 	defer bq.mu.Unlock()
 	if len(bq.q) > 0 {
-		b := bq.q[0]
-		bq.q[0] = nil
-		bq.q = bq.q[1:]
+		n := min(max, len(bq.q))
+		out := append([]*pass.Basis(nil), bq.q[:n]...)
+		clear(bq.q[:n])
+		bq.q = bq.q[n:]
 		if len(bq.q) > 0 || bq.closed {
 			bq.signal()
 		}
-		return b, true
+		return out, true
 	}
 	return nil, bq.closed
 }
@@ -352,14 +357,37 @@ func callFor[T any](ctx context.Context, d *Client, m wire.Message, want wire.Ty
 
 // call sends m and returns the decoder of its reply.
 func (d *Client) call(ctx context.Context, m wire.Message, want wire.Type) (*wire.Decoder, error) {
+	t := time.Now()
 	if err := d.send(m); err != nil {
 		return nil, err
 	}
-	return d.reply(ctx, want)
+	dec, err := d.reply(ctx, want)
+	if err == nil {
+		d.sawRoundTrip(time.Since(t))
+	}
+	return dec, err
+}
+
+// sawRoundTrip keeps the shortest round trip of a request: the link's
+// latency and little work (the shortest of the hello, open, timings).
+func (d *Client) sawRoundTrip(rtt time.Duration) {
+	d.rttMu.Lock()
+	if d.rtt == 0 || rtt < d.rtt {
+		d.rtt = rtt
+	}
+	d.rttMu.Unlock()
 }
 
 func (d *Client) send(m wire.Message) error {
 	if err := d.conn.Send(m); err != nil {
+		return d.sendFailed(err)
+	}
+	return nil
+}
+
+// buffer is send that leaves the frame for the next send or Flush.
+func (d *Client) buffer(m wire.Message) error {
+	if err := d.conn.Buffer(m); err != nil {
 		return d.sendFailed(err)
 	}
 	return nil
@@ -552,8 +580,12 @@ func (d *Client) Close() error {
 func (d *Client) Traffic() (sent, received int64) { return d.conn.Sent(), d.conn.Received() }
 
 // InFlight bounds the files in flight of a pass with jobs workers: enough
-// to fill the network's round trip.
-func (d *Client) InFlight(jobs int) int { return 8*jobs + 32 }
+// to fill the round trip to the receiver, as measured.
+func (d *Client) InFlight(jobs int) int {
+	d.rttMu.Lock()
+	defer d.rttMu.Unlock()
+	return pass.InFlightFiles(jobs, d.rtt)
+}
 
 // beginPass sends the entries and starts the pass.
 func (d *Client) BeginPass(ctx context.Context, req *pass.PassRequest, entries []pass.Entry) (pass.DestinationPass, error) {
@@ -616,10 +648,10 @@ func (p *clientPass) failure() error {
 	}
 }
 
-func (p *clientPass) Next(ctx context.Context) (*pass.Basis, error) {
+func (p *clientPass) Next(ctx context.Context, max int) ([]*pass.Basis, error) {
 	for {
-		if b, ok := p.bases.pop(); ok {
-			return b, nil
+		if bs, ok := p.bases.pop(max); ok {
+			return bs, nil
 		}
 		select {
 		case <-p.bases.ready:
@@ -636,6 +668,7 @@ func (p *clientPass) Write(id uint64, off int64, data []byte) error {
 		return err
 	}
 	m := wire.Write{ID: id, Off: off, RawLen: uint32(len(data)), Data: data}
+	// Buffered: Flush, at the end of the sender's batch or chunk, sends it.
 	if enc := p.d.enc; enc != nil {
 		bp, _ := p.bufs.Get().(*[]byte)
 		if bp == nil {
@@ -647,7 +680,7 @@ func (p *clientPass) Write(id uint64, off int64, data []byte) error {
 			*bp = c
 		}
 	}
-	if err := p.d.send(m); err != nil {
+	if err := p.d.buffer(m); err != nil {
 		p.fail(err)
 		return err
 	}
@@ -666,7 +699,20 @@ func (p *clientPass) Done(res *pass.FileResult) error {
 		// blocks it received, and checks them against these.
 		m.Entry, m.Flags, m.CRC32C, m.ReadStart, m.HashesSum = toWireEntry(&res.Entry), res.Flags, res.CRC32C, res.ReadStart, pass.HashesSum(res.Hashes)
 	}
-	if err := p.d.send(m); err != nil {
+	if err := p.d.buffer(m); err != nil {
+		p.fail(err)
+		return err
+	}
+	return nil
+}
+
+// Flush sends the Write and Done frames buffered.
+func (p *clientPass) Flush() error {
+	if err := p.failure(); err != nil {
+		return err
+	}
+	if err := p.d.conn.Flush(); err != nil {
+		err = p.d.sendFailed(err)
 		p.fail(err)
 		return err
 	}

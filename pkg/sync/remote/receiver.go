@@ -388,10 +388,11 @@ func sendHashes(c *wire.Conn, rel string, size int64, hashes []manifest.Hash) er
 // rebuilt from the bases and the blocks received.
 type receiverPass struct {
 	// config
-	s    *receiver
-	lp   *destination.Pass
-	bs   int
-	jobs int
+	s      *receiver
+	lp     *destination.Pass
+	bs     int
+	jobs   int
+	dryRun bool
 
 	// state
 	ctx         context.Context // ends at the first failure, its cause
@@ -417,7 +418,7 @@ func (s *receiver) beginPass(ctx context.Context, m *wire.Begin, entries []pass.
 		return nil, fmt.Errorf("unknown pass kind %d", m.Kind)
 	}
 	req := &pass.PassRequest{Kind: kind, BlockSize: int(m.BlockSize), DryRun: m.DryRun, Quick: m.Quick, QuickMargin: m.QuickMargin,
-		InFlight: int(min(max(m.InFlight, 1), 4096)), Quiet: m.Quiet}
+		InFlight: int(min(max(m.InFlight, 1), pass.MaxInFlightFiles)), Quiet: m.Quiet, Jobs: clampJobs(m.Jobs)}
 	if m.WAL {
 		req.WAL = &pass.WALRequest{Kinds: wal.Kinds, Blocks: wal.Blocks, Since: m.WALSince, Margin: m.WALMargin}
 	}
@@ -425,7 +426,7 @@ func (s *receiver) beginPass(ctx context.Context, m *wire.Begin, entries []pass.
 	if err != nil {
 		return nil, err
 	}
-	sp := &receiverPass{s: s, lp: lp, bs: req.BlockSize, jobs: clampJobs(m.Jobs),
+	sp := &receiverPass{s: s, lp: lp, bs: req.BlockSize, jobs: clampJobs(m.Jobs), dryRun: req.DryRun,
 		hashes: map[uint64][]manifest.Hash{}, sparse: map[uint64]*sparseFile{}}
 	if req.WAL != nil {
 		sp.named = req.WAL.Blocks
@@ -466,37 +467,45 @@ func (sp *receiverPass) start(ctx context.Context) {
 	sp.workers.Go(func() error {
 		defer close(sp.gen)
 		for {
-			b, err := sp.lp.Next(sp.ctx)
+			bases, err := sp.lp.Next(sp.ctx, pass.BatchFiles)
 			if err != nil {
 				sp.fail(err)
 				return nil
 			}
-			if b == nil {
+			if len(bases) == 0 {
 				sp.ended.Store(true)
 				if err := sp.s.conn.Send(wire.Empty(wire.TEndBases)); err != nil {
 					sp.fail(err)
 				}
 				return nil
 			}
-			if !sp.lp.DryRun() {
-				sp.mu.Lock()
-				if b.Partial {
-					sp.sparse[b.ID] = &sparseFile{index: b.Index, size: b.Size, blocks: slices.Clone(b.Blocks), basis: slices.Clone(b.Hashes),
-						wrote: map[uint32]manifest.Hash{}}
-				} else {
-					sp.hashes[b.ID] = append([]manifest.Hash(nil), b.Hashes...)
+			for _, b := range bases {
+				if !sp.dryRun {
+					sp.mu.Lock()
+					if b.Partial {
+						sp.sparse[b.ID] = &sparseFile{index: b.Index, size: b.Size, blocks: slices.Clone(b.Blocks), basis: slices.Clone(b.Hashes),
+							wrote: map[uint32]manifest.Hash{}}
+					} else {
+						sp.hashes[b.ID] = append([]manifest.Hash(nil), b.Hashes...)
+					}
+					sp.mu.Unlock()
 				}
-				sp.mu.Unlock()
+				// Buffered, and sent together after the batch: one write
+				// for the bases of many small files.
+				blocks := b.Blocks
+				err = sendHashParts(b.Hashes, func(part []manifest.Hash, more bool) error {
+					m := wire.Basis{ID: b.ID, Index: uint32(b.Index), Rel: b.Rel, Size: b.Size, Hashes: part, More: more, Partial: b.Partial}
+					if b.Partial {
+						m.Blocks, blocks = blocks[:len(part)], blocks[len(part):]
+					}
+					return sp.s.conn.Buffer(m)
+				})
+				if err != nil {
+					sp.fail(err)
+					return nil
+				}
 			}
-			blocks := b.Blocks
-			err = sendHashParts(b.Hashes, func(part []manifest.Hash, more bool) error {
-				m := wire.Basis{ID: b.ID, Index: uint32(b.Index), Rel: b.Rel, Size: b.Size, Hashes: part, More: more, Partial: b.Partial}
-				if b.Partial {
-					m.Blocks, blocks = blocks[:len(part)], blocks[len(part):]
-				}
-				return sp.s.conn.Send(m)
-			})
-			if err != nil {
+			if err := sp.s.conn.Flush(); err != nil {
 				sp.fail(err)
 				return nil
 			}

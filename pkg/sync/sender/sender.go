@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -113,6 +112,9 @@ type sender struct {
 	readBusy, writeBusy   atomic.Int64 // ns, summed over workers
 	readWall, writeWall   time.Duration
 	notes                 pass.Notes
+	entries               []pass.Entry // the walk
+	walked                time.Time    // when the walk began
+	dirs                  *srcDirs     // SRC's directories, open while files are read
 }
 
 // Run runs one pass of cfg.Kind from SRC into dst, whose manifest has the
@@ -149,6 +151,7 @@ func (p *sender) stats(started time.Time) pass.Stats {
 
 func (p *sender) run(ctx context.Context, started time.Time) (pass.Stats, *pass.CommitReply, error) {
 	cfg := p.cfg
+	p.walked = time.Now()
 	entries, err := pass.WalkNoting(cfg.Source, cfg.Excluder, &p.notes)
 	if err != nil {
 		return p.stats(started), nil, err
@@ -157,6 +160,7 @@ func (p *sender) run(ctx context.Context, started time.Time) (pass.Stats, *pass.
 		p.warnNotes()
 	}
 	cfg.IDs.Apply(entries)
+	p.entries = entries
 	var total int64
 	for i := range entries {
 		if entries[i].IsRegular() {
@@ -238,24 +242,26 @@ func (p *sender) splitWall(wall time.Duration) {
 // for, by their size.
 func (p *sender) dryRun(ctx context.Context, dp pass.DestinationPass, entries []pass.Entry) error {
 	for {
-		b, err := dp.Next(ctx)
-		if err != nil || b == nil {
+		bases, err := dp.Next(ctx, maxBatchFiles)
+		if err != nil || len(bases) == 0 {
 			return err
 		}
-		if b.Index < 0 || b.Index >= len(entries) || entries[b.Index].Rel != b.Rel {
-			return fmt.Errorf("the destination asked for %q, which is not in the walk", b.Rel)
-		}
-		p.examined.Add(1)
-		size := entries[b.Index].Stat.Size
-		if b.Partial {
-			runs := p.partialRuns(size, p.partialBlocks(b, size))
-			size = 0
-			for _, r := range runs {
-				size += r.len
+		for _, b := range bases {
+			if b.Index < 0 || b.Index >= len(entries) || entries[b.Index].Rel != b.Rel {
+				return fmt.Errorf("the destination asked for %q, which is not in the walk", b.Rel)
 			}
+			p.examined.Add(1)
+			size := entries[b.Index].Stat.Size
+			if b.Partial {
+				runs := p.partialRuns(size, p.partialBlocks(b, size))
+				size = 0
+				for _, r := range runs {
+					size += r.len
+				}
+			}
+			p.read.Add(size)
+			p.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: p.cfg.Kind, Path: b.Rel, Msg: "would read"})
 		}
-		p.read.Add(size)
-		p.obs.Event(pass.Event{Kind: pass.FileChanged, Pass: p.cfg.Kind, Path: b.Rel, Msg: "would read"})
 	}
 }
 
@@ -269,8 +275,9 @@ type fileCopy struct {
 	// config
 	b         *pass.Basis
 	e         pass.Entry // as fstat saw the source just before reading
-	src       *os.File
-	n         int // chunks
+	src       int        // the source's descriptor; -1 when not open
+	path      string     // the source's path, for messages
+	n         int        // chunks
 	readStart int64
 	// runs are the byte ranges to read; nil reads the whole file. blocks,
 	// with them, are the blocks they hold, whose hashes hashes holds.
@@ -312,7 +319,9 @@ func (fc *fileCopy) failed() error {
 func (p *sender) copyFiles(ctx context.Context, dp pass.DestinationPass, entries []pass.Entry) error {
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
-	work := make(chan chunk, 2*p.cfg.Jobs)
+	p.dirs = newSrcDirs(p.cfg.Source)
+	defer p.dirs.close()
+	work := make(chan task, 2*p.cfg.Jobs)
 	var workers errgroup.Group
 	for range p.cfg.Jobs {
 		workers.Go(func() error {
@@ -320,8 +329,16 @@ func (p *sender) copyFiles(ctx context.Context, dp pass.DestinationPass, entries
 			// drops its buffers at every garbage collection, and the 4 MiB
 			// buffers allocated again raised the peak RSS with the data.
 			buf := make([]byte, p.chunk)
-			for c := range work {
-				p.copyChunk(ctx, fail, dp, c, buf)
+			for t := range work {
+				if t.small != nil {
+					p.copySmall(ctx, fail, dp, t.small, buf)
+				} else {
+					p.copyChunk(ctx, fail, dp, t.chunk, buf)
+				}
+				// What the task wrote and ended goes out together.
+				if err := dp.Flush(); err != nil {
+					fail(err)
+				}
 			}
 			return nil
 		})
@@ -336,70 +353,176 @@ func (p *sender) copyFiles(ctx context.Context, dp pass.DestinationPass, entries
 	return err
 }
 
-// produce hands the workers the chunks of the files the destination asks
-// for, in walk order.
-func (p *sender) produce(ctx context.Context, fail context.CancelCauseFunc, dp pass.DestinationPass, entries []pass.Entry, work chan<- chunk) {
+// A task is what one worker does at a time: a chunk of a large file, or a
+// batch of small files (each at most a chunk), read whole one after the
+// other. Batches spread many small files over the workers with one hand-off
+// per batch rather than per file.
+type task struct {
+	chunk chunk
+	small []*pass.Basis
+}
+
+// Batches of small files hold at most maxBatchFiles files and about a
+// chunk of data, so that a batch is a worker's share of work as a chunk is.
+const maxBatchFiles = 64
+
+// produce hands the workers the chunks of the large files and batches of the
+// small files that the destination asks for, in walk order.
+func (p *sender) produce(ctx context.Context, fail context.CancelCauseFunc, dp pass.DestinationPass, entries []pass.Entry, work chan<- task) {
+	defer dp.Flush() // the files it ended itself (empty, or cancelled)
+	var batch []*pass.Basis
+	var batchBytes int64
+	send := func(t task) bool {
+		select {
+		case work <- t:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	flush := func() bool {
+		if len(batch) == 0 {
+			return true
+		}
+		t := task{small: batch}
+		batch, batchBytes = nil, 0
+		if !send(t) {
+			// No worker will take them: end them, as a worker that sees
+			// the pass cancelled does.
+			for _, b := range t.small {
+				fc := &fileCopy{b: b, src: -1, err: ctx.Err()}
+				p.finishFile(fail, dp, fc)
+			}
+			return false
+		}
+		return true
+	}
 	for {
-		b, err := dp.Next(ctx)
+		// Next may wait for files in flight to be done: the batch goes to
+		// the workers first.
+		bases, err := dp.Next(ctx, maxBatchFiles)
 		if err != nil {
 			fail(err)
 			return
 		}
-		if b == nil {
+		if len(bases) == 0 {
 			return
 		}
-		if b.Index < 0 || b.Index >= len(entries) || entries[b.Index].Rel != b.Rel || !entries[b.Index].IsRegular() {
-			fail(fmt.Errorf("the destination asked for %q, which is not a file of the walk", b.Rel))
+		for _, b := range bases {
+			if b.Index < 0 || b.Index >= len(entries) || entries[b.Index].Rel != b.Rel || !entries[b.Index].IsRegular() {
+				fail(fmt.Errorf("the destination asked for %q, which is not a file of the walk", b.Rel))
+				return
+			}
+			if size := entries[b.Index].Stat.Size; size <= int64(p.chunk) {
+				batch = append(batch, b)
+				if batchBytes += size; len(batch) >= maxBatchFiles || batchBytes >= int64(p.chunk) {
+					if !flush() {
+						return
+					}
+				}
+				continue
+			}
+			if !flush() || !p.produceLarge(ctx, fail, dp, b, send) {
+				return
+			}
+		}
+		if !flush() {
 			return
+		}
+	}
+}
+
+// produceLarge opens a file larger than a chunk and hands its chunks to the
+// workers; false when the pass is over.
+func (p *sender) produceLarge(ctx context.Context, fail context.CancelCauseFunc, dp pass.DestinationPass, b *pass.Basis, send func(task) bool) bool {
+	fc, err := p.open(b)
+	if err != nil {
+		fail(err)
+		return false
+	}
+	if fc.n == 0 {
+		p.finishFile(fail, dp, fc)
+		return true
+	}
+	for i, c := range p.chunks(fc, p.chunk) {
+		if !send(task{chunk: c}) {
+			fc.fail(ctx.Err())
+			for range fc.n - i {
+				if fc.remaining.Add(-1) == 0 {
+					p.finishFile(fail, dp, fc)
+				}
+			}
+			return false
+		}
+	}
+	return true
+}
+
+// copySmall reads a batch of small files, one after the other: each one
+// opened, read whole (one read for a file that still fits a chunk), hashed,
+// compared and done.
+func (p *sender) copySmall(ctx context.Context, fail context.CancelCauseFunc, dp pass.DestinationPass, bases []*pass.Basis, buf []byte) {
+	for _, b := range bases {
+		if ctx.Err() != nil {
+			p.finishFile(fail, dp, &fileCopy{b: b, src: -1, err: ctx.Err()})
+			continue
 		}
 		fc, err := p.open(b)
 		if err != nil {
 			fail(err)
-			return
+			continue
 		}
 		if fc.n == 0 {
 			p.finishFile(fail, dp, fc)
 			continue
 		}
-		for i, c := range p.chunks(fc, p.chunk) {
-			select {
-			case work <- c:
-			case <-ctx.Done():
-				fc.fail(ctx.Err())
-				for range fc.n - i {
-					if fc.remaining.Add(-1) == 0 {
-						p.finishFile(fail, dp, fc)
-					}
-				}
-				return
-			}
+		if fc.n == 1 && fc.runs == nil {
+			p.copyChunk(ctx, fail, dp, chunk{fc: fc, len: int(fc.e.Stat.Size)}, buf)
+			continue
+		}
+		// A file read in part, or one that grew past a chunk since the
+		// walk: its chunks here.
+		for _, c := range p.chunks(fc, p.chunk) {
+			p.copyChunk(ctx, fail, dp, c, buf)
 		}
 	}
 }
 
-// open opens a source file for reading. A file that vanished before it
-// could be opened is done at once (live pass only).
+// open opens a source file for reading, relative to its directory. A file
+// that vanished before it could be opened is done at once (live pass only).
 func (p *sender) open(b *pass.Basis) (*fileCopy, error) {
 	spath := p.srcPath(b.Rel)
 	// Taken before the stat, so that the stat is no older than ReadStart.
 	readStart := time.Now()
-	src, err := os.Open(spath)
+	src, err := p.dirs.open(b.Rel)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && p.cfg.Kind == manifest.Live {
-			return &fileCopy{b: b, err: errVanished}, nil
+			return &fileCopy{b: b, src: -1, err: errVanished}, nil
 		}
 		return nil, fmt.Errorf("failed to open %s: %w", spath, err)
 	}
-	sfi, err := src.Stat()
-	if err != nil {
-		src.Close()
-		return nil, fmt.Errorf("failed to stat %s: %w", spath, err)
+	fc := &fileCopy{b: b, src: src, path: spath, readStart: readStart.UnixNano()}
+	if p.cfg.Kind == manifest.Cold {
+		// The server is stopped: the file is as the walk saw it, which
+		// the fstat after the read checks. One system call less a file,
+		// and the walk's start is the read's for the safe horizon.
+		fc.e, fc.readStart = p.entries[b.Index], p.walked.UnixNano()
+	} else {
+		var st unix.Stat_t
+		if err := fstat(src, &st); err != nil {
+			unix.Close(src)
+			return nil, fmt.Errorf("failed to stat %s: %w", spath, err)
+		}
+		fc.e = pass.EntryOf(b.Rel, &st)
+		p.cfg.IDs.ApplyOne(&fc.e)
 	}
-	unix.Fadvise(int(src.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
-	faults.AfterOpen(spath)
-	fc := &fileCopy{b: b, e: pass.NewEntry(b.Rel, sfi), src: src, readStart: readStart.UnixNano()}
-	p.cfg.IDs.ApplyOne(&fc.e)
 	size := fc.e.Stat.Size
+	if size > int64(p.chunk) {
+		// Read-ahead pays for files read in several chunks; for the
+		// others it is a system call per file for nothing.
+		unix.Fadvise(src, 0, 0, unix.FADV_SEQUENTIAL)
+	}
+	faults.AfterOpen(spath)
 	if b.Partial {
 		// Only the blocks read get hashes: the record stands for the others.
 		fc.blocks = p.partialBlocks(b, size)
@@ -409,6 +532,8 @@ func (p *sender) open(b *pass.Basis) (*fileCopy, error) {
 	} else {
 		fc.hashes = make([]manifest.Hash, manifest.NumBlocks(size, p.bs))
 		fc.n = int((size + int64(p.chunk) - 1) / int64(p.chunk))
+	}
+	if p.crc && !b.Partial {
 		fc.crcs = make([]uint32, fc.n)
 	}
 	fc.remaining.Store(int32(fc.n))
@@ -449,13 +574,13 @@ func (p *sender) copyChunk(ctx context.Context, fail context.CancelCauseFunc, dp
 		return
 	}
 	buf := wbuf[:c.len]
-	if err := faults.BeforeRead(p.srcPath(fc.e.Rel)); err != nil {
-		fc.fail(fmt.Errorf("failed to read %s: %w", p.srcPath(fc.e.Rel), err))
+	if err := faults.BeforeRead(fc.path); err != nil {
+		fc.fail(fmt.Errorf("failed to read %s: %w", fc.path, err))
 		return
 	}
 	readStart := time.Now()
 	defer func() { p.readBusy.Add(int64(time.Since(readStart))) }()
-	n, err := fc.src.ReadAt(buf, c.off)
+	n, err := preadFull(fc.src, buf, c.off)
 	p.read.Add(int64(n))
 	if p.cfg.Kind == manifest.Cold {
 		faults.SourceRead(p.srcPath(fc.e.Rel), c.off, int64(n))
@@ -517,8 +642,8 @@ func (p *sender) copyChunk(ctx context.Context, fail context.CancelCauseFunc, dp
 // finishFile ends a file once its chunks are done: the source's stat after
 // the read, the CRC-32C, and the file's end to the destination.
 func (p *sender) finishFile(fail context.CancelCauseFunc, dp pass.DestinationPass, fc *fileCopy) {
-	if fc.src != nil {
-		defer fc.src.Close()
+	if fc.src >= 0 {
+		defer unix.Close(fc.src)
 	}
 	res, err := p.result(fc)
 	if errors.Is(err, errVanished) {
@@ -553,12 +678,12 @@ func (p *sender) result(fc *fileCopy) (*pass.FileResult, error) {
 	if err := fc.failed(); err != nil {
 		return nil, err
 	}
-	sfi, err := fc.src.Stat()
-	if err != nil {
+	var st unix.Stat_t
+	if err := fstat(fc.src, &st); err != nil {
 		return nil, fmt.Errorf("failed to stat %s: %w", p.srcPath(fc.e.Rel), err)
 	}
 	res := &pass.FileResult{ID: fc.b.ID, Entry: fc.e, ReadStart: fc.readStart, Hashes: fc.hashes, Blocks: fc.blocks}
-	if after := pass.StatOf(sfi); after != fc.e.Stat {
+	if after := pass.StatOfUnix(&st); after != fc.e.Stat {
 		if p.cfg.Kind == manifest.Cold {
 			return nil, fmt.Errorf("%s changed while the cold pass read it: is the server really stopped?", p.srcPath(fc.e.Rel))
 		}
