@@ -86,8 +86,10 @@ func (lp *Pass) merge(ctx context.Context) (*destFile, error) {
 			rf = &rec.File
 		}
 		st, err := lp.ahead.Get(ctx, i)
-		if err != nil || st.err != nil {
-			return nil, cmp.Or(err, st.err)
+		if err != nil {
+			return nil, err // a pass aborted meanwhile gets no stat
+		} else if st.err != nil {
+			return nil, st.err
 		}
 		trust := lp.led.Trusts(rec, st.fi)
 		walKind, partial := lp.walKind(i, rf, e, trust)
@@ -122,8 +124,7 @@ func (lp *Pass) merge(ctx context.Context) (*destFile, error) {
 	return nil, nil
 }
 
-// handOut makes the basis of df, a file the sender must read (in the
-// window).
+// handOut makes the basis of df, a file the sender must read.
 func (lp *Pass) handOut(ctx context.Context, df *destFile) (*pass.Basis, error) {
 	lp.nextID++
 	df.id, df.done = lp.nextID, make(chan struct{})
@@ -202,8 +203,7 @@ func (lp *Pass) flush(ctx context.Context) (err error) {
 	return err
 }
 
-// Flush has nothing to do: the calls of a pass on this host hold nothing
-// back.
+// Flush: the calls of a pass on this host hold nothing back.
 func (lp *Pass) Flush() error { return nil }
 
 // file returns the copy of df open for writing, opening (or creating) it

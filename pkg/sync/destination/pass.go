@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 
 	"github.com/pgtwopass/pgtwopass/internal/faults"
@@ -52,8 +53,8 @@ type Pass struct {
 	stop    chan struct{}          // closed by abort: the manifest writer gives up
 	halted  chan struct{}          // closed when the writer has ended, with halt
 	halt    error
-	syncs   chan struct{} // a token for each fsync under way
-	written chan error    // the manifest writer's result
+	syncs   *semaphore.Weighted // a token for each fsync under way
+	written chan error          // the manifest writer's result
 	dirsMu  sync.Mutex
 	dirs    map[dirKey]*os.Root // see fileAt
 	waited  bool
@@ -125,7 +126,7 @@ func (d *Local) Begin(ctx context.Context, req *pass.PassRequest, entries []pass
 	}
 	lp := &Pass{d: d, req: *req, entries: entries, bs: req.BlockSize, obs: d.obs,
 		files: map[uint64]*destFile{}, stop: make(chan struct{}), written: make(chan error, 1),
-		halted: make(chan struct{}), syncs: make(chan struct{}, maxSyncs), dirs: map[dirKey]*os.Root{}}
+		halted: make(chan struct{}), syncs: semaphore.NewWeighted(maxSyncs), dirs: map[dirKey]*os.Root{}}
 	if req.Quiet {
 		lp.obs = pass.NopObserver{}
 	}
@@ -518,12 +519,12 @@ func (lp *Pass) Done(res *pass.FileResult) error {
 	if df.skip = res.Vanished; !df.skip {
 		if sync, err := lp.complete(df, res); err != nil || sync {
 			if df.err = err; err == nil {
-				lp.syncs <- struct{}{}
+				lp.syncs.Acquire(context.Background(), 1)
 				go func() {
 					df.err = lp.durable(df, res)
-					<-lp.syncs
 					df.close()
 					close(df.done)
+					lp.syncs.Release(1)
 				}()
 			}
 			return err
@@ -749,6 +750,9 @@ func (lp *Pass) Abort() {
 	if lp.ordered != nil {
 		lp.waitWriter()
 	}
+	// The fsyncs under way end before the pass does.
+	lp.syncs.Acquire(context.Background(), maxSyncs)
+	lp.syncs.Release(maxSyncs)
 	lp.led.Abort()
 	lp.mu.Lock()
 	for id, df := range lp.files {
