@@ -103,9 +103,10 @@ demo: deps build
 	./$(BIN) demo $(DEMO_FLAGS)
 
 # The cold pass against rsync --checksum and a raw read, the first live pass,
-# the cold pass over a remote shell, the downtime prediction, and clusters of
-# many small tables (docs/benchmarks.md; BENCH_FLAGS=-only manyfiles runs only
-# those).
+# the cold pass over a remote shell, the downtime prediction, the cold pass
+# modes against a switchover, and clusters of many small tables
+# (docs/benchmarks.md; BENCH_FLAGS=-only walmode or -only manyfiles runs one
+# scenario).
 # Writes nothing into the repository unless BENCH_FLAGS has -write FILE;
 # go run ./bench -h lists the flags. Run as root for the cold-cache runs.
 bench: deps
