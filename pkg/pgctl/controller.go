@@ -70,6 +70,19 @@ type Controller interface {
 	String() string
 }
 
+// StopsWithServer is a Controller whose stop has nothing left to do once
+// the server's postmaster.pid is gone (pg_ctl stop -w, pg_ctlcluster stop,
+// systemctl stop): the job may go on from there while the command ends.
+// A stop command of the user's may do more, and is waited for.
+type StopsWithServer interface {
+	Controller
+	StopsWithServer()
+}
+
+func (*pgCtl) StopsWithServer()       {}
+func (systemd) StopsWithServer()      {}
+func (pgCtlCluster) StopsWithServer() {}
+
 // ExpectedTimes is a Controller that knows the least time its stop and its
 // start take (pg_ctlcluster waits half a second before it looks whether the
 // server is up): the downtime prediction assumes them until it has

@@ -90,6 +90,7 @@ type finisher struct {
 	ck        pgctl.Checkpointer // nil with NoCheckpoint, or for a stopped server
 	stoppedAt time.Time          // when the stop began; zero if the server was not stopped
 	readyAt   time.Time          // when the restarted server accepted connections
+	stopping  chan error         // the stop command, still running once the server was down; nil if none
 	announced bool               // "server started" was said when it did
 	phase     string             // what runs, for an interruption's message
 }
@@ -394,7 +395,7 @@ func (f *finisher) stop(ctx context.Context) error {
 	f.phase = "the stop"
 	j.serverStep(ServerStopping, "stopping the server with %s", f.ctl)
 	f.stoppedAt = time.Now()
-	err := f.ctl.Stop(context.WithoutCancel(ctx))
+	err := f.stopAndWatch(ctx)
 	took := time.Since(f.stoppedAt)
 	st := pgctl.ReadServerState(j.src.dir)
 	switch {
@@ -455,6 +456,9 @@ func (f *finisher) end(ctx context.Context, err error) error {
 	j := f.j
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrInterrupted) && errors.Is(err, context.Canceled) {
 		err = fmt.Errorf("%s %w", f.phase, ErrInterrupted)
+	}
+	if serr := f.waitStop(); serr != nil {
+		err = errors.Join(err, serr)
 	}
 	if f.s.Restart && f.ctl != nil {
 		err = f.restart(ctx, err)
@@ -522,6 +526,48 @@ func (f *finisher) restart(ctx context.Context, err error) error {
 		j.serverStep(ServerStarted, "server started")
 	}
 	return err
+}
+
+// stopAndWatch stops the server and, for a way whose stop ends with the
+// server (pgctl.StopsWithServer), watches its postmaster.pid meanwhile:
+// the server is down when that is gone, which pg_ctl -w looks for every 100
+// ms, and this every 10 ms. The stop command then left running is waited for
+// before anything else runs on the server (waitStop).
+func (f *finisher) stopAndWatch(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- f.ctl.Stop(context.WithoutCancel(ctx)) }()
+	if _, ok := f.ctl.(pgctl.StopsWithServer); !ok {
+		return <-done
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			// Gone, as a clean shutdown leaves it; a postmaster that died
+			// and left it is pg_ctl's to judge.
+			if st := pgctl.ReadServerState(f.j.src.dir); st.Known() && st.PM == nil {
+				f.stopping = done
+				return nil
+			}
+		}
+	}
+}
+
+// waitStop waits for a stop command left running by stopAndWatch, and
+// returns its error.
+func (f *finisher) waitStop() error {
+	if f.stopping == nil {
+		return nil
+	}
+	err := <-f.stopping
+	f.stopping = nil
+	if err != nil {
+		return fmt.Errorf("the stop with %s failed after the server went down: %w", f.ctl, err)
+	}
+	return nil
 }
 
 // startAndWatch starts the server and watches its postmaster.pid meanwhile,

@@ -765,3 +765,74 @@ func TestFinishDebianCluster(t *testing.T) {
 		}
 	}
 }
+
+// lingeringStop is a way to stop the server whose stop has nothing left to
+// do once postmaster.pid is gone (pgctl.StopsWithServer, as pg_ctl's), but
+// returns only when released (or after 5 s), as pg_ctl -w returns up to
+// 100 ms after the server is down; err is what it returns then.
+type lingeringStop struct {
+	*fakeController
+	release chan struct{}
+	err     error
+}
+
+func (c *lingeringStop) StopsWithServer() {}
+
+func (c *lingeringStop) Stop(ctx context.Context) error {
+	c.log.add("stop")
+	c.srv.down()
+	select {
+	case <-c.release:
+	case <-time.After(5 * time.Second):
+	}
+	c.log.add("stop returned")
+	return c.err
+}
+
+// TestFinishGoesOnOnceTheServerIsDown: with a way whose stop ends with the
+// server, the cold pass begins once postmaster.pid is gone, without waiting
+// for the stop command to return; the start, and the end of the job, wait
+// for it, and its failure is reported.
+func TestFinishGoesOnOnceTheServerIsDown(t *testing.T) {
+	for _, restart := range []bool{true, false} {
+		f := newJobFixture(t)
+		ctl := &lingeringStop{fakeController: f.ctl, release: make(chan struct{})}
+		f.log.at = func(s string) {
+			if s == "seal" {
+				close(ctl.release)
+			}
+		}
+		s := f.server(restart)
+		s.Controller = ctl
+		res, err := f.finish(s)
+		if err != nil {
+			t.Fatalf("finish (restart %v): %v", restart, err)
+		}
+		want := []string{"checkpoint", "live pass", "prediction", "stop", "cold pass", "seal", "stop returned"}
+		if restart {
+			want = append(want, "start")
+		}
+		f.steps(t, fmt.Sprintf("the cold pass runs once the server is down, the start after the stop returned (restart %v)", restart), want...)
+		if !res.Stopped || res.Restarted != restart || !f.destSealed() {
+			t.Errorf("stopped %v, restarted %v, sealed %v", res.Stopped, res.Restarted, f.destSealed())
+		}
+	}
+
+	// A stop that fails after the server went down: the copy is sealed (the
+	// server was down), and the failure is the job's error.
+	f := newJobFixture(t)
+	ctl := &lingeringStop{fakeController: f.ctl, release: make(chan struct{}), err: errors.New("pg_ctl: exit status 1")}
+	f.log.at = func(s string) {
+		if s == "seal" {
+			close(ctl.release)
+		}
+	}
+	s := f.server(true)
+	s.Controller = ctl
+	if _, err := f.finish(s); err == nil || !strings.Contains(err.Error(), "failed after the server went down") || !strings.Contains(err.Error(), "exit status 1") {
+		t.Errorf("a stop that fails once the server is down is reported: %v", err)
+	}
+	if !f.srv.running() || !f.destSealed() {
+		t.Errorf("with --restart the server runs again after a stop that failed (%v), and the copy made while it was down is sealed (%v)", f.srv.running(), f.destSealed())
+	}
+}
