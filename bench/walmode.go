@@ -130,9 +130,10 @@ func orEmpty(s, prefix string) string {
 	return prefix + s
 }
 
-// underLoad waits for a quiet machine, starts the uniform load on c (started if down) and lets it run
-// for 3 s, then runs a prepare during it (the live passes of a DBA's
-// evening), and 2 s more: the changes the cold pass must copy.
+// underLoad waits for a quiet machine, starts the uniform load on c
+// (started if down) and lets it run for 3 s, then runs a prepare during it
+// (the live passes of a DBA's evening), and 2 s more: the changes the cold
+// pass must copy.
 func (b *bench) underLoad(ctx context.Context, c *scratch.Cluster, dest string) (*scratch.Load, error) {
 	// A quiet machine before the load starts: the run's own load is part
 	// of what is measured.
