@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -441,15 +442,7 @@ func (b *bench) walModeTargets() []target {
 // medianWALRun is the run of median downtime.
 func medianWALRun(runs []walModeRun) walModeRun {
 	s := slices.Clone(runs)
-	slices.SortFunc(s, func(a, b walModeRun) int {
-		switch {
-		case a.downtime < b.downtime:
-			return -1
-		case a.downtime > b.downtime:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(s, func(a, b walModeRun) int { return cmp.Compare(a.downtime, b.downtime) })
 	return s[len(s)/2]
 }
 

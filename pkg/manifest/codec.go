@@ -291,30 +291,14 @@ func (w *Writer) Commit(h Header) error {
 	}
 	h.Files, h.Bytes = w.count, w.bytes
 	w.write([]byte{tagEnd})
+	err := commitPending(w.bw, w.pending, w.err, encodeHeader(&h, w.sum.Sum64()), "manifest", w.path, w.Abort)
 	if w.err == nil {
-		if err := w.bw.Flush(); err != nil {
-			w.err = fmt.Errorf("failed to write manifest: %w", err)
-		}
+		w.err = errors.New("manifest already committed")
 	}
-	if w.err == nil {
-		if _, err := w.pending.WriteAt(encodeHeader(&h, w.sum.Sum64()), 0); err != nil {
-			w.err = fmt.Errorf("failed to write manifest header: %w", err)
-		}
-	}
-	if w.err != nil {
-		err := w.err
-		w.Abort()
+	if err != nil {
 		return err
 	}
-	if err := w.pending.CloseAtomicallyReplace(); err != nil {
-		w.Abort()
-		return fmt.Errorf("failed to replace manifest: %w", err)
-	}
-	w.err = errors.New("manifest already committed")
 	dir := filepath.Dir(w.path)
-	if err := SyncDir(dir); err != nil {
-		return err
-	}
 	// The new manifest is durable: the journal describes changes to the old
 	// one. A crash before its removal is durable leaves it behind, stale:
 	// it names the old manifest, and readers ignore it.
@@ -324,6 +308,33 @@ func (w *Writer) Commit(h Header) error {
 		return fmt.Errorf("failed to remove the manifest's journal: %w", err)
 	}
 	return SyncDir(dir)
+}
+
+// commitPending ends a file written through bw into pending: it flushes
+// bw, writes header at its start, replaces the file at path atomically
+// (fsync, rename) and fsyncs the directory. err is the writer's error so
+// far; on any error before the rename abort runs. what names the file in
+// messages.
+func commitPending(bw *bufio.Writer, pending *renameio.PendingFile, err error, header []byte, what, path string, abort func()) error {
+	if err == nil {
+		if ferr := bw.Flush(); ferr != nil {
+			err = fmt.Errorf("failed to write %s: %w", what, ferr)
+		}
+	}
+	if err == nil {
+		if _, werr := pending.WriteAt(header, 0); werr != nil {
+			err = fmt.Errorf("failed to write %s's header: %w", what, werr)
+		}
+	}
+	if err != nil {
+		abort()
+		return err
+	}
+	if err := pending.CloseAtomicallyReplace(); err != nil {
+		abort()
+		return fmt.Errorf("failed to replace %s: %w", what, err)
+	}
+	return SyncDir(filepath.Dir(path))
 }
 
 // Abort discards the new manifest; the old one stays as it was.

@@ -483,27 +483,11 @@ func (w *JournalWriter) Commit(h Header) error {
 			w.err = err
 		}
 	}
+	err := commitPending(w.bw, w.pending, w.err, encodeJournalHeader(w.ix.baseID, w.sum.Sum64(), &h), "the manifest's journal", w.path, w.Abort)
 	if w.err == nil {
-		if err := w.bw.Flush(); err != nil {
-			w.err = fmt.Errorf("failed to write the manifest's journal: %w", err)
-		}
+		w.err = errors.New("manifest journal already committed")
 	}
-	if w.err == nil {
-		if _, err := w.pending.WriteAt(encodeJournalHeader(w.ix.baseID, w.sum.Sum64(), &h), 0); err != nil {
-			w.err = fmt.Errorf("failed to write the manifest's journal: %w", err)
-		}
-	}
-	if w.err != nil {
-		err := w.err
-		w.Abort()
-		return err
-	}
-	if err := w.pending.CloseAtomicallyReplace(); err != nil {
-		w.Abort()
-		return fmt.Errorf("failed to replace the manifest's journal: %w", err)
-	}
-	w.err = errors.New("manifest journal already committed")
-	return SyncDir(filepath.Dir(w.path))
+	return err
 }
 
 // Abort discards the new journal; the previous one stays as it was.
