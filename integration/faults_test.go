@@ -110,7 +110,10 @@ func TestKilledPassesConverge(t *testing.T) {
 		killPoint{"prepare", "sealed", "blocks", "10", fixed(10)},
 		killPoint{"prepare", "sealed", "files", "1", fixed(1)},
 		killPoint{"finish", "prepared", "external", "300ms", fixed(300)},
-		killPoint{"prepare", "sealed", "external", "300ms", fixed(300)},
+		// A live pass over a sealed copy of a stopped source has little to
+		// read and may end within 300 ms: it is killed from outside as
+		// soon as it has unsealed the copy (its first write).
+		killPoint{"prepare", "sealed", "external", "after unseal", fixed(0)},
 	)
 
 	var (
@@ -132,7 +135,14 @@ func TestKilledPassesConverge(t *testing.T) {
 			// A real kill -9 from outside, wherever the pass happens to be.
 			fault = fmt.Sprintf("kill -9 after %d ms", k)
 			bg := startWith(t, runOpts{env: []string{"PGTWOPASS_FAULT_FILE_DELAY=20ms"}}, args...)
-			time.Sleep(time.Duration(k) * time.Millisecond)
+			if p.at == "after unseal" {
+				fault = "kill -9 once it unsealed the copy"
+				if !bg.waitFor("unsealed the copy", runTimeout) {
+					t.Fatalf("test premise: %s unseals the copy it then writes, stderr:\n%s", p.cmd, bg.stderrSoFar())
+				}
+			} else {
+				time.Sleep(time.Duration(k) * time.Millisecond)
+			}
 			bg.signal(syscall.SIGKILL)
 			r = bg.wait()
 		case "blocks":
