@@ -144,7 +144,11 @@ func TestWALPassManifestIOFollowsTheChanges(t *testing.T) {
 		t.Errorf("the bytes read grow with the cluster: %d more for %d more files (%d per file, at most %d)",
 			extra, more, extra/more, 2*window)
 	}
-	if small.written != large.written || small.journalBytes != large.journalBytes {
+	// wchar counts every write of the process: the Go runtime's wake-ups of
+	// its poller write 8 bytes to an eventfd now and then (more often on a
+	// busy machine), which are not the manifest's. A few of those aside,
+	// the writes are the same.
+	if d := small.written - large.written; d < -64 || d > 64 || small.journalBytes != large.journalBytes {
 		t.Errorf("the bytes written must not depend on the cluster: %d and %d (journals %d and %d)",
 			small.written, large.written, small.journalBytes, large.journalBytes)
 	}
